@@ -1,0 +1,98 @@
+# lutmac front door. `make` = train export gen sim synth on the offline `digits` data set; `make test` = the test suite.
+# Variables and artifacts are fixed by ARCHITECTURE.md (docs/architecture.md here).
+
+DATASET  ?= digits
+ifeq ($(DATASET),digits)
+ARCH     ?= tfc
+EPOCHS   ?= 60
+else ifeq ($(DATASET),mnist)
+ARCH     ?= sfc
+EPOCHS   ?= 250
+else
+ARCH     ?= sfc
+EPOCHS   ?= 40
+endif
+BINARIZE ?= det
+ABITS    ?= 8
+SEED     ?= 0
+PE       ?= 16
+SIMD     ?= 64
+FOLDING  ?=
+SIM      ?= verilator
+N        ?= all
+BOARD    ?=
+FAMILY   ?= xc7
+OUT      ?= build/$(DATASET)-$(ARCH)
+
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.lutmac-setup
+APT_PKGS := iverilog dataset-fashion-mnist
+
+.DEFAULT_GOAL := all
+.PHONY: all setup train export gen sim synth report pnr build flash test test-slow bench clean
+
+all: train export gen sim synth
+
+setup: $(STAMP)
+
+# Idempotent: re-runs only when pyproject.toml changes. torch comes first, pinned, so pip takes the local
+# CPU wheel instead of resolving a multi-GB CUDA build for the project's range.
+$(STAMP): pyproject.toml
+	@command -v python3 >/dev/null || { echo "setup: python3 (>= 3.11) is needed on PATH" >&2; exit 2; }
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "setup: apt-get install$$missing"; \
+	    (apt-get install -y -qq $$missing >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $$missing; }) \
+	    || { echo "setup: apt-get install$$missing failed" >&2; exit 2; }; fi; \
+	else \
+	  for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || { \
+	    echo "setup: not root; for Icarus and offline Fashion-MNIST run: sudo apt-get install $(APT_PKGS)"; break; }; done; \
+	fi
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+TRAIN_ARGS = --dataset $(DATASET) --arch $(ARCH) --binarize $(BINARIZE) --abits $(ABITS) --epochs $(EPOCHS) --seed $(SEED)
+train: setup
+	$(PY) -m train $(TRAIN_ARGS) -o $(OUT)/train
+
+export: setup
+	$(PY) -m export --checkpoint $(OUT)/train/model.pt -o $(OUT)/export
+
+FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING))
+gen: setup
+	$(PY) -m hw gen --export $(OUT)/export $(FOLD_ARGS) -o $(OUT)/rtl
+
+sim: setup
+	$(PY) -m sim --export $(OUT)/export --rtl $(OUT)/rtl --sim $(SIM) --n $(N) -o $(OUT)/sim
+
+synth: setup
+	$(PY) -m boards synth --rtl $(OUT)/rtl --family $(FAMILY) -o $(OUT)/synth
+
+report: setup
+	$(PY) -m boards report --export $(OUT)/export --family $(FAMILY) -o $(OUT)/report
+
+pnr: setup
+	$(PY) -m boards pnr --export $(OUT)/export $(FOLD_ARGS) --board "$(BOARD)" -o $(OUT)/pnr
+
+build: setup
+	$(PY) -m boards build --export $(OUT)/export $(FOLD_ARGS) --board "$(BOARD)" -o $(OUT)/build
+
+flash: setup
+	$(PY) -m boards flash --board "$(BOARD)" --build $(OUT)/build $(if $(DRY_RUN),--dry-run)
+
+# The suite CI runs: everything except tests marked slow (full data sets).
+test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) -m bench -o build/bench
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""lutmac stage: boards."""
