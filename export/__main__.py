@@ -1,3 +1,53 @@
+"""python -m export: checkpoint -> packed weights, folded integer parameters, manifest; `check` re-verifies."""
+
+import argparse
 import sys
 
-sys.exit("python -m export: this stage is not implemented yet (see the open issues)")
+from . import ExportError
+
+_USAGE = """python -m export --checkpoint OUT/train/model.pt -o OUT/export
+       python -m export check OUT/export"""
+
+
+def _check(directory):
+    import numpy as np
+    from .golden import GoldenModel
+    from .manifest import load_test_set
+    g = GoldenModel(directory)  # verifies every hash and header
+    images, labels = load_test_set(directory, g.manifest)
+    acc = float((g.classify(images) == labels).mean())
+    m = g.manifest
+    recorded = m["golden_test_accuracy"]
+    if recorded is not None and abs(acc - recorded) > 1e-12:
+        raise ExportError(f"{directory}: golden accuracy {acc:.4f} differs from the manifest's {recorded:.4f}")
+    weights = sum(layer.weights.size for layer in g.layers)
+    print(f"{directory}: {len(g.layers)} layers, {weights} weights, hashes OK; float {100 * m['float_test_accuracy']:.2f}% "
+          f"golden {100 * acc:.2f}% (gap {100 * (acc - m['float_test_accuracy']):+.2f} pp) on {len(labels)} test images")
+    return 0 if np.isfinite(acc) else 2
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        p = argparse.ArgumentParser(prog="python -m export check", description="Re-verify an export directory.")
+        p.add_argument("directory")
+        return _check(p.parse_args(argv[1:]).directory)
+    p = argparse.ArgumentParser(prog="python -m export", usage=_USAGE,
+                                description="Export a trained BinaryConnect checkpoint for the hardware generator.")
+    p.add_argument("--checkpoint", required=True, help="train/model.pt")
+    p.add_argument("-o", "--out", required=True, help="export directory to (re)write atomically")
+    a = p.parse_args(argv)
+    from .exporter import export_checkpoint
+    m = export_checkpoint(a.checkpoint, a.out)
+    nweights = sum(layer["in_features"] * layer["out_features"] for layer in m["layers"])
+    print(f"{a.out}: {len(m['layers'])} layers, {nweights} weights; float {100 * m['float_test_accuracy']:.2f}% "
+          f"golden {100 * m['golden_test_accuracy']:.2f}% on {m['test_set']['count']} test images")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ExportError as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        sys.exit(2)
