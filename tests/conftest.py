@@ -1,0 +1,26 @@
+"""Shared fixtures: one short real training on `digits`, exported once per test session."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def digits_export(tmp_path_factory):
+    """``(checkpoint, export_dir)`` of a real 60-epoch tfc run on digits (a few seconds)."""
+    from train.trainer import TrainConfig, run_training
+    from export.exporter import export_checkpoint
+    root = tmp_path_factory.mktemp("digits-tfc")
+    run_training(TrainConfig(dataset="digits", arch="tfc", epochs=60), root / "train", progress=False)
+    export_checkpoint(root / "train" / "model.pt", root / "export")
+    return root / "train" / "model.pt", root / "export"
+
+
+@pytest.fixture(scope="session")
+def digits_export_a2(tmp_path_factory):
+    """A small 2-bit-activation network (64-24-16-10) on digits, for folding odd sizes."""
+    from train.trainer import TrainConfig, run_training
+    from export.exporter import export_checkpoint
+    root = tmp_path_factory.mktemp("digits-a2")
+    run_training(TrainConfig(dataset="digits", arch="64-24-16-10", abits=2, epochs=30), root / "train",
+                 progress=False)
+    export_checkpoint(root / "train" / "model.pt", root / "export")
+    return root / "train" / "model.pt", root / "export"
