@@ -92,7 +92,7 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 bench: setup
-	$(PY) -m bench -o build/bench
+	$(PY) -m bench -o build/bench --build build
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

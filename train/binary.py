@@ -51,9 +51,10 @@ class BinaryLinear(nn.Linear):
         ``W_LR_scale`` for this layer's binary weights.
     """
 
-    def __init__(self, in_features, out_features, *, stochastic=False, bias=True):
+    def __init__(self, in_features, out_features, *, stochastic=False, bias=True, binary=True):
         super().__init__(in_features, out_features, bias=bias)
         self.stochastic = stochastic
+        self.binary = binary  # the authors' switch: False trains the same net with real-valued weights
         self.lr_scale = w_lr_scale(in_features, out_features)
         with torch.no_grad():
             self.weight.uniform_(-1.0, 1.0)
@@ -64,7 +65,7 @@ class BinaryLinear(nn.Linear):
         """Weights for the forward pass: binary in training; at evaluation the authors use sign(W) for the
         deterministic method and the real-valued W for the stochastic one."""
         w = self.weight
-        if not self.training and self.stochastic:
+        if not self.binary or (not self.training and self.stochastic):
             return w
         wb = binarize(w.detach(), stochastic=self.stochastic and self.training)
         return w + (wb - w).detach()  # straight-through: d loss / d Wb lands on W

@@ -43,9 +43,11 @@ class BinaryMLP(nn.Module):
         Hidden activation bits (2..8).
     dropout_in, dropout_hidden : float
         Optional dropout on the input and after each hidden activation (0 disables it, the default).
+    binary : bool
+        False trains real-valued weights (the float baseline for measuring binarisation overhead).
     """
 
-    def __init__(self, sizes, *, binarize="det", abits=8, dropout_in=0.0, dropout_hidden=0.0):
+    def __init__(self, sizes, *, binarize="det", abits=8, dropout_in=0.0, dropout_hidden=0.0, binary=True):
         super().__init__()
         if binarize not in ("det", "stoch"):
             raise TrainError(f"binarize {binarize!r} must be 'det' or 'stoch'")
@@ -56,7 +58,7 @@ class BinaryMLP(nn.Module):
         self.abits = abits
         layers = [nn.Dropout(dropout_in)] if dropout_in else []
         for i, (fin, fout) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(BinaryLinear(fin, fout, stochastic=binarize == "stoch"))
+            layers.append(BinaryLinear(fin, fout, stochastic=binarize == "stoch", binary=binary))
             layers.append(nn.BatchNorm1d(fout, eps=BN_EPS, momentum=BN_MOMENTUM))
             if i < len(sizes) - 2:
                 layers.append(QuantReLU(abits, ACT_RANGE))

@@ -1,0 +1,2 @@
+"""`make bench`: the issues' speed, size and accuracy figures, measured and written to JSON files (never asserted
+in tests)."""

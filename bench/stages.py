@@ -1,0 +1,117 @@
+"""The benchmark bodies. Each takes the build directory (runs there are reused when their config matches) and returns
+a JSON-able dict of measured figures."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["bench_train_digits", "bench_train_fashion", "bench_binarize_overhead", "bench_export"]
+
+
+def _trained(build, dataset, arch, abits=8, epochs=None, binarize="det"):
+    """Metrics of a training run under ``build``, training it first unless a run of the same config is there."""
+    from train.trainer import DEFAULT_EPOCHS, TrainConfig, run_training
+    cfg = TrainConfig(dataset=dataset, arch=arch, abits=abits, binarize=binarize,
+                      epochs=epochs or DEFAULT_EPOCHS[dataset])
+    d = Path(build) / f"{dataset}-{arch}{'' if abits == 8 else f'-a{abits}'}" / "train"
+    mfile = d / "metrics.json"
+    if mfile.exists():
+        m = json.loads(mfile.read_text())
+        if m.get("config") == cfg.__dict__:
+            return m, d
+    return run_training(cfg, d, progress=True), d
+
+
+def _exported(build, dataset, arch, abits=8, epochs=None):
+    from export.exporter import export_checkpoint
+    m, d = _trained(build, dataset, arch, abits, epochs)
+    e = d.parent / "export"
+    if not (e / "manifest.json").exists() or (e / "manifest.json").stat().st_mtime < (d / "model.pt").stat().st_mtime:
+        export_checkpoint(d / "model.pt", e)
+    return m, e
+
+
+def _keep(m):
+    return {k: m[k] for k in ("dataset", "arch", "binarize", "abits", "epochs", "best_epoch", "test_accuracy",
+                              "test_accuracy_sign", "seconds", "seconds_per_epoch")}
+
+
+def bench_train_digits(build):
+    m, _ = _trained(build, "digits", "tfc")
+    return {**_keep(m), "target_test_accuracy_sign": 0.95}
+
+
+def bench_train_fashion(build):
+    sfc, _ = _trained(build, "fashion-mnist", "sfc")
+    lfc, _ = _trained(build, "fashion-mnist", "lfc", epochs=30)
+    return {"sfc": {**_keep(sfc), "target": 0.89}, "lfc": {**_keep(lfc), "target": 0.90}}
+
+
+def bench_binarize_overhead(build, arch="lfc", dataset="fashion-mnist"):
+    """Seconds per epoch of the same net with binary vs real-valued weights, alternated in one process."""
+    import torch
+    from train.data import load_dataset
+    from train.model import BinaryMLP, parse_arch
+    from train.trainer import _make_optimizer, squared_hinge_loss
+    s = load_dataset(dataset)
+    x = torch.from_numpy(s.train.images.reshape(len(s.train), -1).astype(np.float32))
+    y = torch.from_numpy(s.train.labels)
+    sizes = parse_arch(arch, x.shape[1], 10)
+
+    def epoch(binary):
+        torch.manual_seed(0)
+        model = BinaryMLP(sizes, binary=binary)
+        opt = _make_optimizer(model)
+        for g in opt.param_groups:
+            g["lr"] = 0.003 * g["lr_scale"]
+        t0 = time.perf_counter()
+        for i in range(0, len(y), 100):
+            loss = squared_hinge_loss(model(x[i:i + 100]), y[i:i + 100])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            model.clip_weights_()
+        return time.perf_counter() - t0
+
+    times = {"binary": [], "float": []}
+    for _ in range(2):
+        for kind in ("binary", "float"):
+            times[kind].append(epoch(kind == "binary"))
+    b, f = min(times["binary"]), min(times["float"])
+    return {"arch": arch, "dataset": dataset, "torch_threads": torch.get_num_threads(),
+            "seconds_per_epoch_binary": round(b, 2), "seconds_per_epoch_float": round(f, 2),
+            "ratio": round(b / f, 3), "target_ratio": 1.2}
+
+
+def bench_export(build):
+    from export.golden import GoldenModel
+    from export.manifest import load_test_set, read_manifest
+    out = {}
+    for arch, epochs in (("sfc", None), ("lfc", 30)):
+        _, e = _exported(build, "fashion-mnist", arch, epochs=epochs)
+        man = read_manifest(e)
+        n = sum(layer["in_features"] * layer["out_features"] for layer in man["layers"])
+        size = sum((e / layer["weights"]).stat().st_size for layer in man["layers"])
+        header = 16 * len(man["layers"])
+        out[f"weight_bytes_{arch}"] = {"weights": n, "bytes_on_disk": size, "bits_per_weight": round(8 * size / n, 4),
+                                       "ratio_to_n_over_8_plus_header": round((size - header) / (n / 8), 5),
+                                       "fp32_bytes": 4 * n, "saving_vs_fp32": round(4 * n / size, 2)}
+    _, e = _exported(build, "fashion-mnist", "sfc")
+    g = GoldenModel(e)
+    images, labels = load_test_set(e)
+    g.classify(images[:1000])
+    t0 = time.perf_counter()
+    g.classify(images)
+    dt = time.perf_counter() - t0
+    out["golden_sfc_images_per_s"] = round(len(images) / dt)
+    out["golden_sfc_images"] = len(images)
+    for abits in (8, 4, 2):
+        _, e = _exported(build, "fashion-mnist", "sfc", abits=abits)
+        man = read_manifest(e)
+        out[f"fashion_sfc_a{abits}"] = {"golden_test_accuracy": man["golden_test_accuracy"],
+                                        "float_test_accuracy": man["float_test_accuracy"],
+                                        "gap_pp": round(100 * (man["golden_test_accuracy"]
+                                                               - man["float_test_accuracy"]), 3)}
+    return out
