@@ -1,0 +1,110 @@
+"""The sign-flip adder tree: one processing element's ``sum(w[i] * x[i])`` for ``w[i]`` in {-1, +1}."""
+
+from amaranth import hdl
+from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .widths import Range
+
+__all__ = ["SignFlipAdderTree", "tree_depth"]
+
+
+def tree_depth(leaves):
+    """Adder levels of a balanced binary tree over ``leaves`` inputs."""
+    d = 0
+    while leaves > 1:
+        leaves = (leaves + 1) // 2
+        d += 1
+    return d
+
+
+class SignFlipAdderTree(wiring.Component):
+    """Balanced adder tree computing ``total = sum(w[i] ? x[i] : -x[i])`` with no multiplier and no per-lane negate.
+
+    ``-x = ~x + 1`` in two's complement, so lane ``i`` contributes ``x[i] ^ {n{~w[i]}}`` — an XOR that synthesis
+    folds into the LUT of the first adder level — and all the ``+1`` corrections are gathered into one extra leaf,
+    ``popcount(~w)``, summed by the same tree. Every node is as wide as the worst case of its inputs needs.
+
+    Parameters
+    ----------
+    lanes : int
+        Number of products (SIMD width), at least 1.
+    in_bits : int
+        Width of each ``x[i]``, 1..32.
+    signed : bool
+        Whether ``x[i]`` is two's complement (default unsigned).
+    pipeline : int
+        Register the tree every ``pipeline`` adder levels (0: purely combinational).
+
+    Members
+    -------
+    x : ``In(ArrayLayout(unsigned(in_bits), lanes))`` (``signed`` if ``signed``)
+        The inputs.
+    w : ``In(lanes)``
+        Bit ``i`` is 1 for weight ``+1``, 0 for ``-1``.
+    total : ``Out(signed(width))``
+        The dot product; ``width`` holds the worst case.
+    latency : int
+        Clock cycles from ``x``/``w`` to ``total``.
+    """
+
+    def __init__(self, *, lanes, in_bits, signed=False, pipeline=0):
+        if not isinstance(lanes, int) or lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+        if not isinstance(in_bits, int) or not 1 <= in_bits <= 32:
+            raise ValueError(f"in_bits must be an integer in 1..32, not {in_bits!r}")
+        if not isinstance(pipeline, int) or pipeline < 0:
+            raise ValueError(f"pipeline must be a non-negative integer, not {pipeline!r}")
+        self.lanes, self.in_bits, self.is_signed, self.pipeline = lanes, in_bits, bool(signed), pipeline
+        if signed:
+            xlo, xhi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+            self._leaf = Range(xlo, xhi)               # x ^ -1 = -x - 1 stays in range
+        else:
+            xlo, xhi = 0, (1 << in_bits) - 1
+            self._leaf = Range(-(1 << in_bits), xhi)   # x zero-extended by one bit, then flipped
+        self.range = Range(lanes * min(xlo, -xhi), lanes * max(xhi, -xlo))
+        self.width = self.range.width
+        self.depth = tree_depth(lanes + 1)
+        self.latency = self.depth // pipeline if pipeline else 0
+        shape = hdl.signed(in_bits) if signed else hdl.unsigned(in_bits)
+        super().__init__({
+            "x": In(data.ArrayLayout(shape, lanes)),
+            "w": In(lanes),
+            "total": Out(hdl.signed(self.width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lw = self._leaf.width
+        nodes = []
+        for i in range(self.lanes):
+            x = Value.cast(self.x[i])
+            xe = x.as_signed() if self.is_signed else Cat(x, 0).as_signed()
+            leaf = Signal(hdl.signed(lw), name=f"leaf{i}")
+            m.d.comb += leaf.eq(xe ^ Cat(*[~self.w[i]] * lw).as_signed())
+            nodes.append((leaf, self._leaf))
+        neg = Signal(range(self.lanes + 1), name="neg_count")
+        m.d.comb += neg.eq(sum((~self.w[i]).as_unsigned() for i in range(self.lanes)))
+        nodes.append((neg, Range(0, self.lanes)))
+        level = 0
+        while len(nodes) > 1:
+            level += 1
+            domain = m.d.sync if self.pipeline and level % self.pipeline == 0 else m.d.comb
+            nxt = []
+            for j in range(0, len(nodes) - 1, 2):
+                (a, ra), (b, rb) = nodes[j], nodes[j + 1]
+                r = ra + rb
+                # keep: stops yosys alumacc merging the tree into one $macc (mapped to LUT full adders,
+                # not carry chains)
+                s = Signal(hdl.signed(r.width), name=f"add{level}_{j // 2}", attrs={"keep": 1})
+                domain += s.eq(a + b)
+                nxt.append((s, r))
+            if len(nodes) % 2:
+                a, ra = nodes[-1]
+                s = Signal(a.shape(), name=f"pass{level}")
+                domain += s.eq(a)
+                nxt.append((s, ra))
+            nodes = nxt
+        m.d.comb += self.total.eq(nodes[0][0])
+        return m

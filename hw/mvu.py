@@ -1,0 +1,200 @@
+"""One layer folded onto ``pe`` rows x ``simd`` lanes: the matrix-vector unit."""
+
+import numpy as np
+from amaranth import hdl
+from amaranth.hdl import Array, Cat, EnableInserter, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .adder_tree import SignFlipAdderTree, tree_depth
+from .requant import ScoreRequantizer, ThresholdRequantizer
+
+__all__ = ["MatrixVectorUnit", "fold_cycles", "weight_words"]
+
+
+def fold_cycles(in_features, out_features, pe, simd):
+    """Cycles one input vector occupies the unit: ``ceil(in / simd) * ceil(out / pe)``."""
+    return -(-in_features // simd) * -(-out_features // pe)
+
+
+def weight_words(weights, pe, simd):
+    """Weight memory contents for a folding: word ``nf * SF + sf`` holds, at bit ``p * simd + l``, the weight of
+    neuron ``nf * pe + p`` for input ``sf * simd + l`` (1 = +1). Padding rows/columns are +1 and meet zero inputs."""
+    rows, cols = weights.shape
+    nf, sf = -(-rows // pe), -(-cols // simd)
+    padded = np.ones((nf * pe, sf * simd), dtype=np.uint8)
+    padded[:rows, :cols] = weights > 0
+    blocks = padded.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, pe * simd)
+    bits = np.packbits(blocks, axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in bits]
+
+
+class MatrixVectorUnit(wiring.Component):
+    """A binary-weight fully connected layer, folded: ``pe`` sign-flip adder trees of ``simd`` lanes each.
+
+    Inputs arrive ``in_lanes`` values per beat (the previous unit's PE count, or the pixels per input beat) into a
+    ping-pong buffer, so the next vector loads while this one is used once per row fold. The weights sit in a
+    :class:`~amaranth.lib.memory.Memory` laid out for the folding. Each cycle one ``(row fold, column fold)`` pair
+    is processed; the accumulators then go through the layer's multiplier-free requantiser. Output beats carry
+    ``pe`` values (neurons ``nf * pe ...``) per row fold. A stalled output freezes the compute pipeline.
+
+    Parameters
+    ----------
+    weights : (out, in) array of ±1
+    in_bits : int
+        Width of the unsigned inputs.
+    in_lanes : int
+        Values per input beat.
+    pe, simd : int
+        Folding; clipped to the layer by the caller.
+    acc_width : int
+        Accumulator width (the exporter's worst case).
+    thresholds : ``(orientation, thresholds)``, optional
+        Hidden layer requantisation.
+    scores : ``(scale, offset, score_width)``, optional
+        Output layer requantisation.
+    tree_pipeline : int
+        Register every this many adder levels (0: combinational trees).
+
+    Members
+    -------
+    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits), in_lanes)))``
+    o : ``Out(stream.Signature(ArrayLayout(out_shape, pe)))``
+    """
+
+    def __init__(self, *, weights, in_bits, in_lanes, pe, simd, acc_width, thresholds=None, scores=None,
+                 tree_pipeline=0):
+        if (thresholds is None) == (scores is None):
+            raise ValueError("exactly one of thresholds= or scores= is needed")
+        self.out_features, self.in_features = weights.shape
+        for name, v, hi in (("pe", pe, self.out_features), ("simd", simd, self.in_features)):
+            if not isinstance(v, int) or not 1 <= v <= hi:
+                raise ValueError(f"{name} must be an integer in 1..{hi}, not {v!r}")
+        self.pe, self.simd, self.in_bits, self.in_lanes = pe, simd, in_bits, in_lanes
+        self.acc_width = acc_width
+        self.sf = -(-self.in_features // simd)
+        self.nf = -(-self.out_features // pe)
+        self.in_beats = -(-self.in_features // in_lanes)
+        self._weights = weights
+        self.tree_pipeline = tree_pipeline
+        self.tree_latency = tree_depth(simd + 1) // tree_pipeline if tree_pipeline else 0
+        if thresholds is not None:
+            self._make_requant = lambda: ThresholdRequantizer(
+                orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width)
+            levels = thresholds[1].shape[1]
+            out_shape = hdl.unsigned((levels + 1).bit_length() - 1)
+            requant_latency = out_shape.width + 1
+        else:
+            scale, offset, score_width = scores
+            self._make_requant = lambda: ScoreRequantizer(
+                scale=scale, offset=offset, lanes=pe, acc_width=acc_width, score_width=score_width)
+            out_shape = hdl.signed(score_width)
+            requant_latency = 1
+        self.out_shape = out_shape
+        # memory read (1) + tree + accumulate (1) + requantiser + output register
+        self.latency = 1 + self.tree_latency + 1 + requant_latency + 1
+        self.cycles = self.sf * self.nf
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(in_bits), in_lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(out_shape, pe))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n_in, S, P, SF, NF = self.in_features, self.simd, self.pe, self.sf, self.nf
+
+        # ---- input side: ping-pong buffer of two whole input vectors, written in_lanes values per beat
+        bank = [[Signal(self.in_bits, name=f"buf{b}_{i}") for i in range(n_in)] for b in range(2)]
+        full = Signal(2)
+        wbank = Signal()
+        wbeat = Signal(range(max(2, self.in_beats)))
+        m.d.comb += self.i.ready.eq(~full.bit_select(wbank, 1))
+        with m.If(self.i.valid & self.i.ready):
+            for b in range(2):
+                for i in range(n_in):
+                    with m.If((wbank == b) & (wbeat == i // self.in_lanes)):
+                        m.d.sync += bank[b][i].eq(self.i.payload[i % self.in_lanes])
+            with m.If(wbeat == self.in_beats - 1):
+                m.d.sync += [wbeat.eq(0), wbank.eq(~wbank)]
+            with m.Else():
+                m.d.sync += wbeat.eq(wbeat + 1)
+        set_full = Signal(2)
+        clr_full = Signal(2)
+        m.d.comb += set_full.eq(Cat(self.i.valid & self.i.ready & (wbeat == self.in_beats - 1) & (wbank == b)
+                                    for b in range(2)))
+
+        # ---- compute side: everything below advances only when the output register can move
+        en = Signal()
+        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        rbank = Signal()
+        nf = Signal(range(max(2, NF)))
+        sf = Signal(range(max(2, SF)))
+        busy = full.bit_select(rbank, 1)
+        first, last, last_all = sf == 0, sf == SF - 1, (sf == SF - 1) & (nf == NF - 1)
+        with m.If(en & busy):
+            with m.If(last):
+                m.d.sync += sf.eq(0)
+                with m.If(nf == NF - 1):
+                    m.d.sync += [nf.eq(0), rbank.eq(~rbank)]
+                with m.Else():
+                    m.d.sync += nf.eq(nf + 1)
+            with m.Else():
+                m.d.sync += sf.eq(sf + 1)
+        m.d.comb += clr_full.eq(Cat(en & busy & last_all & (rbank == b) for b in range(2)))
+        m.d.sync += full.eq((full | set_full) & ~clr_full)
+
+        # stage A -> B: weight word from memory, input lanes from the buffer, control
+        m.submodules.weights = wmem = Memory(shape=P * S, depth=max(2, SF * NF),
+                                             init=weight_words(self._weights, P, S))
+        wport = wmem.read_port()
+        m.d.comb += [wport.addr.eq(nf * SF + sf), wport.en.eq(en)]
+        x_b = Signal(data.ArrayLayout(hdl.unsigned(self.in_bits), S))
+        with m.If(en):
+            for lane in range(S):
+                choices = [bank[b][f * S + lane] if f * S + lane < n_in else hdl.Const(0, self.in_bits)
+                           for b in range(2) for f in range(SF)]
+                m.d.sync += x_b[lane].eq(Array(choices)[rbank * SF + sf] if len(choices) > 1 else choices[0])
+        ctl = data.StructLayout({"valid": 1, "first": 1, "last": 1, "nf": range(max(2, NF))})
+        ctl_b = Signal(ctl)
+        with m.If(en):
+            m.d.sync += [ctl_b.valid.eq(busy), ctl_b.first.eq(first), ctl_b.last.eq(last), ctl_b.nf.eq(nf)]
+
+        # stage B: P adder trees (optionally pipelined; their registers stall with the rest)
+        totals = []
+        for p in range(P):
+            tree = SignFlipAdderTree(lanes=S, in_bits=self.in_bits, pipeline=self.tree_pipeline)
+            m.submodules[f"pe{p}"] = EnableInserter(en)(tree)
+            m.d.comb += [tree.x.eq(x_b), tree.w.eq(wport.data[p * S:(p + 1) * S])]
+            totals.append(tree.total)
+        ctl_c = ctl_b
+        for k in range(self.tree_latency):
+            nxt = Signal(ctl, name=f"ctl_tree{k}")
+            with m.If(en):
+                m.d.sync += nxt.eq(ctl_c)
+            ctl_c = nxt
+
+        # stage C: accumulate across column folds
+        acc = [Signal(hdl.signed(self.acc_width), name=f"acc{p}") for p in range(P)]
+        final = Signal(data.ArrayLayout(hdl.signed(self.acc_width), P))
+        final_valid = Signal()
+        final_nf = Signal(range(max(2, NF)))
+        with m.If(en):
+            m.d.sync += final_valid.eq(ctl_c.valid & ctl_c.last)
+            m.d.sync += final_nf.eq(ctl_c.nf)
+            for p in range(P):
+                s = Signal(hdl.signed(self.acc_width), name=f"sum{p}")
+                m.d.comb += s.eq(hdl.Mux(ctl_c.first, 0, acc[p]) + totals[p])
+                with m.If(ctl_c.valid):
+                    m.d.sync += acc[p].eq(s)
+                m.d.sync += final[p].eq(s)
+
+        # stage D: requantise; stage E: output register
+        requant = self._make_requant()
+        m.submodules.requant = rq = EnableInserter(en)(requant)
+        m.d.comb += [rq.acc.eq(final), rq.fold.eq(final_nf), rq.valid.eq(final_valid)]
+        out_data, out_valid = (rq.level, rq.level_valid) if isinstance(requant, ThresholdRequantizer) \
+            else (rq.score, rq.score_valid)
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(out_valid), self.o.payload.eq(out_data)]
+        return m

@@ -1,0 +1,172 @@
+"""Multiplier-free requantisation after the accumulators: threshold search (hidden layers) and shift-add scores
+(output layer). Both work on ``lanes`` accumulators at once whose neuron index is ``fold * lanes + lane``."""
+
+from amaranth import hdl
+from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .widths import signed_width
+
+__all__ = ["ThresholdRequantizer", "ScoreRequantizer", "csd_digits"]
+
+
+def csd_digits(value):
+    """Canonical signed digits of ``value``: ``[(shift, sign), ...]`` with ``value = sum(sign << shift)``."""
+    digits, k, v = [], 0, int(value)
+    while v:
+        if v & 1:
+            d = 2 - (v & 3)  # +1 if v = 1 mod 4, -1 if v = 3 mod 4
+            digits.append((k, d))
+            v -= d
+        v >>= 1
+        k += 1
+    return digits
+
+
+def _neuron_rows(values, folds, lanes, fill):
+    """Rows per ``(fold, lane)``: ``values[fold * lanes + lane]`` or ``fill`` beyond the layer (padding)."""
+    return [[values[f * lanes + p] if f * lanes + p < len(values) else fill for p in range(lanes)]
+            for f in range(folds)]
+
+
+class ThresholdRequantizer(wiring.Component):
+    """``level = #{k : s * acc >= T[k]}`` by a pipelined binary search: one comparator per output bit per lane.
+
+    Stage ``i`` compares against the threshold selected by the bits decided before it, read from a small memory of
+    ``folds * 2**i`` entries per lane; a new set of ``lanes`` accumulators enters every cycle.
+
+    Parameters
+    ----------
+    orientation : array of ±1, shape ``(neurons,)``
+    thresholds : int array, shape ``(neurons, 2**abits - 1)``, non-decreasing per row
+    lanes : int
+        Accumulators per cycle (the MVU's PE count).
+    acc_width : int
+        Width of the signed accumulators.
+
+    Members
+    -------
+    acc : ``In(ArrayLayout(signed(acc_width), lanes))``
+    fold : ``In(range(folds))``; which group of ``lanes`` neurons ``acc`` belongs to.
+    valid : ``In(1)``
+    level : ``Out(ArrayLayout(unsigned(abits), lanes))``, ``latency`` cycles later.
+    level_valid : ``Out(1)``
+    """
+
+    def __init__(self, *, orientation, thresholds, lanes, acc_width):
+        self.neurons, levels = thresholds.shape
+        self.abits = (levels + 1).bit_length() - 1
+        if levels != 2 ** self.abits - 1:
+            raise ValueError(f"thresholds must have 2**abits - 1 columns, not {levels!r}")
+        self.lanes, self.acc_width = lanes, acc_width
+        self.folds = -(-self.neurons // lanes)
+        self._orientation, self._thresholds = orientation, thresholds
+        lo = min(int(thresholds.min()), -(1 << (acc_width - 1)))
+        hi = max(int(thresholds.max()), 1 << (acc_width - 1))
+        self.cmp_width = signed_width(lo, hi)
+        self.latency = self.abits + 1
+        super().__init__({
+            "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
+            "fold": In(range(max(2, self.folds))),
+            "valid": In(1),
+            "level": Out(data.ArrayLayout(hdl.unsigned(self.abits), lanes)),
+            "level_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        b, lanes, folds = self.abits, self.lanes, self.folds
+        negate = _neuron_rows([int(s) < 0 for s in self._orientation], folds, lanes, False)
+        m.submodules.orient = orient = Memory(shape=lanes, depth=max(2, folds), init=[
+            sum(int(n) << p for p, n in enumerate(row)) for row in negate])
+        # stage 0: read orientation, then v = s * acc (a negation, not a multiplication)
+        rp = orient.read_port()
+        m.d.comb += rp.addr.eq(self.fold)
+        acc_r = Signal.like(self.acc)
+        fold_r = Signal.like(self.fold)
+        valid_r = Signal()
+        m.d.sync += [acc_r.eq(self.acc), fold_r.eq(self.fold), valid_r.eq(self.valid)]
+        v = [Signal(hdl.signed(self.cmp_width), name=f"v{p}") for p in range(lanes)]
+        for p in range(lanes):
+            m.d.comb += v[p].eq(Mux(rp.data[p], -acc_r[p], acc_r[p]))
+        cur_v, cur_fold, cur_valid, cur_keys = v, fold_r, valid_r, [hdl.Const(0, 1)] * lanes
+        for s in range(b):
+            d = b - 1 - s
+            reg_v = [Signal(hdl.signed(self.cmp_width), name=f"v{s + 1}_{p}") for p in range(lanes)]
+            reg_key = [Signal(max(1, s), name=f"prefix{s + 1}_{p}") for p in range(lanes)]
+            reg_fold = Signal.like(self.fold, name=f"fold{s + 1}")
+            reg_valid = Signal(name=f"valid{s + 1}")
+            m.d.sync += [reg_fold.eq(cur_fold), reg_valid.eq(cur_valid)]
+            keys = []
+            for p in range(lanes):
+                # the threshold this stage needs: k = (prefix << (d+1)) | (1 << d), 1-based, for every prefix
+                init = []
+                for f in range(folds):
+                    n = f * lanes + p
+                    for prefix in range(2 ** s):
+                        k = (prefix << (d + 1)) | (1 << d)
+                        init.append(int(self._thresholds[n, k - 1]) if n < self.neurons else 0)
+                mem = Memory(shape=hdl.signed(self.cmp_width), depth=max(2, len(init)), init=init)
+                m.submodules[f"thr{s}_{p}"] = mem
+                port = mem.read_port()
+                m.d.comb += port.addr.eq(cur_fold * (2 ** s) + cur_keys[p] if s else cur_fold)
+                m.d.sync += [reg_v[p].eq(cur_v[p]), reg_key[p].eq(cur_keys[p])]
+                key = Signal(s + 1, name=f"key{s + 1}_{p}")
+                m.d.comb += key.eq(reg_key[p][:s].as_unsigned() << 1 | (reg_v[p] >= port.data) if s
+                                   else (reg_v[p] >= port.data))
+                keys.append(key)
+            cur_v, cur_fold, cur_valid, cur_keys = reg_v, reg_fold, reg_valid, keys
+        for p in range(lanes):
+            m.d.comb += self.level[p].eq(cur_keys[p])
+        m.d.comb += self.level_valid.eq(cur_valid)
+        return m
+
+
+class ScoreRequantizer(wiring.Component):
+    """``score = m[n] * acc + b[n]`` with ``m[n] * acc`` built from shifts and adds of ``m[n]``'s canonical signed
+    digits (constants per neuron, selected by ``fold``); one register stage.
+
+    Members
+    -------
+    acc : ``In(ArrayLayout(signed(acc_width), lanes))``
+    fold : ``In(range(folds))``
+    valid : ``In(1)``
+    score : ``Out(ArrayLayout(signed(score_width), lanes))``, ``latency`` (1) cycle later.
+    score_valid : ``Out(1)``
+    """
+
+    def __init__(self, *, scale, offset, lanes, acc_width, score_width):
+        self.neurons = len(scale)
+        self.lanes, self.acc_width, self.score_width = lanes, acc_width, score_width
+        self.folds = -(-self.neurons // lanes)
+        self._scale, self._offset = [int(v) for v in scale], [int(v) for v in offset]
+        self.latency = 1
+        super().__init__({
+            "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
+            "fold": In(range(max(2, self.folds))),
+            "valid": In(1),
+            "score": Out(data.ArrayLayout(hdl.signed(score_width), lanes)),
+            "score_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for p in range(self.lanes):
+            acc = self.acc[p]
+            options = []
+            for f in range(self.folds):
+                n = f * self.lanes + p
+                if n >= self.neurons:
+                    options.append(hdl.Const(0, hdl.signed(self.score_width)))
+                    continue
+                terms = [(acc << k) if sign > 0 else -(acc << k) for k, sign in csd_digits(self._scale[n])]
+                total = hdl.Const(self._offset[n], hdl.signed(self.score_width))
+                for t in terms:
+                    total = total + t
+                options.append(total)
+            sel = Array(options)[self.fold] if len(options) > 1 else options[0]
+            m.d.sync += self.score[p].eq(sel)
+        m.d.sync += self.score_valid.eq(self.valid)
+        return m

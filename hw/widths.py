@@ -1,0 +1,32 @@
+"""Worst-case integer ranges and the two's complement widths that hold them."""
+
+__all__ = ["signed_width", "unsigned_width", "Range"]
+
+
+def signed_width(lo, hi):
+    """Smallest two's complement width holding every integer in ``[lo, hi]``."""
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def unsigned_width(hi):
+    return max(1, int(hi).bit_length())
+
+
+class Range:
+    """A closed integer interval ``[lo, hi]`` that adds like the values it bounds."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = int(lo), int(hi)
+
+    def __add__(self, other):
+        return Range(self.lo + other.lo, self.hi + other.hi)
+
+    @property
+    def width(self):
+        return signed_width(self.lo, self.hi)
+
+    def __repr__(self):
+        return f"Range({self.lo}, {self.hi})"
