@@ -148,13 +148,18 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.weights = wmem = Memory(shape=P * S, depth=max(2, SF * NF),
                                              init=weight_words(self._weights, P, S))
         wport = wmem.read_port()
-        m.d.comb += [wport.addr.eq(nf * SF + sf), wport.en.eq(en)]
+        # the address walks 0 .. SF*NF-1 in order, so a counter replaces nf * SF + sf (no multiplier anywhere)
+        waddr = Signal(range(max(2, SF * NF)))
+        with m.If(en & busy):
+            m.d.sync += waddr.eq(hdl.Mux(last_all, 0, waddr + 1))
+        m.d.comb += [wport.addr.eq(waddr), wport.en.eq(en)]
         x_b = Signal(data.ArrayLayout(hdl.unsigned(self.in_bits), S))
         with m.If(en):
             for lane in range(S):
-                choices = [bank[b][f * S + lane] if f * S + lane < n_in else hdl.Const(0, self.in_bits)
-                           for b in range(2) for f in range(SF)]
-                m.d.sync += x_b[lane].eq(Array(choices)[rbank * SF + sf] if len(choices) > 1 else choices[0])
+                per_bank = [[bank[b][f * S + lane] if f * S + lane < n_in else hdl.Const(0, self.in_bits)
+                             for f in range(SF)] for b in range(2)]
+                pick = [Array(c)[sf] if SF > 1 else c[0] for c in per_bank]
+                m.d.sync += x_b[lane].eq(hdl.Mux(rbank, pick[1], pick[0]))
         ctl = data.StructLayout({"valid": 1, "first": 1, "last": 1, "nf": range(max(2, NF))})
         ctl_b = Signal(ctl)
         with m.If(en):

@@ -111,7 +111,7 @@ class ThresholdRequantizer(wiring.Component):
                 mem = Memory(shape=hdl.signed(self.cmp_width), depth=max(2, len(init)), init=init)
                 m.submodules[f"thr{s}_{p}"] = mem
                 port = mem.read_port()
-                m.d.comb += port.addr.eq(cur_fold * (2 ** s) + cur_keys[p] if s else cur_fold)
+                m.d.comb += port.addr.eq((cur_fold << s) | cur_keys[p] if s else cur_fold)
                 m.d.sync += [reg_v[p].eq(cur_v[p]), reg_key[p].eq(cur_keys[p])]
                 key = Signal(s + 1, name=f"key{s + 1}_{p}")
                 m.d.comb += key.eq(reg_key[p][:s].as_unsigned() << 1 | (reg_v[p] >= port.data) if s
