@@ -43,6 +43,8 @@ class SignFlipAdderTree(wiring.Component):
         The inputs.
     w : ``In(lanes)``
         Bit ``i`` is 1 for weight ``+1``, 0 for ``-1``.
+    en : ``In(1, init=1)``
+        Clock enable of the pipeline registers (a stalled consumer freezes the tree).
     total : ``Out(signed(width))``
         The dot product; ``width`` holds the worst case.
     latency : int
@@ -71,6 +73,7 @@ class SignFlipAdderTree(wiring.Component):
         super().__init__({
             "x": In(data.ArrayLayout(shape, lanes)),
             "w": In(lanes),
+            "en": In(1, init=1),
             "total": Out(hdl.signed(self.width)),
         })
 
@@ -90,7 +93,8 @@ class SignFlipAdderTree(wiring.Component):
         level = 0
         while len(nodes) > 1:
             level += 1
-            domain = m.d.sync if self.pipeline and level % self.pipeline == 0 else m.d.comb
+            registered = bool(self.pipeline) and level % self.pipeline == 0
+            updates = []
             nxt = []
             for j in range(0, len(nodes) - 1, 2):
                 (a, ra), (b, rb) = nodes[j], nodes[j + 1]
@@ -98,13 +102,18 @@ class SignFlipAdderTree(wiring.Component):
                 # keep: stops yosys alumacc merging the tree into one $macc (mapped to LUT full adders,
                 # not carry chains)
                 s = Signal(hdl.signed(r.width), name=f"add{level}_{j // 2}", attrs={"keep": 1})
-                domain += s.eq(a + b)
+                updates.append(s.eq(a + b))
                 nxt.append((s, r))
             if len(nodes) % 2:
                 a, ra = nodes[-1]
                 s = Signal(a.shape(), name=f"pass{level}")
-                domain += s.eq(a)
+                updates.append(s.eq(a))
                 nxt.append((s, ra))
+            if registered:
+                with m.If(self.en):
+                    m.d.sync += updates
+            else:
+                m.d.comb += updates
             nodes = nxt
         m.d.comb += self.total.eq(nodes[0][0])
         return m

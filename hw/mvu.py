@@ -2,7 +2,7 @@
 
 import numpy as np
 from amaranth import hdl
-from amaranth.hdl import Array, Cat, EnableInserter, Module, Signal
+from amaranth.hdl import Array, Cat, ClockSignal, EnableInserter, Instance, Module, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -10,7 +10,11 @@ from amaranth.lib.wiring import In, Out
 from .adder_tree import SignFlipAdderTree, tree_depth
 from .requant import ScoreRequantizer, ThresholdRequantizer
 
-__all__ = ["MatrixVectorUnit", "fold_cycles", "weight_words"]
+__all__ = ["MatrixVectorUnit", "fold_cycles", "weight_words", "tree_module_name"]
+
+
+def tree_module_name(lanes, in_bits, pipeline):
+    return f"lutmac_pe_l{lanes}_b{in_bits}_p{pipeline}"
 
 
 def fold_cycles(in_features, out_features, pe, simd):
@@ -56,6 +60,10 @@ class MatrixVectorUnit(wiring.Component):
         Output layer requantisation.
     tree_pipeline : int
         Register every this many adder levels (0: combinational trees).
+    tree_modules : dict, optional
+        When given, each PE is an ``Instance`` of a separately emitted tree module, recorded here as
+        ``name -> SignFlipAdderTree``: Verilog emission then converts one tree per shape instead of one per PE
+        (much faster for large networks). Without it the trees are ordinary submodules (for amaranth.sim).
 
     Members
     -------
@@ -64,7 +72,7 @@ class MatrixVectorUnit(wiring.Component):
     """
 
     def __init__(self, *, weights, in_bits, in_lanes, pe, simd, acc_width, thresholds=None, scores=None,
-                 tree_pipeline=0):
+                 tree_pipeline=0, tree_modules=None):
         if (thresholds is None) == (scores is None):
             raise ValueError("exactly one of thresholds= or scores= is needed")
         self.out_features, self.in_features = weights.shape
@@ -78,6 +86,7 @@ class MatrixVectorUnit(wiring.Component):
         self.in_beats = -(-self.in_features // in_lanes)
         self._weights = weights
         self.tree_pipeline = tree_pipeline
+        self._tree_modules = tree_modules
         self.tree_latency = tree_depth(simd + 1) // tree_pipeline if tree_pipeline else 0
         if thresholds is not None:
             self._make_requant = lambda: ThresholdRequantizer(
@@ -168,10 +177,21 @@ class MatrixVectorUnit(wiring.Component):
         # stage B: P adder trees (optionally pipelined; their registers stall with the rest)
         totals = []
         for p in range(P):
-            tree = SignFlipAdderTree(lanes=S, in_bits=self.in_bits, pipeline=self.tree_pipeline)
-            m.submodules[f"pe{p}"] = EnableInserter(en)(tree)
-            m.d.comb += [tree.x.eq(x_b), tree.w.eq(wport.data[p * S:(p + 1) * S])]
-            totals.append(tree.total)
+            w = wport.data[p * S:(p + 1) * S]
+            if self._tree_modules is None:
+                tree = SignFlipAdderTree(lanes=S, in_bits=self.in_bits, pipeline=self.tree_pipeline)
+                m.submodules[f"pe{p}"] = tree
+                m.d.comb += [tree.x.eq(x_b), tree.w.eq(w), tree.en.eq(en)]
+                totals.append(tree.total)
+            else:
+                name = tree_module_name(S, self.in_bits, self.tree_pipeline)
+                if name not in self._tree_modules:
+                    self._tree_modules[name] = SignFlipAdderTree(lanes=S, in_bits=self.in_bits,
+                                                                 pipeline=self.tree_pipeline)
+                total = Signal(hdl.signed(self._tree_modules[name].width), name=f"total{p}")
+                clocking = dict(i_clk=ClockSignal(), i_rst=ResetSignal(), i_en=en) if self.tree_pipeline else {}
+                m.submodules[f"pe{p}"] = Instance(name, i_x=x_b.as_value(), i_w=w, o_total=total, **clocking)
+                totals.append(total)
         ctl_c = ctl_b
         for k in range(self.tree_latency):
             nxt = Signal(ctl, name=f"ctl_tree{k}")

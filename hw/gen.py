@@ -1,0 +1,107 @@
+"""Export directory -> ``top.v`` (self-contained Verilog) and ``top.json`` (how to drive it)."""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from . import HardwareError
+from .folding import estimate_luts, resolve_folding
+from .network import NetworkTop
+
+__all__ = ["load_export", "generate", "top_description", "TOP_NAME"]
+
+TOP_NAME = "lutmac_top"
+
+
+def load_export(export_dir):
+    """Layers of an export directory that passes the same checks as ``python -m export check`` (hashes, headers,
+    shapes), or :class:`HardwareError`."""
+    from export import ExportError
+    from export.manifest import load_layers, read_manifest
+    try:
+        manifest = read_manifest(export_dir)
+        return manifest, load_layers(export_dir, manifest)
+    except ExportError as e:
+        raise HardwareError(f"export check failed: {e}") from None
+
+
+def _port_widths(top):
+    return {"in": top.i.payload.shape().size, "out": top.o.payload.shape().size}
+
+
+def top_description(top, manifest, export_dir):
+    """The ``top.json`` dictionary for a :class:`NetworkTop`."""
+    units = top.units()
+    for u in units:
+        u._MustUse__silence = True  # built only to read their geometry
+    layout = top.o.payload.shape()
+    cls_off = layout["cls"].offset
+    sc = layout["scores"]
+    # pipeline-empty latency: input beats, then per layer its fill of one full fold plus pipeline depth
+    latency = top.beats_per_image
+    for u in units:
+        latency += u.cycles + u.latency + 1
+    latency += 1  # argmax collector
+    return {
+        "top": TOP_NAME,
+        "export": str(export_dir),
+        "dataset": manifest["dataset"],
+        "clock": "clk", "reset": "rst",
+        "ports": {
+            "in": {"payload": "i__payload", "valid": "i__valid", "ready": "i__ready", "width": top.i.payload.shape().size,
+                   "lanes": top.pixels_per_beat, "bits": top.in_bits, "lane_order": "lane k at bits [k*bits, (k+1)*bits)"},
+            "out": {"payload": "o__payload", "valid": "o__valid", "ready": "o__ready", "width": layout.size,
+                    "class": {"offset": cls_off, "bits": layout["cls"].shape.width},
+                    "scores": {"offset": sc.offset, "count": top.classes, "bits": top.score_bits, "signed": True}},
+        },
+        "pixels": manifest["layers"][0]["in_features"],
+        "beats_per_image": top.beats_per_image,
+        "latency_cycles": latency,
+        "fold_bound_cycles": top.fold_bound_cycles,
+        "layers": [{"name": p.name, "in_features": p.in_features, "out_features": p.out_features,
+                    "pe": f.pe, "simd": f.simd, "sf": u.sf, "nf": u.nf, "cycles": u.cycles,
+                    "in_bits": p.in_bits, "out_bits": u.out_shape.width, "acc_bits": p.acc_bits,
+                    "unit_latency": u.latency}
+                   for p, f, u in zip(top._layers, top.folding, units)],
+        "tree_pipeline": top.tree_pipeline,
+        "macs_per_cycle": sum(f.pe * f.simd for f in top.folding),
+    }
+
+
+def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=0, lut_budget=None, warn=print):
+    """Write ``top.v`` and ``top.json`` into ``out_dir`` (atomically, together); return the description."""
+    from train.files import atomic_directory
+    if not isinstance(tree_pipeline, int) or tree_pipeline < 0:
+        raise HardwareError(f"tree_pipeline must be an integer >= 0, not {tree_pipeline!r}")
+    manifest, layers = load_export(export_dir)
+    for p in layers:
+        if not 1 <= p.in_bits <= 16:
+            raise HardwareError(f"layer {p.name!r}: input width {p.in_bits} bits is outside 1..16")
+    folding = resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file)
+    estimate = estimate_luts(layers, folding)
+    if lut_budget is not None and estimate > lut_budget:
+        warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")
+    tree_modules = {}
+    top = NetworkTop(layers=layers, folding=folding, tree_pipeline=tree_pipeline, tree_modules=tree_modules)
+    desc = top_description(top, manifest, export_dir)
+    desc["estimated_luts"] = estimate
+    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+    # one module per distinct PE shape, instantiated by every unit that uses it
+    for name, tree in sorted(tree_modules.items()):
+        text += "\n" + verilog.convert(tree, name=name, emit_src=False)
+    if re.search(r"\$readmem|(?<![@(])\*(?!\))", _strip_comments_and_attrs(text)):
+        raise HardwareError("generated Verilog contains a multiplication or $readmem (generator bug)")
+    desc["verilog_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    with atomic_directory(out_dir) as tmp:
+        (Path(tmp) / "top.v").write_text(text)
+        (Path(tmp) / "top.json").write_text(json.dumps(desc, indent=2) + "\n")
+    return desc
+
+
+def _strip_comments_and_attrs(text):
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"\(\*.*?\*\)", "", text)
+    return re.sub(r"//[^\n]*", "", text)

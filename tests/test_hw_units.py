@@ -1,0 +1,153 @@
+"""hw components in amaranth.sim against the golden arithmetic: PE trees, requantisers, matrix-vector units."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from export.folding import accumulator_bounds, apply_scores, apply_thresholds, signed_bits
+from hw.adder_tree import SignFlipAdderTree
+from hw.mvu import MatrixVectorUnit
+from hw.requant import ThresholdRequantizer, csd_digits
+from hw.stream_helpers import stream_get_all, stream_put_all
+
+
+def _run(dut, *benches, clock=True):
+    sim = Simulator(dut)
+    if clock:
+        sim.add_clock(1e-8)
+    for tb in benches:
+        sim.add_testbench(tb)
+    sim.run()
+
+
+@pytest.mark.parametrize("lanes, bits, signed, pipeline", [
+    (1, 8, False, 0), (3, 8, False, 0), (7, 4, False, 1), (16, 2, False, 2), (64, 8, False, 0), (64, 8, False, 3),
+    (33, 1, False, 0), (5, 8, True, 0), (12, 4, True, 2), (128, 8, False, 2),
+])
+def test_sign_flip_tree_matches_golden(lanes, bits, signed, pipeline):
+    dut = SignFlipAdderTree(lanes=lanes, in_bits=bits, signed=signed, pipeline=pipeline)
+    rng = np.random.default_rng(lanes * 31 + bits)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    cases = [(rng.integers(lo, hi + 1, lanes), rng.integers(0, 2, lanes)) for _ in range(40)]
+    for x in (lo, hi):
+        for w in (0, 1):
+            cases.append((np.full(lanes, x), np.full(lanes, w)))
+    assert -(1 << (dut.width - 1)) <= lanes * min(lo, -hi) and lanes * max(hi, -lo) < (1 << (dut.width - 1))
+
+    async def bench(ctx):
+        for x, w in cases:
+            for i in range(lanes):
+                ctx.set(dut.x[i], int(x[i]))
+            ctx.set(dut.w, int(sum(int(b) << i for i, b in enumerate(w))))
+            await ctx.tick().repeat(dut.latency) if dut.latency else ctx.delay(1e-9)
+            assert ctx.get(dut.total) == int(np.sum(np.where(w == 1, x, -x)))
+
+    _run(dut, bench, clock=bool(dut.latency))
+
+
+def test_sign_flip_tree_width_is_worst_case():
+    assert SignFlipAdderTree(lanes=64, in_bits=8).width == 15       # +-16320
+    assert SignFlipAdderTree(lanes=1, in_bits=8).width == 9
+    assert SignFlipAdderTree(lanes=784, in_bits=8).width == 19
+    with pytest.raises(ValueError, match="lanes"):
+        SignFlipAdderTree(lanes=0, in_bits=8)
+
+
+def test_csd_digits():
+    for v in [0, 1, -1, 7, 2047, -2047, 12345, -1000, 1 << 20]:
+        digits = csd_digits(v)
+        assert sum(s << k for k, s in digits) == v
+        assert all(b[0] - a[0] >= 2 for a, b in zip(digits, digits[1:]))  # no two adjacent non-zero digits
+
+
+@pytest.mark.parametrize("abits, neurons, lanes", [(2, 5, 2), (4, 7, 3), (8, 16, 4), (8, 3, 3)])
+def test_threshold_search_matches_golden(abits, neurons, lanes):
+    rng = np.random.default_rng(abits + neurons)
+    thr = np.sort(rng.integers(-300, 300, (neurons, 2 ** abits - 1)), axis=1)
+    orient = rng.choice([-1, 1], neurons)
+    dut = ThresholdRequantizer(orientation=orient, thresholds=thr, lanes=lanes, acc_width=11)
+    accs = rng.integers(-400, 400, (30, dut.folds * lanes))
+    accs[0, :neurons], accs[1, :neurons], accs[2, :neurons] = thr[:, 0], thr[:, -1], thr[:, -1] - 1
+    accs[3, :neurons] = -thr[:, 0]
+    expected = apply_thresholds(accs[:, :neurons], orient, thr)
+    got = []
+
+    async def bench(ctx):
+        seq = [(i, f) for i in range(len(accs)) for f in range(dut.folds)]
+        for step in range(len(seq) + dut.latency):
+            if step < len(seq):
+                i, f = seq[step]
+                for p in range(lanes):
+                    ctx.set(dut.acc[p], int(accs[i, f * lanes + p]))
+                ctx.set(dut.fold, f)
+            ctx.set(dut.valid, step < len(seq))
+            await ctx.delay(1e-9)
+            if ctx.get(dut.level_valid):
+                got.append([ctx.get(dut.level[p]) for p in range(lanes)])
+            await ctx.tick()
+
+    _run(dut, bench)
+    got = np.array(got).reshape(len(accs), dut.folds * lanes)[:, :neurons]
+    assert np.array_equal(got, expected)
+
+
+def run_mvu(n_in, n_out, *, pe, simd, in_lanes, in_bits, abits=None, vectors=4, gap=0.3, stall=0.3, pipeline=0,
+            seed=0):
+    """Stream random vectors through a MatrixVectorUnit with random input gaps and output stalls; compare with
+    the golden layer arithmetic."""
+    rng = np.random.default_rng(seed)
+    weights = rng.choice(np.array([-1, 1], np.int8), (n_out, n_in))
+    lo, hi = accumulator_bounds(n_in, 2 ** in_bits - 1)
+    x = rng.integers(0, 2 ** in_bits, (vectors, n_in))
+    x[0] = 2 ** in_bits - 1  # extreme vector
+    acc = x @ weights.T.astype(np.int64)
+    common = dict(weights=weights, in_bits=in_bits, in_lanes=in_lanes, pe=pe, simd=simd,
+                  acc_width=signed_bits(lo, hi), tree_pipeline=pipeline)
+    if abits:
+        thr = np.sort(rng.integers(lo // 4, hi // 4 + 1, (n_out, 2 ** abits - 1)), axis=1)
+        orient = rng.choice([-1, 1], n_out)
+        expected = apply_thresholds(acc, orient, thr)
+        dut = MatrixVectorUnit(**common, thresholds=(orient, thr))
+    else:
+        scale, offset = rng.integers(-2047, 2048, n_out), rng.integers(-10 ** 5, 10 ** 5, n_out)
+        expected = apply_scores(acc, scale, offset)
+        bound = 2047 * hi + 10 ** 5
+        dut = MatrixVectorUnit(**common, scores=(scale, offset, signed_bits(-bound, bound)))
+    beats = []
+    for v in x:
+        padded = np.concatenate([v, np.zeros(dut.in_beats * in_lanes - n_in, int)])
+        beats += [[int(a) for a in padded[b * in_lanes:(b + 1) * in_lanes]] for b in range(dut.in_beats)]
+    got = []
+
+    async def producer(ctx):
+        await stream_put_all(ctx, dut.i, beats, rng=rng, gap=gap)
+
+    async def consumer(ctx):
+        got.extend(await stream_get_all(ctx, dut.o, vectors * dut.nf, rng=rng, stall=stall))
+
+    _run(dut, producer, consumer)
+    result = np.array([[o[p] for p in range(pe)] for o in got]).reshape(vectors, dut.nf * pe)[:, :n_out]
+    return result, expected
+
+
+@pytest.mark.parametrize("n_in, n_out, pe, simd, in_lanes, in_bits, abits, pipeline", [
+    (64, 64, 16, 64, 64, 8, 8, 0),     # divides evenly
+    (64, 64, 16, 64, 64, 8, 8, 2),     # pipelined trees
+    (10, 6, 4, 3, 3, 8, 2, 0),         # neither PE nor SIMD divides
+    (13, 7, 3, 5, 4, 4, 4, 1),         # odd everything
+    (9, 5, 1, 1, 2, 8, 2, 0),          # fully folded
+    (20, 10, 10, 7, 5, 2, None, 0),    # output layer (scores)
+    (49, 12, 5, 49, 7, 8, 4, 0),       # SIMD = whole row, one column fold
+])
+def test_mvu_matches_golden_under_backpressure(n_in, n_out, pe, simd, in_lanes, in_bits, abits, pipeline):
+    got, expected = run_mvu(n_in, n_out, pe=pe, simd=simd, in_lanes=in_lanes, in_bits=in_bits, abits=abits,
+                            pipeline=pipeline, seed=n_in + pe)
+    assert np.array_equal(got, expected)
+
+
+def test_mvu_rejects_bad_folding():
+    w = np.ones((4, 6), np.int8)
+    for pe, simd in ((0, 2), (2, 0), (5, 2), (2, 7)):
+        with pytest.raises(ValueError):
+            MatrixVectorUnit(weights=w, in_bits=8, in_lanes=2, pe=pe, simd=simd, acc_width=12,
+                             scores=([1] * 4, [0] * 4, 24))
