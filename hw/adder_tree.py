@@ -85,7 +85,8 @@ class SignFlipAdderTree(wiring.Component):
             x = Value.cast(self.x[i])
             xe = x.as_signed() if self.is_signed else Cat(x, 0).as_signed()
             leaf = Signal(hdl.signed(lw), name=f"leaf{i}")
-            m.d.comb += leaf.eq(xe ^ Cat(*[~self.w[i]] * lw).as_signed())
+            # w ? x : ~x is x XOR {n{~w}}: one LUT input per bit, the same logic as an explicit XOR
+            m.d.comb += leaf.eq(hdl.Mux(self.w[i], xe, ~xe))
             nodes.append((leaf, self._leaf))
         neg = Signal(range(self.lanes + 1), name="neg_count")
         m.d.comb += neg.eq(sum((~self.w[i]).as_unsigned() for i in range(self.lanes)))

@@ -23,15 +23,16 @@ def fold_cycles(in_features, out_features, pe, simd):
 
 
 def weight_words(weights, pe, simd):
-    """Weight memory contents for a folding: word ``nf * SF + sf`` holds, at bit ``p * simd + l``, the weight of
-    neuron ``nf * pe + p`` for input ``sf * simd + l`` (1 = +1). Padding rows/columns are +1 and meet zero inputs."""
+    """Weight memory contents for a folding, one memory per PE: ``words[p][nf * SF + sf]`` holds at bit ``l`` the
+    weight of neuron ``nf * pe + p`` for input ``sf * simd + l`` (1 = +1). Padding rows/columns are +1 and only
+    ever meet zero inputs."""
     rows, cols = weights.shape
     nf, sf = -(-rows // pe), -(-cols // simd)
     padded = np.ones((nf * pe, sf * simd), dtype=np.uint8)
     padded[:rows, :cols] = weights > 0
-    blocks = padded.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, pe * simd)
-    bits = np.packbits(blocks, axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in bits]
+    blocks = padded.reshape(nf, pe, sf, simd).transpose(1, 0, 2, 3).reshape(pe, nf * sf, simd)
+    bits = np.packbits(blocks, axis=2, bitorder="little")
+    return [[int.from_bytes(word.tobytes(), "little") for word in per_pe] for per_pe in bits]
 
 
 class MatrixVectorUnit(wiring.Component):
@@ -153,15 +154,18 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += clr_full.eq(Cat(en & busy & last_all & (rbank == b) for b in range(2)))
         m.d.sync += full.eq((full | set_full) & ~clr_full)
 
-        # stage A -> B: weight word from memory, input lanes from the buffer, control
-        m.submodules.weights = wmem = Memory(shape=P * S, depth=max(2, SF * NF),
-                                             init=weight_words(self._weights, P, S))
-        wport = wmem.read_port()
+        # stage A -> B: one weight memory per PE (S bits wide), input lanes from the buffer, control
         # the address walks 0 .. SF*NF-1 in order, so a counter replaces nf * SF + sf (no multiplier anywhere)
         waddr = Signal(range(max(2, SF * NF)))
         with m.If(en & busy):
             m.d.sync += waddr.eq(hdl.Mux(last_all, 0, waddr + 1))
-        m.d.comb += [wport.addr.eq(waddr), wport.en.eq(en)]
+        wdata = []
+        for p, init in enumerate(weight_words(self._weights, P, S)):
+            mem = Memory(shape=S, depth=max(2, SF * NF), init=init)
+            m.submodules[f"weights{p}"] = mem
+            port = mem.read_port()
+            m.d.comb += [port.addr.eq(waddr), port.en.eq(en)]
+            wdata.append(port.data)
         x_b = Signal(data.ArrayLayout(hdl.unsigned(self.in_bits), S))
         with m.If(en):
             for lane in range(S):
@@ -177,7 +181,7 @@ class MatrixVectorUnit(wiring.Component):
         # stage B: P adder trees (optionally pipelined; their registers stall with the rest)
         totals = []
         for p in range(P):
-            w = wport.data[p * S:(p + 1) * S]
+            w = wdata[p]
             if self._tree_modules is None:
                 tree = SignFlipAdderTree(lanes=S, in_bits=self.in_bits, pipeline=self.tree_pipeline)
                 m.submodules[f"pe{p}"] = tree

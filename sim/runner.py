@@ -1,0 +1,107 @@
+"""Build a design once per content hash, run a cocotb bench on it, return its summary."""
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from . import SimError
+from .harness import HARNESS_TOP, beats_hex, harness_verilog
+from .toolchain import check_simulator
+
+__all__ = ["build_design", "run_bench", "simulate_network", "VERILATOR_ARGS"]
+
+# Amaranth's Verilog trips WIDTH lint warnings; they are not errors.
+VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast", "--x-initial", "fast"]
+
+
+def build_design(sim, sources, toplevel, cache_root, *, waves=False):
+    """Build ``sources`` for ``sim`` into ``cache_root/<sim>-<hash>`` unless that build already exists."""
+    from cocotb_tools.runner import get_runner
+    check_simulator(sim)
+    h = hashlib.sha256()
+    for s in sources:
+        h.update(Path(s).read_bytes())
+    h.update(f"{sim}|{toplevel}|{waves}|{VERILATOR_ARGS}".encode())
+    build_dir = Path(cache_root) / f"{sim}-{toplevel}-{h.hexdigest()[:16]}"
+    runner = get_runner(sim)
+    marker = build_dir / "lutmac-built"
+    if not marker.exists():
+        shutil.rmtree(build_dir, ignore_errors=True)
+        args = list(VERILATOR_ARGS) + (["--trace-fst", "--trace-structs"] if waves else []) if sim == "verilator" \
+            else []
+        runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel, build_dir=build_dir,
+                     build_args=args, timescale=("1ns", "1ps"), waves=waves, always=True,
+                     log_file=build_dir / "build.log" if False else None)
+        marker.write_text("ok\n")
+    return runner, build_dir
+
+
+def run_bench(runner, build_dir, toplevel, module, test_dir, config, *, waves=False):
+    """Run cocotb ``module`` with ``config`` (JSON, passed by file); returns ``(passed, summary or None)``."""
+    from cocotb_tools.runner import get_results
+    test_dir = Path(test_dir)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = test_dir / "bench-config.json"
+    cfg_path.write_text(json.dumps(config))
+    xml = runner.test(test_module=module, hdl_toplevel=toplevel, build_dir=build_dir, test_dir=test_dir,
+                      extra_env={"LUTMAC_BENCH_CONFIG": str(cfg_path)}, waves=waves, timescale=("1ns", "1ps"))
+    total, failed = get_results(xml)
+    summary_path = Path(config.get("summary", test_dir / "summary.json"))
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    return total > 0 and failed == 0, summary
+
+
+def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, waves=False, gap_rate=0,
+                     stall_rate=0, reset_test=False, corrupt=False, progress=True):
+    """Stream ``n`` test images (all when None) through ``rtl_dir/top.v``; returns the bench summary dict
+    (``passed`` added)."""
+    from export import ExportError
+    from export.manifest import load_test_set, read_manifest
+    rtl_dir, work_dir = Path(rtl_dir), Path(work_dir)
+    try:
+        top = json.loads((rtl_dir / "top.json").read_text())
+        (rtl_dir / "top.v").stat()
+    except (OSError, json.JSONDecodeError) as e:
+        raise SimError(f"{rtl_dir}: no usable top.v/top.json ({e}); run `make gen` first") from None
+    try:
+        manifest = read_manifest(export_dir)
+        images, _ = load_test_set(export_dir, manifest)
+    except ExportError as e:
+        raise SimError(f"export: {e}") from None
+    if top.get("pixels") != int(images[0].size):
+        raise SimError(f"{rtl_dir}/top.json takes {top.get('pixels')} pixels, the export's images have "
+                       f"{images[0].size}: the RTL was generated from another export")
+    total = len(images)
+    n = total if n is None else n
+    if not 1 <= n <= total:
+        raise SimError(f"n={n} is outside 1..{total} (test images in the export)")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    harness = work_dir / "harness.v"
+    text = harness_verilog(top, total * top["beats_per_image"])
+    if not harness.exists() or harness.read_text() != text:
+        harness.write_text(text)
+    t0 = time.perf_counter()
+    runner, build_dir = build_design(sim, [rtl_dir / "top.v", harness], HARNESS_TOP, work_dir / "build",
+                                     waves=waves)
+    build_s = time.perf_counter() - t0
+    run_dir = work_dir / f"run-{sim}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "beats.hex").write_text(beats_hex(images, top))
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        summary_path.unlink()
+    config = {"export": str(Path(export_dir).resolve()), "top_json": str((rtl_dir / "top.json").resolve()),
+              "n": n, "simulator": sim, "summary": str(summary_path.resolve()), "gap_rate": gap_rate,
+              "stall_rate": stall_rate, "reset_test": reset_test, "corrupt": corrupt, "progress": progress}
+    t1 = time.perf_counter()
+    passed, summary = run_bench(runner, build_dir, HARNESS_TOP, "sim.benches.network_bench", run_dir, config,
+                                waves=waves)
+    if summary is None:
+        raise SimError(f"{sim}: the bench ended without a summary (see {run_dir}); it did not run to the end")
+    summary.update(passed=passed, build_seconds=round(build_s, 2),
+                   wall_seconds=round(time.perf_counter() - t0, 2), run_seconds=round(time.perf_counter() - t1, 2),
+                   waves=str(run_dir) if waves else None)
+    return summary
