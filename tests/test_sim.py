@@ -1,0 +1,118 @@
+"""cocotb benches on Verilator and Icarus through the runner: PE, layer, and the whole network on digits."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from sim import SimError
+from sim.toolchain import check_simulator
+from sim.units import simulate_layer, simulate_pe
+
+
+def _have(sim):
+    try:
+        check_simulator(sim)
+        return True
+    except SimError:
+        return False
+
+
+SIMS = [pytest.param(s, marks=pytest.mark.skipif(not _have(s), reason=f"{s} is not installed (make setup installs it)"))
+        for s in ("verilator", "icarus")]
+
+
+@pytest.fixture(scope="session")
+def sim_work(tmp_path_factory):
+    return tmp_path_factory.mktemp("sim")
+
+
+@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("lanes, bits, pipeline", [(7, 4, 0), (64, 8, 0), (3, 2, 1), (33, 8, 2)])
+def test_pe_bench(sim, sim_work, lanes, bits, pipeline):
+    assert simulate_pe(lanes=lanes, bits=bits, pipeline=pipeline, sim=sim, work_dir=sim_work)
+
+
+# at least 8 foldings: odd lane counts, PE/SIMD not dividing the layer, ABITS 2/4/8, the output layer
+FOLDINGS = [
+    dict(n_in=13, n_out=7, pe=3, simd=5, in_lanes=4, in_bits=4, abits=4),
+    dict(n_in=10, n_out=6, pe=4, simd=3, in_lanes=3, in_bits=8, abits=2),
+    dict(n_in=64, n_out=16, pe=16, simd=64, in_lanes=64, in_bits=8, abits=8),
+    dict(n_in=49, n_out=12, pe=5, simd=49, in_lanes=7, in_bits=8, abits=4),
+    dict(n_in=9, n_out=5, pe=1, simd=1, in_lanes=2, in_bits=8, abits=2),
+    dict(n_in=31, n_out=9, pe=9, simd=8, in_lanes=31, in_bits=2, abits=8),
+    dict(n_in=20, n_out=10, pe=10, simd=7, in_lanes=5, in_bits=2, abits=None),
+    dict(n_in=17, n_out=10, pe=3, simd=17, in_lanes=6, in_bits=4, abits=None),
+]
+
+
+@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("folding", FOLDINGS, ids=lambda f: f"{f['n_in']}x{f['n_out']}-pe{f['pe']}-simd{f['simd']}")
+def test_layer_bench(sim, sim_work, folding):
+    assert simulate_layer(**folding, sim=sim, work_dir=sim_work, seed=folding["n_in"])
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_benches_can_fail(sim, sim_work):
+    """A deliberately wrong expectation makes each bench report failure."""
+    assert not simulate_pe(lanes=7, bits=4, sim=sim, work_dir=sim_work, corrupt=True)
+    assert not simulate_layer(**FOLDINGS[0], sim=sim, work_dir=sim_work, seed=13, corrupt=True)
+
+
+@pytest.fixture(scope="session")
+def digits_rtl(digits_export, tmp_path_factory):
+    from hw.gen import generate
+    out = tmp_path_factory.mktemp("digits-rtl") / "rtl"
+    generate(digits_export[1], out, pe=4, simd=16)
+    return digits_export[1], out
+
+
+def _sim_cli(*args):
+    return subprocess.run([sys.executable, "-m", "sim", *args, "--quiet"], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("sim, n", [pytest.param("verilator", "all", marks=SIMS[0].marks),
+                                    pytest.param("icarus", "24", marks=SIMS[1].marks)])
+def test_network_bench_on_digits(sim, n, digits_rtl, tmp_path_factory):
+    export_dir, rtl = digits_rtl
+    out = tmp_path_factory.getbasetemp() / f"netsim-{sim}"
+    r = _sim_cli("--export", str(export_dir), "--rtl", str(rtl), "--sim", sim, "--n", n, "-o", str(out))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    for key in ("simulator", "images", "mismatches", "accuracy", "cycles_per_image", "fold_bound_cycles",
+                "wall_seconds"):
+        assert key in res
+    assert res["mismatches"] == 0 and res["images"] == (360 if n == "all" else int(n))
+    assert res["cycles_per_image"] <= 1.05 * res["fold_bound_cycles"]
+    top = json.loads((rtl / "top.json").read_text())
+    assert res["first_result_cycle"] is not None and top["latency_cycles"] > 0
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_network_reset_backpressure_and_corruption(sim, digits_rtl, tmp_path_factory):
+    from sim.runner import simulate_network
+    export_dir, rtl = digits_rtl
+    work = tmp_path_factory.getbasetemp() / f"netsim-{sim}"
+    n = 40 if sim == "verilator" else 12
+    s = simulate_network(export_dir, rtl, sim=sim, n=n, work_dir=work, reset_test=True, progress=False)
+    assert s["passed"] and s["mismatches"] == 0 and s["images"] == n
+    s = simulate_network(export_dir, rtl, sim=sim, n=n, work_dir=work, gap_rate=80, stall_rate=120, progress=False)
+    assert s["passed"] and s["mismatches"] == 0
+    s = simulate_network(export_dir, rtl, sim=sim, n=n, work_dir=work, corrupt=True, progress=False)
+    assert not s["passed"] and s["mismatches"] == 1 and "image" in s["first_mismatch"]
+
+
+def test_cli_errors(digits_rtl, tmp_path, monkeypatch):
+    export_dir, rtl = digits_rtl
+    r = _sim_cli("--export", str(export_dir), "--rtl", str(rtl), "--sim", "modelsim", "-o", str(tmp_path / "s"))
+    assert r.returncode == 2 and "modelsim" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = _sim_cli("--export", str(export_dir), "--rtl", str(tmp_path / "nope"), "-o", str(tmp_path / "s"))
+    assert r.returncode == 2 and "make gen" in r.stderr
+    r = _sim_cli("--export", str(export_dir), "--rtl", str(rtl), "--n", "999999", "-o", str(tmp_path / "s"))
+    assert r.returncode == 2 and "outside" in r.stderr
+    assert not (tmp_path / "s" / "results.json").exists()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SimError, match="apt-get install iverilog"):
+        check_simulator("icarus")
