@@ -1,1 +1,7 @@
-"""lutmac stage: boards."""
+"""Boards (stage 5 of lutmac): yosys utilisation reports, PE sweeps, place and route, board builds and flashing."""
+
+__all__ = ["BoardsError"]
+
+
+class BoardsError(Exception):
+    """A missing tool, an unknown board, a design that does not fit or breaks a rule (DSPs in a binary design)."""

