@@ -72,6 +72,7 @@ sim: setup
 synth: setup
 	$(PY) -m boards synth --rtl $(OUT)/rtl --family $(FAMILY) -o $(OUT)/synth
 
+# Stage 5 beyond synth is not implemented yet: these say so and exit 2.
 report: setup
 	$(PY) -m boards report --export $(OUT)/export --family $(FAMILY) -o $(OUT)/report
 

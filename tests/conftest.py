@@ -38,3 +38,14 @@ def run_yosys(script, cwd):
     r = subprocess.run([exe, "-q", "-p", script], cwd=cwd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     return r
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """A tiny real network (64-8-10, 2-bit activations) on digits: small enough to synthesise in seconds."""
+    from train.trainer import TrainConfig, run_training
+    from export.exporter import export_checkpoint
+    root = tmp_path_factory.mktemp("digits-tiny")
+    run_training(TrainConfig(dataset="digits", arch="64-8-10", abits=2, epochs=5), root / "train", progress=False)
+    export_checkpoint(root / "train" / "model.pt", root / "export")
+    return root / "export"

@@ -1,0 +1,78 @@
+"""boards synth: yosys synth_xilinx utilisation, the DSP-free rule, and a multiplier baseline that does use DSPs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from boards import BoardsError
+from boards.synth import synthesize, utilization
+from boards.yosys import classify_cells
+
+MULTIPLIER = """
+module mul_baseline(input clk, input [7:0] a, input signed [7:0] b, output reg signed [16:0] p);
+  always @(posedge clk) p <= $signed({1'b0, a}) * b;
+endmodule
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_rtl(tiny_export, tmp_path_factory):
+    from hw.gen import generate
+    out = tmp_path_factory.mktemp("tiny-rtl") / "rtl"
+    generate(tiny_export, out, pe=3, simd=8)
+    return out
+
+
+def test_synth_tiny_network_is_dsp_free(tiny_rtl, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "boards", "synth", "--rtl", str(tiny_rtl), "-o", str(tmp_path / "s")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    u = json.loads((tmp_path / "s" / "utilization.json").read_text())
+    for key in ("family", "LUT", "LUTRAM", "FF", "CARRY", "BRAM", "DSP", "pe", "simd"):
+        assert key in u
+    assert u["family"] == "xc7" and u["DSP"] == 0 and u["LUT"] > 0 and u["CARRY"] > 0 and u["FF"] > 0
+    assert u["pe"] == [3, 3] and u["simd"] == [8, 8] and u["logic_levels"] > 0
+    assert (tmp_path / "s" / "yosys.log").exists()
+
+
+def test_multiplier_baseline_lands_in_dsps(tmp_path):
+    (tmp_path / "mul.v").write_text(MULTIPLIER)
+    u = utilization(tmp_path / "mul.v", "mul_baseline", "xc7", tmp_path / "w")
+    assert u["DSP"] >= 1 and u["LUT"] < 20
+
+
+def test_synth_refuses_dsps_and_keeps_previous_output(tiny_rtl, tmp_path):
+    out = tmp_path / "synth"
+    synthesize(tiny_rtl, out)
+    before = (out / "utilization.json").read_text()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "top.v").write_text(MULTIPLIER)
+    top = json.loads((tiny_rtl / "top.json").read_text())
+    top["top"] = "mul_baseline"
+    (bad / "top.json").write_text(json.dumps(top))
+    with pytest.raises(BoardsError, match="DSP-free"):
+        synthesize(bad, out)
+    assert (out / "utilization.json").read_text() == before
+
+
+def test_classify_cells():
+    stat = {"design": {"num_cells_by_type": {"LUT6": 10, "LUT2": 5, "FDRE": 7, "FDSE": 1, "CARRY4": 3,
+                                             "RAMB36E1": 2, "RAMB18E1": 1, "DSP48E1": 1, "RAM64X1D": 4,
+                                             "MUXF7": 2, "IBUF": 9}}}
+    c = classify_cells(stat)
+    assert (c["LUT"], c["FF"], c["CARRY"], c["BRAM"], c["DSP"], c["LUTRAM"], c["MUXF"]) == (15, 8, 3, 2.5, 1, 4, 2)
+
+
+@pytest.mark.parametrize("cmd", ["report", "pnr", "build", "flash", "infer"])
+def test_pending_commands_say_so(cmd):
+    r = subprocess.run([sys.executable, "-m", "boards", cmd, "--board", "x"], capture_output=True, text=True)
+    assert r.returncode == 2 and "not implemented yet" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_synth_bad_inputs(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "boards", "synth", "--rtl", str(tmp_path), "-o", str(tmp_path / "s")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "make gen" in r.stderr
