@@ -89,15 +89,20 @@ def fold_thresholds(*, mean, var, gamma, beta, bias, eps, abits, act_range, acc_
 
 
 def apply_thresholds(acc, orientation, thresholds):
-    """``#{k : s * acc >= T[k]}`` for ``acc`` of shape ``(N, rows)``, vectorised with one searchsorted."""
-    acc = np.asarray(acc, np.int64) * orientation[None, :]
+    """``#{k : s * acc >= T[k]}`` for ``acc`` of shape ``(N, rows)``: a vectorised binary search over each row's
+    sorted thresholds, one gather per result bit (the same search the hardware pipelines)."""
+    v = np.asarray(acc, np.int64) * orientation[None, :]
     rows, levels = thresholds.shape
-    # lay rows end to end on one number line so a single sorted search handles every neuron at once
-    span = int(max(np.abs(thresholds).max(initial=0), np.abs(acc).max(initial=0))) * 2 + 4
-    offsets = np.arange(rows, dtype=np.int64) * span
-    flat = (thresholds + offsets[:, None]).ravel()
-    pos = np.searchsorted(flat, acc + offsets[None, :], side="right")
-    return pos - np.arange(rows, dtype=np.int64)[None, :] * levels
+    bits = int(levels + 1).bit_length() - 1
+    if levels != (1 << bits) - 1:  # not 2**b - 1 thresholds: plain sorted search per row
+        return np.stack([np.searchsorted(thresholds[r], v[:, r], side="right") for r in range(rows)], axis=1)
+    flat = np.ascontiguousarray(thresholds, dtype=np.int64).ravel()
+    base = (np.arange(rows, dtype=np.int64) * levels)[None, :]
+    level = np.zeros(v.shape, np.int64)
+    for d in range(bits - 1, -1, -1):
+        cand = level + (1 << d)                        # 1-based threshold index to test
+        level = np.where(flat[base + cand - 1] <= v, cand, level)
+    return level
 
 
 def fold_scores(*, mean, var, gamma, beta, bias, eps, scale_bits=SCALE_BITS):
