@@ -1,6 +1,5 @@
 """PE and layer benches: generate the unit's Verilog with hw/, its vectors with the golden arithmetic, and run."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -36,35 +35,17 @@ def simulate_layer(*, n_in, n_out, pe, simd, in_lanes, in_bits, abits=None, sim,
                    stall=0.3, corrupt=False, seed=0):
     """Run the layer bench on a random layer (thresholds when ``abits``, else output scores)."""
     from amaranth.back import verilog
-    from export.folding import accumulator_bounds, apply_scores, apply_thresholds, signed_bits
-    from hw.mvu import MatrixVectorUnit
-    rng = np.random.default_rng(seed)
-    weights = rng.choice(np.array([-1, 1], np.int8), (n_out, n_in))
-    lo, hi = accumulator_bounds(n_in, 2 ** in_bits - 1)
-    x = rng.integers(0, 2 ** in_bits, (vectors, n_in))
-    x[0] = 2 ** in_bits - 1
-    acc = x @ weights.T.astype(np.int64)
+    from hw.test_vectors import random_layer
     trees = {}
-    common = dict(weights=weights, in_bits=in_bits, in_lanes=in_lanes, pe=pe, simd=simd,
-                  acc_width=signed_bits(lo, hi), tree_modules=trees)
-    if abits:
-        thr = np.sort(rng.integers(lo // 4, hi // 4 + 1, (n_out, 2 ** abits - 1)), axis=1)
-        orient = rng.choice([-1, 1], n_out)
-        expected = apply_thresholds(acc, orient, thr)
-        unit = MatrixVectorUnit(**common, thresholds=(orient, thr))
-    else:
-        scale, offset = rng.integers(-2047, 2048, n_out), rng.integers(-10 ** 5, 10 ** 5, n_out)
-        expected = apply_scores(acc, scale, offset)
-        bound = 2047 * hi + 10 ** 5
-        unit = MatrixVectorUnit(**common, scores=(scale, offset, signed_bits(-bound, bound)))
+    layer = random_layer(n_in=n_in, n_out=n_out, pe=pe, simd=simd, in_lanes=in_lanes, in_bits=in_bits, abits=abits,
+                         vectors=vectors, seed=seed, tree_modules=trees)
+    unit, expected = layer.unit, layer.expected
     name = f"mvu_{n_in}x{n_out}_p{pe}_s{simd}_l{in_lanes}_b{in_bits}_a{abits or 0}_{seed}"
     text = verilog.convert(unit, name=name, emit_src=False)
     for tname, tree in trees.items():
         text += "\n" + verilog.convert(tree, name=tname, emit_src=False)
     src = _write(Path(work_dir) / f"{name}.v", text)
-    padded = np.zeros((vectors, unit.in_beats * in_lanes), np.int64)
-    padded[:, :n_in] = x
-    beats = padded.reshape(vectors * unit.in_beats, in_lanes)
+    beats = np.array(layer.beats, np.int64)
     exp = np.zeros((vectors, unit.nf * pe), np.int64)
     exp[:, :n_out] = expected
     run_dir = Path(work_dir) / f"run-{sim}-{name}-{int(corrupt)}"

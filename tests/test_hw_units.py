@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from export.folding import accumulator_bounds, apply_scores, apply_thresholds, signed_bits
+from export.folding import apply_thresholds
 from hw.adder_tree import SignFlipAdderTree
 from hw.mvu import MatrixVectorUnit
+from hw.test_vectors import random_layer
 from hw.requant import ThresholdRequantizer, csd_digits
 from hw.stream_helpers import stream_get_all, stream_put_all
 
@@ -95,28 +96,10 @@ def run_mvu(n_in, n_out, *, pe, simd, in_lanes, in_bits, abits=None, vectors=4, 
             seed=0):
     """Stream random vectors through a MatrixVectorUnit with random input gaps and output stalls; compare with
     the golden layer arithmetic."""
-    rng = np.random.default_rng(seed)
-    weights = rng.choice(np.array([-1, 1], np.int8), (n_out, n_in))
-    lo, hi = accumulator_bounds(n_in, 2 ** in_bits - 1)
-    x = rng.integers(0, 2 ** in_bits, (vectors, n_in))
-    x[0] = 2 ** in_bits - 1  # extreme vector
-    acc = x @ weights.T.astype(np.int64)
-    common = dict(weights=weights, in_bits=in_bits, in_lanes=in_lanes, pe=pe, simd=simd,
-                  acc_width=signed_bits(lo, hi), tree_pipeline=pipeline)
-    if abits:
-        thr = np.sort(rng.integers(lo // 4, hi // 4 + 1, (n_out, 2 ** abits - 1)), axis=1)
-        orient = rng.choice([-1, 1], n_out)
-        expected = apply_thresholds(acc, orient, thr)
-        dut = MatrixVectorUnit(**common, thresholds=(orient, thr))
-    else:
-        scale, offset = rng.integers(-2047, 2048, n_out), rng.integers(-10 ** 5, 10 ** 5, n_out)
-        expected = apply_scores(acc, scale, offset)
-        bound = 2047 * hi + 10 ** 5
-        dut = MatrixVectorUnit(**common, scores=(scale, offset, signed_bits(-bound, bound)))
-    beats = []
-    for v in x:
-        padded = np.concatenate([v, np.zeros(dut.in_beats * in_lanes - n_in, int)])
-        beats += [[int(a) for a in padded[b * in_lanes:(b + 1) * in_lanes]] for b in range(dut.in_beats)]
+    layer = random_layer(n_in=n_in, n_out=n_out, pe=pe, simd=simd, in_lanes=in_lanes, in_bits=in_bits, abits=abits,
+                         vectors=vectors, seed=seed, tree_pipeline=pipeline)
+    dut, beats, expected = layer.unit, layer.beats, layer.expected
+    rng = np.random.default_rng(seed + 1)
     got = []
 
     async def producer(ctx):
