@@ -27,7 +27,7 @@ OUT      ?= build/$(DATASET)-$(ARCH)
 VENV     := .venv
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.lutmac-setup
-APT_PKGS := iverilog dataset-fashion-mnist
+APT_PKGS := iverilog dataset-fashion-mnist liblz4-dev zlib1g-dev
 
 .DEFAULT_GOAL := all
 .PHONY: all setup train export gen sim synth report pnr build flash test test-slow bench clean
@@ -38,7 +38,7 @@ setup: $(STAMP)
 
 # Idempotent: re-runs only when pyproject.toml changes. torch comes first, pinned, so pip takes the local
 # CPU wheel instead of resolving a multi-GB CUDA build for the project's range.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@command -v python3 >/dev/null || { echo "setup: python3 (>= 3.11) is needed on PATH" >&2; exit 2; }
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

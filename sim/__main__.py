@@ -37,6 +37,8 @@ def main(argv=None):
     print(f"{a.sim}: {s['images']} images, {s['mismatches']} mismatches, accuracy {100 * s['accuracy']:.2f}%, "
           f"{cpi if cpi is not None else '-'} cycles/image (fold bound {s['fold_bound_cycles']}), "
           f"{s['images_per_s']} images/s, {s['wall_seconds']} s (build {s['build_seconds']} s)")
+    if s["waves"]:
+        print(f"waveform: {s['waves']}")
     if s["mismatches"] or not s["passed"]:
         print(f"sim: error: {s['first_mismatch'] or 'the bench failed'}; rerun with WAVES=1 for a waveform",
               file=sys.stderr)

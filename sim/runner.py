@@ -134,7 +134,9 @@ def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, 
                                 waves=waves)
     if summary is None:
         raise SimError(f"{sim}: the bench ended without a summary (see {run_dir}); it did not run to the end")
+    dumps = sorted([*run_dir.glob("*.fst"), *run_dir.glob("*.vcd"), *build_dir.glob("*.fst"),
+                    *build_dir.glob("*.vcd")], key=lambda p: p.stat().st_mtime) if waves else []
     summary.update(passed=passed, build_seconds=round(build_s, 2),
                    wall_seconds=round(time.perf_counter() - t0, 2), run_seconds=round(time.perf_counter() - t1, 2),
-                   waves=str(run_dir) if waves else None)
+                   waves=str(dumps[-1]) if dumps else None)
     return summary

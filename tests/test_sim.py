@@ -1,7 +1,7 @@
 """cocotb benches on Verilator and Icarus through the runner: PE, layer, and the whole network on digits."""
 
 import json
-import shutil
+import os
 import subprocess
 import sys
 
@@ -102,6 +102,17 @@ def test_network_reset_backpressure_and_corruption(sim, digits_rtl, tmp_path_fac
     assert s["passed"] and s["mismatches"] == 0
     s = simulate_network(export_dir, rtl, sim=sim, n=n, work_dir=work, corrupt=True, progress=False)
     assert not s["passed"] and s["mismatches"] == 1 and "image" in s["first_mismatch"]
+
+
+@pytest.mark.skipif(not _have("icarus"), reason="icarus is not installed (make setup installs it)")
+def test_waves_on_request(digits_rtl, tmp_path):
+    export_dir, rtl = digits_rtl
+    r = subprocess.run([sys.executable, "-m", "sim", "--export", str(export_dir), "--rtl", str(rtl), "--sim", "icarus",
+                        "--n", "2", "--quiet", "-o", str(tmp_path / "s")], capture_output=True, text=True,
+                       env={**os.environ, "WAVES": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert res["waves"] and res["waves"].endswith((".fst", ".vcd")) and os.path.getsize(res["waves"]) > 0
 
 
 def test_cli_errors(digits_rtl, tmp_path, monkeypatch):
