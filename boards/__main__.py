@@ -41,8 +41,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BoardsError as e:
-        print(f"boards: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from train.cli import run_stage
+    run_stage("boards", main, BoardsError)

@@ -46,8 +46,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ExportError as e:
-        print(f"export: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from train.cli import run_stage
+    run_stage("export", main, ExportError)

@@ -60,8 +60,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except HardwareError as e:
-        print(f"hw: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from train.cli import run_stage
+    run_stage("hw", main, HardwareError)

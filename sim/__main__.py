@@ -47,8 +47,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SimError as e:
-        print(f"sim: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from train.cli import run_stage
+    run_stage("sim", main, SimError)

@@ -1,7 +1,6 @@
 """python -m train: BinaryConnect training with outputs per the lutmac contract."""
 
 import argparse
-import sys
 
 from . import TrainError
 
@@ -46,8 +45,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except TrainError as e:
-        print(f"train: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from train.cli import run_stage
+    run_stage("train", main, TrainError)
