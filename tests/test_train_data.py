@@ -1,6 +1,7 @@
 """IDX reader round trips and rejection of corrupt files; the digits split."""
 
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,7 +82,7 @@ def test_mnist_found_in_env_dir_and_hash_checked(tmp_path, monkeypatch):
         load_dataset("mnist")
 
 
-@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_offline():
     s = load_dataset("fashion-mnist")

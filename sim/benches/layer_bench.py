@@ -3,6 +3,7 @@ ready on the output. Vectors and expected outputs come from the ``.npz`` named i
 
 import json
 import os
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -12,7 +13,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
 
 @cocotb.test()
 async def layer_matches_golden(dut):
-    cfg = json.loads(open(os.environ["LUTMAC_BENCH_CONFIG"]).read())
+    cfg = json.loads(Path(os.environ["LUTMAC_BENCH_CONFIG"]).read_text())
     data = np.load(cfg["vectors"])
     beats, expected, real = data["beats"], data["expected"], data["real"]
     in_bits, in_lanes, pe, out_bits = cfg["in_bits"], cfg["in_lanes"], cfg["pe"], cfg["out_bits"]

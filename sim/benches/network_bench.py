@@ -3,6 +3,7 @@ with the export's golden model. Configured by the JSON file named in ``LUTMAC_BE
 
 import json
 import os
+from pathlib import Path
 import sys
 import time
 
@@ -50,8 +51,8 @@ def _compare(trace, images_idx, classes, scores, layers):
 
 @cocotb.test()
 async def network_matches_golden(dut):
-    cfg = json.loads(open(os.environ["LUTMAC_BENCH_CONFIG"]).read())
-    top = json.loads(open(cfg["top_json"]).read())
+    cfg = json.loads(Path(os.environ["LUTMAC_BENCH_CONFIG"]).read_text())
+    top = json.loads(Path(cfg["top_json"]).read_text())
     golden = GoldenModel(cfg["export"])
     images, labels = load_test_set(cfg["export"], golden.manifest)
     n, per = cfg["n"], top["beats_per_image"]
@@ -107,7 +108,7 @@ async def network_matches_golden(dut):
     if bar is not None:
         bar.close()
     await ClockCycles(dut.clk, 2)
-    cycles, classes, scores = parse_results(open("results.txt").read(), top)
+    cycles, classes, scores = parse_results(Path("results.txt").read_text(), top)
     assert len(classes) == n, f"expected {n} results, the harness logged {len(classes)}"
     mismatches, first = _compare(trace, order, classes, scores, golden.layers)
     steady = None

@@ -3,6 +3,7 @@ vectors. Configured by the JSON file named in ``LUTMAC_BENCH_CONFIG``."""
 
 import json
 import os
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -12,7 +13,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
 
 @cocotb.test()
 async def pe_matches_golden(dut):
-    cfg = json.loads(open(os.environ["LUTMAC_BENCH_CONFIG"]).read())
+    cfg = json.loads(Path(os.environ["LUTMAC_BENCH_CONFIG"]).read_text())
     lanes, bits, latency = cfg["lanes"], cfg["bits"], cfg["latency"]
     rng = np.random.default_rng(cfg.get("seed", 0))
     hi = (1 << bits) - 1
