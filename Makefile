@@ -17,6 +17,8 @@ ABITS    ?= 8
 SEED     ?= 0
 PE       ?= 16
 SIMD     ?= 64
+# adder-tree netlist: portable | xc7 | xcu | xcup (the Xilinx ones instantiate LUT6_2 + CARRY primitives)
+TARGET   ?= portable
 FOLDING  ?=
 SIM      ?= verilator
 N        ?= all
@@ -62,7 +64,7 @@ train: setup
 export: setup
 	$(PY) -m export --checkpoint $(OUT)/train/model.pt -o $(OUT)/export
 
-FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING))
+FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING)) --target $(TARGET)
 gen: setup
 	$(PY) -m hw gen --export $(OUT)/export $(FOLD_ARGS) -o $(OUT)/rtl
 

@@ -15,7 +15,7 @@ FAMILIES = ("xc7", "xcu", "xcup")
 
 # cell name -> resource class, for the Xilinx primitives synth_xilinx maps to
 _CELL_CLASSES = [
-    (r"LUT[1-6]$", "LUT"),
+    (r"(LUT[1-6]|LUT6_2|INV)$", "LUT"),  # INV is a LUT1 on the device
     (r"(RAM(32|64|128|256)X1[SD]|RAM32M16|RAM32M|RAM64M|RAM64M8)$", "LUTRAM"),
     (r"(SRL16E|SRLC32E|SRLC16E)$", "SRL"),
     (r"FD[RSCP]E(_1)?$", "FF"),

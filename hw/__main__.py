@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from . import HardwareError
+from .targets import TARGETS
 
 
 def _gen(a):
@@ -12,7 +13,7 @@ def _gen(a):
     import time
     t0 = time.perf_counter()
     d = generate(a.export, a.out, pe=a.pe, simd=a.simd, folding_file=a.folding, tree_pipeline=a.tree_pipeline,
-                 lut_budget=a.lut_budget, warn=lambda s: print(s, file=sys.stderr))
+                 target=a.target, lut_budget=a.lut_budget, warn=lambda s: print(s, file=sys.stderr))
     folds = ", ".join(f"{layer['name']} {layer['pe']}x{layer['simd']} ({layer['cycles']} cyc)" for layer in d["layers"])
     print(f"{a.out}/top.v: {folds}; fold bound {d['fold_bound_cycles']} cycles/image, "
           f"{d['beats_per_image']} beats/image, ~{d['estimated_luts']} LUTs est., {time.perf_counter() - t0:.1f} s")
@@ -22,16 +23,26 @@ def _gen(a):
 def _pe(a):
     from amaranth.back import verilog
     from train.files import atomic_write_text
-    from .adder_tree import SignFlipAdderTree
+    from .targets import make_tree, tree_simulation_models
     if a.lanes < 1:
         raise HardwareError(f"--lanes must be >= 1, not {a.lanes}")
     if not 1 <= a.bits <= 32:
         raise HardwareError(f"--bits must be in 1..32, not {a.bits}")
     if a.pipeline < 0:
         raise HardwareError(f"--pipeline must be >= 0, not {a.pipeline}")
-    pe = SignFlipAdderTree(lanes=a.lanes, in_bits=a.bits, signed=a.signed, pipeline=a.pipeline)
-    atomic_write_text(a.out, verilog.convert(pe, name=a.name, emit_src=False))
-    print(f"{a.out}: {a.lanes}-lane {a.bits}-bit sign-flip adder tree, {pe.width}-bit sum, latency {pe.latency}")
+    target = "portable" if a.portable else a.family
+    pe = make_tree(target=target, lanes=a.lanes, in_bits=a.bits, signed=a.signed, pipeline=a.pipeline)
+    text = verilog.convert(pe, name=a.name, emit_src=False)
+    models = tree_simulation_models([pe])
+    note = ""
+    if models:
+        mpath = Path(a.out).with_name(Path(a.out).stem + "_sim_models.v")
+        atomic_write_text(mpath, models)
+        note = f"; primitive models for simulation in {mpath}"
+    atomic_write_text(a.out, text)
+    kind = "portable RTL" if a.portable else f"{a.family} LUT6_2 + carry-chain netlist"
+    print(f"{a.out}: {a.lanes}-lane {a.bits}-bit sign-flip adder tree ({kind}), {pe.width}-bit sum, "
+          f"latency {pe.latency}{note}")
     return 0
 
 
@@ -44,6 +55,8 @@ def main(argv=None):
     g.add_argument("--simd", type=int, default=64, help="input lanes per layer, clipped (default 64)")
     g.add_argument("--folding", help='JSON {"fc0": {"pe": 16, "simd": 49}, ...} overriding PE/SIMD per layer')
     g.add_argument("--tree-pipeline", type=int, default=0, help="register adder trees every K levels (0: none)")
+    g.add_argument("--target", default="portable", choices=TARGETS,
+                   help="adder-tree netlist: portable RTL (default) or Xilinx LUT6_2/CARRY primitives for a family")
     g.add_argument("--lut-budget", type=int, help="warn when the LUT estimate exceeds this")
     g.add_argument("-o", "--out", required=True, help="output directory for top.v and top.json")
     e = sub.add_parser("pe", help="one standalone processing element (for benchmarking)")
@@ -51,8 +64,9 @@ def main(argv=None):
     e.add_argument("--bits", type=int, required=True)
     e.add_argument("--signed", action="store_true", help="two's complement inputs")
     e.add_argument("--pipeline", type=int, default=0)
-    e.add_argument("--portable", action="store_true",
-                   help="plain RTL (currently the only netlist style: no vendor primitives are instantiated)")
+    e.add_argument("--family", default="xc7", choices=[t for t in TARGETS if t != "portable"],
+                   help="Xilinx family of the primitive netlist (xc7: CARRY4; xcu/xcup: CARRY8)")
+    e.add_argument("--portable", action="store_true", help="plain RTL instead of the Xilinx primitive netlist")
     e.add_argument("--name", default="pe")
     e.add_argument("-o", "--out", required=True)
     a = p.parse_args(argv)

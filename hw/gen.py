@@ -10,10 +10,12 @@ from amaranth.back import verilog
 from . import HardwareError
 from .folding import estimate_luts, resolve_folding
 from .network import NetworkTop
+from .targets import TARGETS, tree_simulation_models
 
 __all__ = ["load_export", "generate", "top_description", "TOP_NAME"]
 
 TOP_NAME = "lutmac_top"
+SIM_MODELS = "sim_models.v"  # primitive models for simulation only (synthesis maps the real primitives)
 
 
 def load_export(export_dir):
@@ -67,15 +69,24 @@ def top_description(top, manifest, export_dir):
                     "unit_latency": u.latency}
                    for p, f, u in zip(top._layers, top.folding, units)],
         "tree_pipeline": top.tree_pipeline,
+        "tree_target": top.tree_target,
         "macs_per_cycle": sum(f.pe * f.simd for f in top.folding),
     }
 
 
-def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=0, lut_budget=None, warn=print):
-    """Write ``top.v`` and ``top.json`` into ``out_dir`` (atomically, together); return the description."""
+def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=0, target="portable", lut_budget=None,
+             warn=print):
+    """Write ``top.v`` and ``top.json`` into ``out_dir`` (atomically, together); return the description.
+
+    ``target`` picks the adder-tree netlist (:data:`hw.targets.TARGETS`); a Xilinx one also writes
+    ``sim_models.v``, behavioural models of its primitives that simulation reads beside ``top.v`` and synthesis
+    must not.
+    """
     from train.files import atomic_directory
     if not isinstance(tree_pipeline, int) or tree_pipeline < 0:
         raise HardwareError(f"tree_pipeline must be an integer >= 0, not {tree_pipeline!r}")
+    if target not in TARGETS:
+        raise HardwareError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     manifest, layers = load_export(export_dir)
     for p in layers:
         if not 1 <= p.in_bits <= 16:
@@ -85,7 +96,8 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     if lut_budget is not None and estimate > lut_budget:
         warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")
     tree_modules = {}
-    top = NetworkTop(layers=layers, folding=folding, tree_pipeline=tree_pipeline, tree_modules=tree_modules)
+    top = NetworkTop(layers=layers, folding=folding, tree_pipeline=tree_pipeline, tree_modules=tree_modules,
+                     tree_target=target)
     desc = top_description(top, manifest, export_dir)
     desc["estimated_luts"] = estimate
     text = verilog.convert(top, name=TOP_NAME, emit_src=False)
@@ -95,8 +107,12 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     if re.search(r"\$readmem|(?<![@(])\*(?!\))", _strip_comments_and_attrs(text)):
         raise HardwareError("generated Verilog contains a multiplication or $readmem (generator bug)")
     desc["verilog_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    models = tree_simulation_models(tree_modules.values())
+    desc["simulation_models"] = SIM_MODELS if models else None
     with atomic_directory(out_dir) as tmp:
         (Path(tmp) / "top.v").write_text(text)
+        if models:
+            (Path(tmp) / SIM_MODELS).write_text(models)
         (Path(tmp) / "top.json").write_text(json.dumps(desc, indent=2) + "\n")
     return desc
 

@@ -7,14 +7,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .adder_tree import SignFlipAdderTree, tree_depth
+from .targets import make_tree, tree_latency
 from .requant import ScoreRequantizer, ThresholdRequantizer
 
 __all__ = ["MatrixVectorUnit", "fold_cycles", "weight_words", "tree_module_name"]
 
 
-def tree_module_name(lanes, in_bits, pipeline):
-    return f"lutmac_pe_l{lanes}_b{in_bits}_p{pipeline}"
+def tree_module_name(lanes, in_bits, pipeline, target="portable"):
+    suffix = "" if target == "portable" else f"_{target}"
+    return f"lutmac_pe_l{lanes}_b{in_bits}_p{pipeline}{suffix}"
 
 
 def fold_cycles(in_features, out_features, pe, simd):
@@ -61,6 +62,8 @@ class MatrixVectorUnit(wiring.Component):
         Output layer requantisation.
     tree_pipeline : int
         Register every this many adder levels (0: combinational trees).
+    tree_target : str
+        Netlist of the adder trees (:data:`hw.targets.TARGETS`): ``"portable"`` RTL, or Xilinx primitives.
     tree_modules : dict, optional
         When given, each PE is an ``Instance`` of a separately emitted tree module, recorded here as
         ``name -> SignFlipAdderTree``: Verilog emission then converts one tree per shape instead of one per PE
@@ -73,7 +76,7 @@ class MatrixVectorUnit(wiring.Component):
     """
 
     def __init__(self, *, weights, in_bits, in_lanes, pe, simd, acc_width, thresholds=None, scores=None,
-                 tree_pipeline=0, tree_modules=None):
+                 tree_pipeline=0, tree_modules=None, tree_target="portable"):
         if (thresholds is None) == (scores is None):
             raise ValueError("exactly one of thresholds= or scores= is needed")
         self.out_features, self.in_features = weights.shape
@@ -88,7 +91,9 @@ class MatrixVectorUnit(wiring.Component):
         self._weights = weights
         self.tree_pipeline = tree_pipeline
         self._tree_modules = tree_modules
-        self.tree_latency = tree_depth(simd + 1) // tree_pipeline if tree_pipeline else 0
+        self.tree_target = tree_target
+        self._make_tree = lambda: make_tree(target=tree_target, lanes=simd, in_bits=in_bits, pipeline=tree_pipeline)
+        self.tree_latency = tree_latency(target=tree_target, lanes=simd, pipeline=tree_pipeline)
         if thresholds is not None:
             self._make_requant = lambda: ThresholdRequantizer(
                 orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width)
@@ -183,15 +188,14 @@ class MatrixVectorUnit(wiring.Component):
         for p in range(P):
             w = wdata[p]
             if self._tree_modules is None:
-                tree = SignFlipAdderTree(lanes=S, in_bits=self.in_bits, pipeline=self.tree_pipeline)
+                tree = self._make_tree()
                 m.submodules[f"pe{p}"] = tree
                 m.d.comb += [tree.x.eq(x_b), tree.w.eq(w), tree.en.eq(en)]
                 totals.append(tree.total)
             else:
-                name = tree_module_name(S, self.in_bits, self.tree_pipeline)
+                name = tree_module_name(S, self.in_bits, self.tree_pipeline, self.tree_target)
                 if name not in self._tree_modules:
-                    self._tree_modules[name] = SignFlipAdderTree(lanes=S, in_bits=self.in_bits,
-                                                                 pipeline=self.tree_pipeline)
+                    self._tree_modules[name] = self._make_tree()
                 total = Signal(hdl.signed(self._tree_modules[name].width), name=f"total{p}")
                 clocking = dict(i_clk=ClockSignal(), i_rst=ResetSignal(), i_en=en) if self.tree_pipeline else {}
                 m.submodules[f"pe{p}"] = Instance(name, i_x=x_b.as_value(), i_w=w, o_total=total, **clocking)

@@ -31,6 +31,8 @@ class NetworkTop(wiring.Component):
     folding : list of :class:`LayerFolding`, one per layer (already clipped to the layer)
     tree_pipeline : int
         Adder-tree register spacing, passed to every unit.
+    tree_target : str
+        Adder-tree netlist, see :class:`~hw.mvu.MatrixVectorUnit`.
     tree_modules : dict, optional
         Passed to every :class:`MatrixVectorUnit`: PEs become instances of separately emitted modules.
 
@@ -42,11 +44,12 @@ class NetworkTop(wiring.Component):
         One beat per image.
     """
 
-    def __init__(self, *, layers, folding, tree_pipeline=0, tree_modules=None):
+    def __init__(self, *, layers, folding, tree_pipeline=0, tree_modules=None, tree_target="portable"):
         if len(folding) != len(layers):
             raise ValueError(f"folding has {len(folding)} entries for {len(layers)} layers")
         self._layers, self.folding, self.tree_pipeline = layers, list(folding), tree_pipeline
         self._tree_modules = tree_modules
+        self.tree_target = tree_target
         self.pixels_per_beat = folding[0].simd
         self.in_bits = layers[0].in_bits
         self.beats_per_image = -(-layers[0].in_features // self.pixels_per_beat)
@@ -65,7 +68,8 @@ class NetworkTop(wiring.Component):
         units, in_lanes = [], self.pixels_per_beat
         for p, f in zip(self._layers, self.folding):
             kw = dict(weights=p.weights, in_bits=p.in_bits, in_lanes=in_lanes, pe=f.pe, simd=f.simd,
-                      acc_width=p.acc_bits, tree_pipeline=self.tree_pipeline, tree_modules=self._tree_modules)
+                      acc_width=p.acc_bits, tree_pipeline=self.tree_pipeline, tree_modules=self._tree_modules,
+                      tree_target=self.tree_target)
             if p.is_output:
                 kw["scores"] = (p.scale, p.offset, p.score_bits)
             else:

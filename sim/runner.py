@@ -117,8 +117,13 @@ def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, 
     if not harness.exists() or harness.read_text() != text:
         harness.write_text(text)
     t0 = time.perf_counter()
-    runner, build_dir = build_design(sim, [rtl_dir / "top.v", harness], HARNESS_TOP, work_dir / "build",
-                                     waves=waves)
+    sources = [rtl_dir / "top.v", harness]
+    if top.get("simulation_models"):  # a Xilinx-primitive netlist: add the primitives' behavioural models
+        models = rtl_dir / top["simulation_models"]
+        if not models.is_file():
+            raise SimError(f"{models}: missing (top.json names it); run `make gen` again")
+        sources.insert(1, models)
+    runner, build_dir = build_design(sim, sources, HARNESS_TOP, work_dir / "build", waves=waves)
     build_s = time.perf_counter() - t0
     run_dir = work_dir / f"run-{sim}"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,15 +17,21 @@ def _write(path, text):
     return path
 
 
-def simulate_pe(*, lanes, bits, pipeline=0, sim, work_dir, vectors=200, corrupt=False, seed=0):
-    """Run the PE bench; returns True when every vector matched."""
+def simulate_pe(*, lanes, bits, pipeline=0, signed=False, target="portable", sim, work_dir, vectors=200,
+                corrupt=False, seed=0):
+    """Run the PE bench on ``target``'s netlist (Xilinx ones with the primitives' behavioural models); returns True
+    when every vector matched."""
     from amaranth.back import verilog
-    from hw.adder_tree import SignFlipAdderTree
-    pe = SignFlipAdderTree(lanes=lanes, in_bits=bits, pipeline=pipeline)
-    name = f"pe_l{lanes}_b{bits}_p{pipeline}"
-    src = _write(Path(work_dir) / f"{name}.v", verilog.convert(pe, name=name, emit_src=False))
-    runner, build_dir = build_design(sim, [src], name, Path(work_dir) / "build")
-    cfg = {"lanes": lanes, "bits": bits, "latency": pe.latency, "vectors": vectors, "corrupt": corrupt, "seed": seed}
+    from hw.targets import make_tree, tree_simulation_models
+    pe = make_tree(target=target, lanes=lanes, in_bits=bits, signed=signed, pipeline=pipeline)
+    name = f"pe_{target}_l{lanes}_b{bits}_p{pipeline}_{'s' if signed else 'u'}"
+    srcs = [_write(Path(work_dir) / f"{name}.v", verilog.convert(pe, name=name, emit_src=False))]
+    models = tree_simulation_models([pe])
+    if models:
+        srcs.append(_write(Path(work_dir) / f"{name}_models.v", models))
+    runner, build_dir = build_design(sim, srcs, name, Path(work_dir) / "build")
+    cfg = {"lanes": lanes, "bits": bits, "signed": signed, "latency": pe.latency, "vectors": vectors,
+           "corrupt": corrupt, "seed": seed}
     passed, _ = run_bench(runner, build_dir, name, "sim.benches.pe_bench",
                           Path(work_dir) / f"run-{sim}-{name}-{int(corrupt)}", cfg)
     return passed

@@ -16,10 +16,10 @@ async def pe_matches_golden(dut):
     cfg = json.loads(Path(os.environ["LUTMAC_BENCH_CONFIG"]).read_text())
     lanes, bits, latency = cfg["lanes"], cfg["bits"], cfg["latency"]
     rng = np.random.default_rng(cfg.get("seed", 0))
-    hi = (1 << bits) - 1
-    cases = [(rng.integers(0, hi + 1, lanes), rng.integers(0, 2, lanes)) for _ in range(cfg.get("vectors", 200))]
-    cases += [(np.full(lanes, x), np.full(lanes, w)) for x in (0, hi) for w in (0, 1)]
-    cases += [(np.full(lanes, hi), np.arange(lanes) % 2)]
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if cfg.get("signed") else (0, (1 << bits) - 1)
+    cases = [(rng.integers(lo, hi + 1, lanes), rng.integers(0, 2, lanes)) for _ in range(cfg.get("vectors", 200))]
+    cases += [(np.full(lanes, x), np.full(lanes, w)) for x in (lo, hi) for w in (0, 1)]
+    cases += [(np.full(lanes, x), np.arange(lanes) % 2) for x in (lo, hi)]
     if latency:
         Clock(dut.clk, 10, unit="ns").start()
         dut.rst.value = 1
@@ -28,7 +28,7 @@ async def pe_matches_golden(dut):
         dut.rst.value = 0
     bad = []
     for x, w in cases:
-        dut.x.value = sum(int(v) << (bits * i) for i, v in enumerate(x))
+        dut.x.value = sum((int(v) & ((1 << bits) - 1)) << (bits * i) for i, v in enumerate(x))
         dut.w.value = sum(int(b) << i for i, b in enumerate(w))
         if latency:
             await ClockCycles(dut.clk, latency)
