@@ -8,6 +8,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from . import HardwareError
+from .fast_emit import fast_memory_init
 from .folding import estimate_luts, resolve_folding
 from .network import NetworkTop
 from .targets import TARGETS, tree_simulation_models
@@ -100,10 +101,11 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
                      tree_target=target)
     desc = top_description(top, manifest, export_dir)
     desc["estimated_luts"] = estimate
-    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
-    # one module per distinct PE shape, instantiated by every unit that uses it
-    for name, tree in sorted(tree_modules.items()):
-        text += "\n" + verilog.convert(tree, name=name, emit_src=False)
+    with fast_memory_init():
+        text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+        # one module per distinct PE shape, instantiated by every unit that uses it
+        for name, tree in sorted(tree_modules.items()):
+            text += "\n" + verilog.convert(tree, name=name, emit_src=False)
     if re.search(r"\$readmem|(?<![@(])\*(?!\))", _strip_comments_and_attrs(text)):
         raise HardwareError("generated Verilog contains a multiplication or $readmem (generator bug)")
     desc["verilog_sha256"] = hashlib.sha256(text.encode()).hexdigest()

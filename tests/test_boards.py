@@ -58,6 +58,20 @@ def test_synth_refuses_dsps_and_keeps_previous_output(tiny_rtl, tmp_path):
     assert (out / "utilization.json").read_text() == before
 
 
+def test_xilinx_pe_netlist_beats_portable_rtl(tmp_path):
+    """The LUT6_2 + CARRY4 tree maps to fewer LUTs than the portable one, with no DSP and no multiplier."""
+    counts = {}
+    for style in ("portable", "xc7"):
+        out = tmp_path / f"{style}.v"
+        r = subprocess.run([sys.executable, "-m", "hw", "pe", "--lanes", "16", "--bits", "8", "-o", str(out)]
+                           + (["--portable"] if style == "portable" else []), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / f"{style}_sim_models.v").exists() == (style == "xc7")
+        counts[style] = utilization(out, "pe", "xc7", tmp_path / f"w_{style}")
+    assert counts["xc7"]["DSP"] == 0 and counts["xc7"]["cells"].get("LUT6_2", 0) == 16 * 8 // 2
+    assert counts["xc7"]["LUT"] < counts["portable"]["LUT"]
+
+
 def test_classify_cells():
     stat = {"design": {"num_cells_by_type": {"LUT6": 10, "LUT2": 5, "FDRE": 7, "FDSE": 1, "CARRY4": 3,
                                              "RAMB36E1": 2, "RAMB18E1": 1, "DSP48E1": 1, "RAM64X1D": 4,

@@ -54,6 +54,33 @@ def test_sign_flip_tree_width_is_worst_case():
         SignFlipAdderTree(lanes=0, in_bits=8)
 
 
+def test_flip_pair_init_is_sum_propagate_and_carry_data():
+    from hw.xilinx_tree import flip_pair_init
+    for flip in (0, 1):
+        init = flip_pair_init(flip, flip)
+        for a, wa, b, wb in np.ndindex(2, 2, 2, 2):
+            idx = a | wa << 1 | b << 2 | wb << 3
+            ua, ub = a ^ wa ^ flip, b ^ wb ^ flip
+            assert (init >> (32 + idx)) & 1 == ua ^ ub     # O6 (I5 = 1): propagate
+            assert (init >> idx) & 1 == ua                  # O5: carry-mux data
+
+
+@pytest.mark.parametrize("target", ["portable", "xc7", "xcup"])
+def test_tree_latency_rule_matches_trees(target):
+    from hw.targets import make_tree, tree_latency
+    for lanes in (1, 2, 3, 7, 16, 33, 63, 64, 65):
+        for pipeline in (0, 1, 2, 3):
+            tree = make_tree(target=target, lanes=lanes, in_bits=4, pipeline=pipeline)
+            assert tree_latency(target=target, lanes=lanes, pipeline=pipeline) == tree.latency
+            assert tree.width == SignFlipAdderTree(lanes=lanes, in_bits=4).width
+
+
+def test_make_tree_rejects_unknown_target():
+    from hw.targets import make_tree
+    with pytest.raises(ValueError, match="target must be one of"):
+        make_tree(target="stratix", lanes=4, in_bits=8)
+
+
 def test_csd_digits():
     for v in [0, 1, -1, 7, 2047, -2047, 12345, -1000, 1 << 20]:
         digits = csd_digits(v)
