@@ -47,7 +47,7 @@ def top_description(top, manifest, export_dir):
     latency = top.beats_per_image
     for u in units:
         latency += u.cycles + u.latency + 1
-    latency += 1  # argmax collector
+    latency += 2 + (top.classes - 1).bit_length()  # argmax collector: gather, load, one tournament level a cycle
     return {
         "top": TOP_NAME,
         "export": str(export_dir),

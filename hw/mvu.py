@@ -105,7 +105,7 @@ class MatrixVectorUnit(wiring.Component):
             self._make_requant = lambda: ScoreRequantizer(
                 scale=scale, offset=offset, lanes=pe, acc_width=acc_width, score_width=score_width)
             out_shape = hdl.signed(score_width)
-            requant_latency = 1
+            requant_latency = ScoreRequantizer.levels(scale) + 1
         self.out_shape = out_shape
         # memory read (1) + tree + accumulate (1) + requantiser + output register
         self.latency = 1 + self.tree_latency + 1 + requant_latency + 1

@@ -126,14 +126,18 @@ class ThresholdRequantizer(wiring.Component):
 
 class ScoreRequantizer(wiring.Component):
     """``score = m[n] * acc + b[n]`` with ``m[n] * acc`` built from shifts and adds of ``m[n]``'s canonical signed
-    digits (constants per neuron, selected by ``fold``); one register stage.
+    digits (constants per neuron, selected by ``fold``).
+
+    The digit terms and ``b`` are summed by a balanced tree with a register after every level, then the fold's sum is
+    selected and registered: ``latency`` = :meth:`levels` + 1 cycles, one adder (and one mux) deep per cycle. (A
+    stalling consumer wraps it in ``EnableInserter``.)
 
     Members
     -------
     acc : ``In(ArrayLayout(signed(acc_width), lanes))``
     fold : ``In(range(folds))``
     valid : ``In(1)``
-    score : ``Out(ArrayLayout(signed(score_width), lanes))``, ``latency`` (1) cycle later.
+    score : ``Out(ArrayLayout(signed(score_width), lanes))``, ``latency`` cycles later.
     score_valid : ``Out(1)``
     """
 
@@ -142,7 +146,7 @@ class ScoreRequantizer(wiring.Component):
         self.lanes, self.acc_width, self.score_width = lanes, acc_width, score_width
         self.folds = -(-self.neurons // lanes)
         self._scale, self._offset = [int(v) for v in scale], [int(v) for v in offset]
-        self.latency = 1
+        self.latency = self.levels(scale) + 1
         super().__init__({
             "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
             "fold": In(range(max(2, self.folds))),
@@ -151,22 +155,40 @@ class ScoreRequantizer(wiring.Component):
             "score_valid": Out(1),
         })
 
+    @staticmethod
+    def levels(scale):
+        """Adder levels for the neuron with the most digits (its terms plus the offset)."""
+        n = max((len(csd_digits(int(v))) for v in scale), default=0) + 1
+        return max(1, (n - 1).bit_length())
+
     def elaborate(self, platform):
         m = Module()
-        for p in range(self.lanes):
-            acc = self.acc[p]
-            options = []
-            for f in range(self.folds):
+        L = self.latency - 1
+        fold, valid = self.fold, self.valid
+        sums = {}
+        for f in range(self.folds):
+            for p in range(self.lanes):
                 n = f * self.lanes + p
                 if n >= self.neurons:
-                    options.append(hdl.Const(0, hdl.signed(self.score_width)))
                     continue
-                terms = [(acc << k) if sign > 0 else -(acc << k) for k, sign in csd_digits(self._scale[n])]
-                total = hdl.Const(self._offset[n], hdl.signed(self.score_width))
-                for t in terms:
-                    total = total + t
-                options.append(total)
-            sel = Array(options)[self.fold] if len(options) > 1 else options[0]
+                acc = self.acc[p]
+                nodes = [(acc << k) if sign > 0 else -(acc << k) for k, sign in csd_digits(self._scale[n])]
+                nodes.append(hdl.Const(self._offset[n], hdl.signed(self.score_width)))
+                for level in range(L):
+                    nxt = []
+                    for j in range(0, len(nodes), 2):
+                        r = Signal(hdl.signed(self.score_width), name=f"n{n}_l{level}_{j // 2}")
+                        m.d.sync += r.eq(nodes[j] + nodes[j + 1] if j + 1 < len(nodes) else nodes[j])
+                        nxt.append(r)
+                    nodes = nxt
+                sums[(f, p)] = nodes[0]
+        for level in range(L):  # the fold and valid travel beside the sums
+            fr, vr = Signal.like(fold, name=f"fold_l{level}"), Signal(name=f"valid_l{level}")
+            m.d.sync += [fr.eq(fold), vr.eq(valid)]
+            fold, valid = fr, vr
+        for p in range(self.lanes):
+            options = [sums.get((f, p), hdl.Const(0, hdl.signed(self.score_width))) for f in range(self.folds)]
+            sel = Array(options)[fold] if len(options) > 1 else options[0]
             m.d.sync += self.score[p].eq(sel)
-        m.d.sync += self.score_valid.eq(self.valid)
+        m.d.sync += self.score_valid.eq(valid)
         return m
