@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["bench_train_digits", "bench_train_fashion", "bench_binarize_overhead", "bench_export", "bench_pe_luts",
-           "bench_gen_time", "bench_sim"]
+           "bench_gen_time", "bench_sim", "bench_boards"]
 
 
 def _trained(build, dataset, arch, abits=8, epochs=None, binarize="det"):
@@ -180,4 +180,62 @@ def bench_sim(build):
                                           "build_seconds", "wall_seconds")}
     i = simulate_network(e, rtl, sim="icarus", n=20, work_dir=e.parent / "sim", progress=True)
     out["icarus"] = {k: i[k] for k in ("images", "mismatches", "images_per_s", "run_seconds", "build_seconds")}
+    return out
+
+
+def _cached_run(out_dir, rtl, summary_name, run):
+    """``run()``'s summary, reused when ``out_dir`` holds one made from the same ``top.v`` (by its hash)."""
+    sha = json.loads((Path(rtl) / "top.json").read_text())["verilog_sha256"]
+    f = Path(out_dir) / summary_name
+    if f.exists():
+        s = json.loads(f.read_text())
+        if s.get("verilog_sha256") == sha:
+            return s
+    s = run()
+    s["verilog_sha256"] = sha
+    f.write_text(json.dumps(s, indent=2) + "\n")
+    return s
+
+
+def bench_boards(build):
+    """Fashion-MNIST sfc: xc7 utilisation at PE16 x SIMD64 (Xilinx netlist and portable RTL) beside FINN's MVAU
+    model; nextpnr-ecp5 Fmax on the ULX3S 85F for a folding that fits it; the report sweep if `make report` ran."""
+    from boards.finn_model import network_luts
+    from boards.flows import place_and_route
+    from boards.synth import synthesize
+    from hw.gen import generate
+    _, e = _exported(build, "fashion-mnist", "sfc")
+    root = e.parent
+    out = {}
+    sweep = root / "report" / "sweep.json"
+    rows = json.loads(sweep.read_text())["rows"] if sweep.exists() else []
+    for target in ("xc7",):
+        rtl = root / f"bench-rtl-{target}"
+        desc = generate(e, rtl, pe=16, simd=64, target=target)
+        # `make report` synthesises the same design (same Verilog hash): reuse its figures
+        seeded = root / f"bench-synth-{target}.json"
+        for r in rows:
+            if r.get("verilog_sha256") == desc["verilog_sha256"] and not seeded.exists():
+                seeded.write_text(json.dumps(r) + "\n")
+        u = _cached_run(root, rtl, f"bench-synth-{target}.json", lambda: synthesize(rtl, root / f"bench-synth-{target}"))
+        out[f"xc7_pe16_simd64_{target}"] = {
+            **{k: u[k] for k in ("LUT", "LUTRAM", "FF", "CARRY", "BRAM", "DSP", "mac_lanes", "lut_per_mac_lane",
+                                 "logic_levels", "synth_seconds")},
+            "finn_model_LUT": network_luts(desc), "finn_model_lut_per_mac_lane": round(network_luts(desc) /
+                                                                                       u["mac_lanes"], 2)}
+    pnr = {}
+    for pe, simd in ((4, 32),):
+        rtl = root / f"bench-rtl-ecp5-pe{pe}-simd{simd}"
+        generate(e, rtl, pe=pe, simd=simd, tree_pipeline=1)
+        s = _cached_run(root, rtl, f"bench-pnr-pe{pe}-simd{simd}.json",
+                        lambda: place_and_route(rtl, root / "pnr" / f"ulx3s_85f-pe{pe}-simd{simd}",
+                                                board_name="ulx3s_85f"))
+        pnr[f"pe{pe}_simd{simd}"] = {k: s[k] for k in ("fmax_mhz", "fold_bound_cycles", "images_per_s_at_fmax",
+                                                       "seconds")}
+        pnr[f"pe{pe}_simd{simd}"]["LUT4"] = s["utilization"]["TRELLIS_COMB"]
+        pnr[f"pe{pe}_simd{simd}"]["DP16KD"] = s["utilization"]["DP16KD"]["used"]
+        pnr[f"pe{pe}_simd{simd}"]["MULT18X18D"] = s["utilization"]["MULT18X18D"]["used"]
+    out["nextpnr_ecp5_ulx3s_85f"] = pnr
+    if rows:
+        out["sweep"] = rows
     return out

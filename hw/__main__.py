@@ -13,7 +13,7 @@ def _gen(a):
     import time
     t0 = time.perf_counter()
     d = generate(a.export, a.out, pe=a.pe, simd=a.simd, folding_file=a.folding, tree_pipeline=a.tree_pipeline,
-                 target=a.target, lut_budget=a.lut_budget, warn=lambda s: print(s, file=sys.stderr))
+                 target=a.target, hardwired=[n for n in (a.hardwired or "").split(",") if n], lut_budget=a.lut_budget, warn=lambda s: print(s, file=sys.stderr))
     folds = ", ".join(f"{layer['name']} {layer['pe']}x{layer['simd']} ({layer['cycles']} cyc)" for layer in d["layers"])
     print(f"{a.out}/top.v: {folds}; fold bound {d['fold_bound_cycles']} cycles/image, "
           f"{d['beats_per_image']} beats/image, ~{d['estimated_luts']} LUTs est., {time.perf_counter() - t0:.1f} s")
@@ -57,6 +57,8 @@ def main(argv=None):
     g.add_argument("--tree-pipeline", type=int, default=0, help="register adder trees every K levels (0: none)")
     g.add_argument("--target", default="portable", choices=TARGETS,
                    help="adder-tree netlist: portable RTL (default) or Xilinx LUT6_2/CARRY primitives for a family")
+    g.add_argument("--hardwired", help="comma-separated layers (e.g. fc3) made fully parallel with constant weights: "
+                                        "no weight memory, each MAC a fixed add or subtract")
     g.add_argument("--lut-budget", type=int, help="warn when the LUT estimate exceeds this")
     g.add_argument("-o", "--out", required=True, help="output directory for top.v and top.json")
     e = sub.add_parser("pe", help="one standalone processing element (for benchmarking)")

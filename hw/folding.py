@@ -9,9 +9,10 @@ from .network import LayerFolding
 __all__ = ["resolve_folding", "estimate_luts"]
 
 
-def resolve_folding(layers, *, pe, simd, folding_file=None):
+def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
     """One :class:`LayerFolding` per layer. ``folding_file`` is JSON ``{"fc0": {"pe": 16, "simd": 49}, ...}``
-    (layers it omits use ``pe``/``simd``); every value is clipped to its layer."""
+    (layers it omits use ``pe``/``simd``); every value is clipped to its layer. Layers named in ``hardwired`` (or
+    with ``"hardwired": true`` in the file) become fully parallel with their weights as constants."""
     for name, v in (("pe", pe), ("simd", simd)):
         if not isinstance(v, int) or v < 1:
             raise HardwareError(f"{name} must be an integer >= 1, not {v!r}")
@@ -28,16 +29,27 @@ def resolve_folding(layers, *, pe, simd, folding_file=None):
         for name, entry in overrides.items():
             if name not in names:
                 raise HardwareError(f"{path}: unknown layer {name!r}; layers are {', '.join(names)}")
-            if not isinstance(entry, dict) or set(entry) - {"pe", "simd"}:
-                raise HardwareError(f"{path}: layer {name!r} needs an object with keys pe and/or simd")
+            if not isinstance(entry, dict) or set(entry) - {"pe", "simd", "hardwired"}:
+                raise HardwareError(f"{path}: layer {name!r} needs an object with keys pe, simd and/or hardwired")
+            if not isinstance(entry.get("hardwired", False), bool):
+                raise HardwareError(f"{path}: layer {name!r} hardwired must be true or false")
             for key, v in entry.items():
+                if key == "hardwired":
+                    continue
                 if not isinstance(v, int) or v < 1:
                     raise HardwareError(f"{path}: layer {name!r} {key} must be an integer >= 1, not {v!r}")
+    names = [p.name for p in layers]
+    for name in hardwired:
+        if name not in names:
+            raise HardwareError(f"hardwired: unknown layer {name!r}; layers are {', '.join(names)}")
     out = []
     for p in layers:
         o = overrides.get(p.name, {})
-        out.append(LayerFolding(pe=min(o.get("pe", pe), p.out_features),
-                                simd=min(o.get("simd", simd), p.in_features)))
+        if p.name in hardwired or o.get("hardwired", False):
+            out.append(LayerFolding(pe=p.out_features, simd=p.in_features, hardwired=True))
+        else:
+            out.append(LayerFolding(pe=min(o.get("pe", pe), p.out_features),
+                                    simd=min(o.get("simd", simd), p.in_features)))
     return out
 
 

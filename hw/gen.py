@@ -67,7 +67,7 @@ def top_description(top, manifest, export_dir):
         "layers": [{"name": p.name, "in_features": p.in_features, "out_features": p.out_features,
                     "pe": f.pe, "simd": f.simd, "sf": u.sf, "nf": u.nf, "cycles": u.cycles,
                     "in_bits": p.in_bits, "out_bits": u.out_shape.width, "acc_bits": p.acc_bits,
-                    "unit_latency": u.latency}
+                    "unit_latency": u.latency, "hardwired": f.hardwired}
                    for p, f, u in zip(top._layers, top.folding, units)],
         "tree_pipeline": top.tree_pipeline,
         "tree_target": top.tree_target,
@@ -75,8 +75,8 @@ def top_description(top, manifest, export_dir):
     }
 
 
-def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=0, target="portable", lut_budget=None,
-             warn=print):
+def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=0, target="portable", hardwired=(),
+             lut_budget=None, warn=print):
     """Write ``top.v`` and ``top.json`` into ``out_dir`` (atomically, together); return the description.
 
     ``target`` picks the adder-tree netlist (:data:`hw.targets.TARGETS`); a Xilinx one also writes
@@ -92,7 +92,7 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     for p in layers:
         if not 1 <= p.in_bits <= 16:
             raise HardwareError(f"layer {p.name!r}: input width {p.in_bits} bits is outside 1..16")
-    folding = resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file)
+    folding = resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=tuple(hardwired))
     estimate = estimate_luts(layers, folding)
     if lut_budget is not None and estimate > lut_budget:
         warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")

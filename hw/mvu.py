@@ -7,6 +7,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .adder_tree import tree_depth
+from .constant_tree import ConstantWeightTree
 from .targets import make_tree, tree_latency
 from .requant import ScoreRequantizer, ThresholdRequantizer
 
@@ -62,6 +64,9 @@ class MatrixVectorUnit(wiring.Component):
         Output layer requantisation.
     tree_pipeline : int
         Register every this many adder levels (0: combinational trees).
+    hardwired : bool
+        Bake the weights into the trees as constants (:class:`~hw.constant_tree.ConstantWeightTree`): no weight
+        memory, each MAC a fixed add or subtract. Only for a fully parallel layer (``pe = out``, ``simd = in``).
     tree_target : str
         Netlist of the adder trees (:data:`hw.targets.TARGETS`): ``"portable"`` RTL, or Xilinx primitives.
     tree_modules : dict, optional
@@ -76,7 +81,7 @@ class MatrixVectorUnit(wiring.Component):
     """
 
     def __init__(self, *, weights, in_bits, in_lanes, pe, simd, acc_width, thresholds=None, scores=None,
-                 tree_pipeline=0, tree_modules=None, tree_target="portable"):
+                 tree_pipeline=0, tree_modules=None, tree_target="portable", hardwired=False):
         if (thresholds is None) == (scores is None):
             raise ValueError("exactly one of thresholds= or scores= is needed")
         self.out_features, self.in_features = weights.shape
@@ -92,8 +97,13 @@ class MatrixVectorUnit(wiring.Component):
         self.tree_pipeline = tree_pipeline
         self._tree_modules = tree_modules
         self.tree_target = tree_target
+        self.hardwired = bool(hardwired)
+        if self.hardwired and (self.sf, self.nf) != (1, 1):
+            raise ValueError(f"a hard-wired layer is fully parallel: pe must be {self.out_features} and simd "
+                             f"{self.in_features}, not {pe} and {simd}")
         self._make_tree = lambda: make_tree(target=tree_target, lanes=simd, in_bits=in_bits, pipeline=tree_pipeline)
-        self.tree_latency = tree_latency(target=tree_target, lanes=simd, pipeline=tree_pipeline)
+        self.tree_latency = ((tree_depth(simd) + 1) // tree_pipeline if tree_pipeline else 0) if self.hardwired \
+            else tree_latency(target=tree_target, lanes=simd, pipeline=tree_pipeline)
         if thresholds is not None:
             self._make_requant = lambda: ThresholdRequantizer(
                 orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width)
@@ -166,6 +176,9 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += waddr.eq(hdl.Mux(last_all, 0, waddr + 1))
         wdata = []
         for p, init in enumerate(weight_words(self._weights, P, S)):
+            if self.hardwired:
+                wdata.append(init[0])   # the one weight word, a constant baked into the tree
+                continue
             mem = Memory(shape=S, depth=max(2, SF * NF), init=init)
             m.submodules[f"weights{p}"] = mem
             port = mem.read_port()
@@ -187,7 +200,13 @@ class MatrixVectorUnit(wiring.Component):
         totals = []
         for p in range(P):
             w = wdata[p]
-            if self._tree_modules is None:
+            if self.hardwired:
+                tree = ConstantWeightTree(weights=[(w >> i) & 1 for i in range(S)], in_bits=self.in_bits,
+                                          pipeline=self.tree_pipeline)
+                m.submodules[f"pe{p}"] = tree
+                m.d.comb += [tree.x.eq(x_b), tree.en.eq(en)]
+                totals.append(tree.total)
+            elif self._tree_modules is None:
                 tree = self._make_tree()
                 m.submodules[f"pe{p}"] = tree
                 m.d.comb += [tree.x.eq(x_b), tree.w.eq(w), tree.en.eq(en)]

@@ -17,6 +17,7 @@ __all__ = ["LayerFolding", "NetworkTop"]
 class LayerFolding:
     pe: int
     simd: int
+    hardwired: bool = False   # weights as constants (fully parallel layers only)
 
 
 class NetworkTop(wiring.Component):
@@ -69,7 +70,7 @@ class NetworkTop(wiring.Component):
         for p, f in zip(self._layers, self.folding):
             kw = dict(weights=p.weights, in_bits=p.in_bits, in_lanes=in_lanes, pe=f.pe, simd=f.simd,
                       acc_width=p.acc_bits, tree_pipeline=self.tree_pipeline, tree_modules=self._tree_modules,
-                      tree_target=self.tree_target)
+                      tree_target=self.tree_target, hardwired=f.hardwired)
             if p.is_output:
                 kw["scores"] = (p.scale, p.offset, p.score_bits)
             else:

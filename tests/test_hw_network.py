@@ -27,10 +27,10 @@ def image_beats(images, lanes, beats_per_image):
     return out
 
 
-def simulate_network(export_dir, n, *, pe, simd, gap=0.0, stall=0.0, seed=0, tree_pipeline=0):
+def simulate_network(export_dir, n, *, pe, simd, gap=0.0, stall=0.0, seed=0, tree_pipeline=0, hardwired=()):
     g = GoldenModel(export_dir)
     images, _ = load_test_set(export_dir)
-    dut = NetworkTop(layers=g.layers, folding=resolve_folding(g.layers, pe=pe, simd=simd),
+    dut = NetworkTop(layers=g.layers, folding=resolve_folding(g.layers, pe=pe, simd=simd, hardwired=hardwired),
                      tree_pipeline=tree_pipeline)
     rng = np.random.default_rng(seed)
     got, times = [], {}
@@ -65,6 +65,29 @@ def test_network_two_bit_odd_sizes(digits_export_a2):
     classes, scores, trace, _ = simulate_network(digits_export_a2[1], 10, pe=7, simd=10, gap=0.1, stall=0.1,
                                                  tree_pipeline=2)
     assert np.array_equal(scores, trace.scores) and np.array_equal(classes, trace.classes)
+
+
+@pytest.mark.parametrize("tree_pipeline", [0, 2])
+def test_network_with_hardwired_layers(digits_export_a2, tree_pipeline):
+    """Constant-weight (hard-wired) output and hidden layers, next to folded ones, stay bit-exact."""
+    classes, scores, trace, dut = simulate_network(digits_export_a2[1], 8, pe=4, simd=16, gap=0.2, stall=0.2,
+                                                   tree_pipeline=tree_pipeline, hardwired=("fc1", "fc2"))
+    assert np.array_equal(scores, trace.scores) and np.array_equal(classes, trace.classes)
+    assert [f.hardwired for f in dut.folding] == [False, True, True]
+
+
+def test_gen_hardwired_layer_has_no_weight_memory(digits_export, tmp_path):
+    r = _gen("--export", str(digits_export[1]), "--pe", "4", "--simd", "16", "--hardwired", "fc3",
+             "-o", str(tmp_path / "rtl"))
+    assert r.returncode == 0, r.stderr
+    top = json.loads((tmp_path / "rtl" / "top.json").read_text())
+    fc3 = top["layers"][-1]
+    assert fc3["hardwired"] and (fc3["pe"], fc3["simd"]) == (fc3["out_features"], fc3["in_features"])
+    text = (tmp_path / "rtl" / "top.v").read_text()
+    assert "weights0" in text and "fc3" in text
+    assert not any("fc3" in line and "weights" in line for line in text.splitlines() if "reg " in line)
+    r = _gen("--export", str(digits_export[1]), "--hardwired", "fc9", "-o", str(tmp_path / "bad"))
+    assert r.returncode == 2 and "unknown layer 'fc9'" in r.stderr and not (tmp_path / "bad").exists()
 
 
 def _gen(*args):

@@ -54,6 +54,28 @@ def test_sign_flip_tree_width_is_worst_case():
         SignFlipAdderTree(lanes=0, in_bits=8)
 
 
+@pytest.mark.parametrize("lanes, bits, pipeline, ones", [(1, 8, 0, 1.0), (5, 8, 0, 0.5), (16, 2, 2, 0.3),
+                                                         (33, 4, 1, 0.0), (64, 8, 3, 0.5)])
+def test_constant_weight_tree_matches_golden(lanes, bits, pipeline, ones):
+    from hw.constant_tree import ConstantWeightTree
+    rng = np.random.default_rng(lanes + bits)
+    w = (rng.random(lanes) < ones).astype(int)
+    dut = ConstantWeightTree(weights=w, in_bits=bits, pipeline=pipeline)
+    hi = (1 << bits) - 1
+    cases = [rng.integers(0, hi + 1, lanes) for _ in range(30)] + [np.full(lanes, 0), np.full(lanes, hi)]
+    assert dut.width == SignFlipAdderTree(lanes=lanes, in_bits=bits).width
+    assert dut.latency == ((lanes - 1).bit_length() + 1) // pipeline if pipeline else dut.latency == 0
+
+    async def bench(ctx):
+        for x in cases:
+            for i in range(lanes):
+                ctx.set(dut.x[i], int(x[i]))
+            await ctx.tick().repeat(dut.latency) if dut.latency else ctx.delay(1e-9)
+            assert ctx.get(dut.total) == int(np.sum(np.where(w == 1, x, -x)))
+
+    _run(dut, bench, clock=bool(dut.latency))
+
+
 def test_flip_pair_init_is_sum_propagate_and_carry_data():
     from hw.xilinx_tree import flip_pair_init
     for flip in (0, 1):
