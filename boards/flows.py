@@ -39,7 +39,8 @@ def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeou
     logs into ``out_dir`` atomically; return the summary."""
     from train.files import atomic_directory
     b = board(board_name, vendor="lattice-ecp5")
-    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud,
+    # classic abc: the WebAssembly yosys' abc9 trips an assertion on some pipelined designs (as in synth_xilinx)
+    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud, synth_opts="-noabc9",
                            nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail")
     env = _yowasp_env()
     out_dir = Path(out_dir)
@@ -56,17 +57,16 @@ def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeou
             raise BoardsError(f"{b.name}: place and route ran past {timeout} s (log in {work})") from None
     seconds = time.perf_counter() - t0
     text = (work / f"{NAME}.log").read_text(errors="replace")
-    tim = work / f"{NAME}.tim"
-    if tim.exists():
-        text += "\n" + tim.read_text(errors="replace")
+    for extra in (f"{NAME}.rpt", f"{NAME}.tim"):   # the yosys log, then nextpnr's
+        if (work / extra).exists():
+            text += "\n" + (work / extra).read_text(errors="replace")
     fmax, util = parse_nextpnr_log(text)
     comb = util.get("TRELLIS_COMB", {})
     if r.returncode != 0:
         m = re.search(r"ERROR: (.*)", text)
-        if comb and comb["used"] > comb["available"]:
-            raise BoardsError(f"{b.name}: the design needs {comb['used']} LUT4 cells, the device has "
-                              f"{comb['available']} ({comb['used'] - comb['available']} too many, "
-                              f"{comb['used'] / comb['available']:.0%}); pick a smaller PE/SIMD or a larger board")
+        over = fit_error(b, util)
+        if over:
+            raise BoardsError(over)
         raise BoardsError(f"{b.name}: the ECP5 flow failed ({m.group(1).strip() if m else 'exit ' + str(r.returncode)};"
                           f" log in {work})")
     clock = min(fmax.values(), key=lambda v: v["fmax_mhz"]) if fmax else None
@@ -84,6 +84,18 @@ def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeou
         (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return summary
+
+
+def fit_error(b, util):
+    """A one-line 'does not fit, by how much' for the first over-full resource of nextpnr's utilisation, or None."""
+    names = {"TRELLIS_COMB": "LUT4 cells", "TRELLIS_FF": "flip-flops", "DP16KD": "block RAMs"}
+    for cell, what in names.items():
+        u = util.get(cell)
+        if u and u["used"] > u["available"]:
+            return (f"{b.name}: the design needs {u['used']} {what}, the device has {u['available']} "
+                    f"({u['used'] - u['available']} too many, {u['used'] / u['available']:.0%}); pick a smaller "
+                    f"PE/SIMD or a larger board")
+    return None
 
 
 def plan_device(plan):
@@ -104,6 +116,13 @@ def vivado_build(rtl_dir, out_dir, *, board_name, baud=115200, timeout=None, pro
                           f"(open tools); `make build` takes Xilinx boards: "
                           f"{', '.join(k for k, v in BOARDS.items() if v.vendor == 'xilinx')}")
     plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud)
+    synth = Path(rtl_dir).parent / "synth" / "utilization.json"   # `make synth` of the same rtl, when there
+    if synth.exists():
+        used = json.loads(synth.read_text()).get("LUT", 0)
+        if used > b.luts:
+            raise BoardsError(f"{b.name}: the network needs {used} LUTs ({synth}), the device has {b.luts} "
+                              f"({used - b.luts} too many, {used / b.luts:.0%}); pick a smaller PE/SIMD or a "
+                              f"larger board")
     out_dir = Path(out_dir)
     vivado = tool_path("vivado")
     env_script = os.environ.get("AMARANTH_ENV_VIVADO")

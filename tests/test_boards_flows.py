@@ -3,6 +3,7 @@ the sweep report, the FINN cost model, report parsers, flashing and the errors o
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -274,6 +275,24 @@ Clock  Waveform(ns)       Period(ns)      Frequency(MHz)
 -----  ------------       ----------      --------------
 clk100 {0.000 5.000}      10.000          100.000
 """
+
+
+def test_fit_errors_say_by_how_much(digits_rtl, tmp_path):
+    from boards.flows import fit_error
+    _, util = parse_nextpnr_log(NEXTPNR_LOG.replace("9321/83640", "99000/83640"))
+    assert fit_error(board("ulx3s_85f"), util) == ("ulx3s_85f: the design needs 99000 LUT4 cells, the device has "
+                                                   "83640 (15360 too many, 118%); pick a smaller PE/SIMD or a "
+                                                   "larger board")
+    assert fit_error(board("ulx3s_85f"), parse_nextpnr_log(NEXTPNR_LOG)[1]) is None
+    # Xilinx: `make synth`'s utilisation beside the rtl decides before any plan is written
+    _, rtl = digits_rtl
+    work = tmp_path / "out"
+    (work / "synth").mkdir(parents=True)
+    shutil.copytree(rtl, work / "rtl")
+    (work / "synth" / "utilization.json").write_text(json.dumps({"LUT": 25000}))
+    r = _cli("build", "--rtl", str(work / "rtl"), "--board", "arty_a7_35", "-o", str(work / "b"))
+    assert r.returncode == 2 and "needs 25000 LUTs" in r.stderr and "4200 too many" in r.stderr
+    assert not (work / "b").exists()
 
 
 def test_parse_vivado_reports():
