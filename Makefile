@@ -19,6 +19,9 @@ PE       ?= 16
 SIMD     ?= 64
 # adder-tree netlist: portable | xc7 | xcu | xcup (the Xilinx ones instantiate LUT6_2 + CARRY primitives)
 TARGET   ?= portable
+# register the adder trees every K levels (timing); layers made fully parallel with constant weights (e.g. fc3)
+TREE_PIPELINE ?= 0
+HARDWIRED ?=
 FOLDING  ?=
 SIM      ?= verilator
 N        ?= all
@@ -69,7 +72,8 @@ train: setup
 export: setup
 	$(PY) -m export --checkpoint $(OUT)/train/model.pt -o $(OUT)/export
 
-FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING)) --target $(TARGET)
+FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING)) --target $(TARGET) \
+  --tree-pipeline $(TREE_PIPELINE) $(if $(HARDWIRED),--hardwired $(HARDWIRED))
 gen: setup
 	$(PY) -m hw gen --export $(OUT)/export $(FOLD_ARGS) -o $(OUT)/rtl
 

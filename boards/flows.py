@@ -39,8 +39,11 @@ def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeou
     logs into ``out_dir`` atomically; return the summary."""
     from train.files import atomic_directory
     b = board(board_name, vendor="lattice-ecp5")
-    # classic abc: the WebAssembly yosys' abc9 trips an assertion on some pipelined designs (as in synth_xilinx)
-    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud, synth_opts="-noabc9",
+    # synth_ecp5 up to its LUT mapping, classic `abc -lut 4` there, then the rest: the WebAssembly yosys' abc9 (the
+    # only mapper synth_ecp5 offers) trips an assertion on some pipelined designs, as it dies in synth_xilinx
+    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud, synth_opts="-run :map_luts",
+                           script_after_synth="techmap -map +/lattice/latches_map.v\nabc -lut 4\nclean\n"
+                                              f"synth_ecp5 -run map_cells: -top {NAME}",
                            nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail")
     env = _yowasp_env()
     out_dir = Path(out_dir)

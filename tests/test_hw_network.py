@@ -67,7 +67,7 @@ def test_network_two_bit_odd_sizes(digits_export_a2):
     assert np.array_equal(scores, trace.scores) and np.array_equal(classes, trace.classes)
 
 
-@pytest.mark.parametrize("tree_pipeline", [0, 2])
+@pytest.mark.parametrize("tree_pipeline", [2])
 def test_network_with_hardwired_layers(digits_export_a2, tree_pipeline):
     """Constant-weight (hard-wired) output and hidden layers, next to folded ones, stay bit-exact."""
     classes, scores, trace, dut = simulate_network(digits_export_a2[1], 8, pe=4, simd=16, gap=0.2, stall=0.2,

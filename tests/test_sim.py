@@ -40,7 +40,7 @@ def test_pe_bench(sim, sim_work, lanes, bits, pipeline):
 @pytest.mark.parametrize("sim, target, lanes, bits, pipeline, signed", [
     (SIMS[1], "xc7", 64, 8, 0, False), (SIMS[1], "xc7", 1, 3, 0, False), (SIMS[1], "xc7", 7, 4, 0, False),
     (SIMS[1], "xc7", 33, 8, 2, True), (SIMS[1], "xcup", 64, 8, 3, False), (SIMS[1], "xcup", 6, 5, 1, True),
-    (SIMS[1], "xcup", 5, 1, 0, False), (SIMS[0], "xc7", 64, 8, 2, False), (SIMS[0], "xcup", 33, 4, 0, True)])
+    (SIMS[1], "xcup", 5, 1, 0, False), (SIMS[0], "xc7", 64, 8, 2, False)])
 def test_xilinx_pe_bench(sim, sim_work, target, lanes, bits, pipeline, signed):
     assert simulate_pe(lanes=lanes, bits=bits, pipeline=pipeline, signed=signed, target=target, sim=sim,
                        work_dir=sim_work)
@@ -81,7 +81,7 @@ def digits_rtl(digits_export, tmp_path_factory):
     return digits_export[1], out
 
 
-@pytest.mark.skipif(not _have("verilator"), reason="verilator is not installed (make setup installs it)")
+@pytest.mark.skipif(not _have("icarus"), reason="icarus is not installed (make setup installs it)")
 def test_xilinx_netlist_network_on_digits(digits_export, tmp_path):
     """`hw gen --target xc7`: the primitive netlist (with its models from sim_models.v) is bit-exact too."""
     from hw.gen import generate
@@ -89,11 +89,11 @@ def test_xilinx_netlist_network_on_digits(digits_export, tmp_path):
     desc = generate(digits_export[1], rtl, pe=4, simd=16, tree_pipeline=2, target="xc7")
     assert desc["tree_target"] == "xc7" and (rtl / desc["simulation_models"]).is_file()
     assert "LUT6_2" in (rtl / "top.v").read_text() and "module LUT6_2" not in (rtl / "top.v").read_text()
-    r = _sim_cli("--export", str(digits_export[1]), "--rtl", str(rtl), "--n", "120", "--gap", "50", "--stall", "50",
-                 "-o", str(tmp_path / "sim"))
+    r = _sim_cli("--export", str(digits_export[1]), "--rtl", str(rtl), "--sim", "icarus", "--n", "12", "--gap", "50",
+                 "--stall", "50", "-o", str(tmp_path / "sim"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "sim" / "results.json").read_text())
-    assert res["mismatches"] == 0 and res["images"] == 120
+    assert res["mismatches"] == 0 and res["images"] == 12
 
 
 def _sim_cli(*args):
