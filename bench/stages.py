@@ -140,6 +140,14 @@ def bench_pe_luts(build):
             rows.append({"design": f"lutmac SignFlipAdderTree ({target})", "family": family, "lanes": lanes,
                          "bits": bits, "LUT": u["LUT"], "CARRY": u["CARRY"], "DSP": u["DSP"],
                          "lut_per_mac": round(u["LUT"] / lanes, 2), "synth_seconds": round(time.perf_counter() - t0, 1)})
+        from hw.constant_tree import ConstantWeightTree
+        weights = np.random.default_rng(0).integers(0, 2, 64)
+        src = Path(tmp) / "pe_hardwired.v"
+        src.write_text(verilog.convert(ConstantWeightTree(weights=weights, in_bits=8), name="pe", emit_src=False))
+        u = utilization(src, "pe", "xc7", Path(tmp) / "w_hardwired")
+        rows.append({"design": "lutmac ConstantWeightTree (hard-wired, random weights)", "family": "xc7", "lanes": 64,
+                     "bits": 8, "LUT": u["LUT"], "CARRY": u["CARRY"], "DSP": u["DSP"],
+                     "lut_per_mac": round(u["LUT"] / 64, 2)})
         for kind in ("naive", "multiplier"):
             src = Path(tmp) / f"{kind}.v"
             src.write_text(baseline_pe_verilog(kind, 64, 8))

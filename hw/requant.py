@@ -66,7 +66,7 @@ class ThresholdRequantizer(wiring.Component):
         lo = min(int(thresholds.min()), -(1 << (acc_width - 1)))
         hi = max(int(thresholds.max()), 1 << (acc_width - 1))
         self.cmp_width = signed_width(lo, hi)
-        self.latency = self.abits + 1
+        self.latency = 2 * self.abits + 1
         super().__init__({
             "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
             "fold": In(range(max(2, self.folds))),
@@ -114,10 +114,16 @@ class ThresholdRequantizer(wiring.Component):
                 m.d.comb += port.addr.eq((cur_fold << s) | cur_keys[p] if s else cur_fold)
                 m.d.sync += [reg_v[p].eq(cur_v[p]), reg_key[p].eq(cur_keys[p])]
                 key = Signal(s + 1, name=f"key{s + 1}_{p}")
-                m.d.comb += key.eq(reg_key[p][:s].as_unsigned() << 1 | (reg_v[p] >= port.data) if s
+                m.d.sync += key.eq(reg_key[p][:s].as_unsigned() << 1 | (reg_v[p] >= port.data) if s
                                    else (reg_v[p] >= port.data))
                 keys.append(key)
-            cur_v, cur_fold, cur_valid, cur_keys = reg_v, reg_fold, reg_valid, keys
+            # the comparison is registered before it addresses the next stage's ROM: a block RAM's
+            # clock-to-output is most of a cycle on its own
+            cmp_v = [Signal(hdl.signed(self.cmp_width), name=f"c{s + 1}_{p}") for p in range(lanes)]
+            cmp_fold = Signal.like(self.fold, name=f"cfold{s + 1}")
+            cmp_valid = Signal(name=f"cvalid{s + 1}")
+            m.d.sync += [cmp_fold.eq(reg_fold), cmp_valid.eq(reg_valid)] + [c.eq(r) for c, r in zip(cmp_v, reg_v)]
+            cur_v, cur_fold, cur_valid, cur_keys = cmp_v, cmp_fold, cmp_valid, keys
         for p in range(lanes):
             m.d.comb += self.level[p].eq(cur_keys[p])
         m.d.comb += self.level_valid.eq(cur_valid)
