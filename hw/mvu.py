@@ -109,7 +109,7 @@ class MatrixVectorUnit(wiring.Component):
                 orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width)
             levels = thresholds[1].shape[1]
             out_shape = hdl.unsigned((levels + 1).bit_length() - 1)
-            requant_latency = 2 * out_shape.width + 1   # ThresholdRequantizer: read, then registered compare
+            requant_latency = 3 * out_shape.width + 1   # ThresholdRequantizer: read, register, compare
         else:
             scale, offset, score_width = scores
             self._make_requant = lambda: ScoreRequantizer(

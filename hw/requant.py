@@ -35,7 +35,9 @@ class ThresholdRequantizer(wiring.Component):
     """``level = #{k : s * acc >= T[k]}`` by a pipelined binary search: one comparator per output bit per lane.
 
     Stage ``i`` compares against the threshold selected by the bits decided before it, read from a small memory of
-    ``folds * 2**i`` entries per lane; a new set of ``lanes`` accumulators enters every cycle.
+    ``folds * 2**i`` entries per lane; a new set of ``lanes`` accumulators enters every cycle. A stage takes three
+    cycles (ROM read, ROM output register, registered comparison), so no path is more than one of them:
+    ``latency = 3 * abits + 1``.
 
     Parameters
     ----------
@@ -66,7 +68,7 @@ class ThresholdRequantizer(wiring.Component):
         lo = min(int(thresholds.min()), -(1 << (acc_width - 1)))
         hi = max(int(thresholds.max()), 1 << (acc_width - 1))
         self.cmp_width = signed_width(lo, hi)
-        self.latency = 2 * self.abits + 1
+        self.latency = 3 * self.abits + 1
         super().__init__({
             "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
             "fold": In(range(max(2, self.folds))),
@@ -99,7 +101,7 @@ class ThresholdRequantizer(wiring.Component):
             reg_fold = Signal.like(self.fold, name=f"fold{s + 1}")
             reg_valid = Signal(name=f"valid{s + 1}")
             m.d.sync += [reg_fold.eq(cur_fold), reg_valid.eq(cur_valid)]
-            keys = []
+            keys, stage_v = [], []
             for p in range(lanes):
                 # the threshold this stage needs: k = (prefix << (d+1)) | (1 << d), 1-based, for every prefix
                 init = []
@@ -113,16 +115,22 @@ class ThresholdRequantizer(wiring.Component):
                 port = mem.read_port()
                 m.d.comb += port.addr.eq((cur_fold << s) | cur_keys[p] if s else cur_fold)
                 m.d.sync += [reg_v[p].eq(cur_v[p]), reg_key[p].eq(cur_keys[p])]
+                # the ROM output is registered (a block RAM's clock-to-output is most of a cycle on its own), then
+                # the comparison, before it addresses the next stage's ROM
+                data_r = Signal(hdl.signed(self.cmp_width), name=f"t{s + 1}_{p}")
+                v_r = Signal(hdl.signed(self.cmp_width), name=f"w{s + 1}_{p}")
+                key_r = Signal(max(1, s), name=f"prefix_r{s + 1}_{p}")
+                m.d.sync += [data_r.eq(port.data), v_r.eq(reg_v[p]), key_r.eq(reg_key[p])]
                 key = Signal(s + 1, name=f"key{s + 1}_{p}")
-                m.d.sync += key.eq(reg_key[p][:s].as_unsigned() << 1 | (reg_v[p] >= port.data) if s
-                                   else (reg_v[p] >= port.data))
+                m.d.sync += key.eq(key_r[:s].as_unsigned() << 1 | (v_r >= data_r) if s else (v_r >= data_r))
                 keys.append(key)
-            # the comparison is registered before it addresses the next stage's ROM: a block RAM's
-            # clock-to-output is most of a cycle on its own
+                stage_v.append(v_r)
             cmp_v = [Signal(hdl.signed(self.cmp_width), name=f"c{s + 1}_{p}") for p in range(lanes)]
+            fold_d, valid_d = Signal.like(self.fold, name=f"dfold{s + 1}"), Signal(name=f"dvalid{s + 1}")
             cmp_fold = Signal.like(self.fold, name=f"cfold{s + 1}")
             cmp_valid = Signal(name=f"cvalid{s + 1}")
-            m.d.sync += [cmp_fold.eq(reg_fold), cmp_valid.eq(reg_valid)] + [c.eq(r) for c, r in zip(cmp_v, reg_v)]
+            m.d.sync += [fold_d.eq(reg_fold), valid_d.eq(reg_valid), cmp_fold.eq(fold_d), cmp_valid.eq(valid_d)]
+            m.d.sync += [c.eq(r) for c, r in zip(cmp_v, stage_v)]
             cur_v, cur_fold, cur_valid, cur_keys = cmp_v, cmp_fold, cmp_valid, keys
         for p in range(lanes):
             m.d.comb += self.level[p].eq(cur_keys[p])
