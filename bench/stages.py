@@ -208,6 +208,7 @@ def _cached_run(out_dir, rtl, summary_name, run):
 def bench_boards(build):
     """Fashion-MNIST sfc: xc7 utilisation at PE16 x SIMD64 (Xilinx netlist and portable RTL) beside FINN's MVAU
     model; nextpnr-ecp5 Fmax on the ULX3S 85F for a folding that fits it; the report sweep if `make report` ran."""
+    from boards import BoardsError
     from boards.finn_model import network_luts
     from boards.flows import place_and_route
     from boards.synth import synthesize
@@ -235,9 +236,13 @@ def bench_boards(build):
     for pe, simd in ((4, 32),):
         rtl = root / f"bench-rtl-ecp5-pe{pe}-simd{simd}"
         generate(e, rtl, pe=pe, simd=simd, tree_pipeline=1)
-        s = _cached_run(root, rtl, f"bench-pnr-pe{pe}-simd{simd}.json",
-                        lambda: place_and_route(rtl, root / "pnr" / f"ulx3s_85f-pe{pe}-simd{simd}",
-                                                board_name="ulx3s_85f"))
+        try:
+            s = _cached_run(root, rtl, f"bench-pnr-pe{pe}-simd{simd}.json",
+                            lambda: place_and_route(rtl, root / "pnr" / f"ulx3s_85f-pe{pe}-simd{simd}",
+                                                    board_name="ulx3s_85f"))
+        except BoardsError as err:  # e.g. does not fit: that is the measurement
+            pnr[f"pe{pe}_simd{simd}"] = {"error": str(err)}
+            continue
         pnr[f"pe{pe}_simd{simd}"] = {k: s[k] for k in ("fmax_mhz", "fold_bound_cycles", "images_per_s_at_fmax",
                                                        "seconds")}
         pnr[f"pe{pe}_simd{simd}"]["LUT4"] = s["utilization"]["TRELLIS_COMB"]
