@@ -18,6 +18,11 @@ def baud_divisor(clk_freq, baud):
     return div
 
 
+def _check_divisor(divisor):
+    if not isinstance(divisor, int) or divisor < 4:
+        raise ValueError(f"divisor must be an integer >= 4, not {divisor!r}")
+
+
 class UARTReceiver(wiring.Component):
     """8N1 receiver: samples each bit in its middle (``divisor`` clock cycles per bit, input double-registered).
 
@@ -37,8 +42,7 @@ class UARTReceiver(wiring.Component):
     """
 
     def __init__(self, *, divisor):
-        if not isinstance(divisor, int) or divisor < 4:
-            raise ValueError(f"divisor must be an integer >= 4, not {divisor!r}")
+        _check_divisor(divisor)
         self.divisor = divisor
         super().__init__({"rx": In(1, init=1), "o": Out(stream.Signature(8)), "overflow": Out(1)})
 
@@ -104,8 +108,7 @@ class UARTTransmitter(wiring.Component):
     """
 
     def __init__(self, *, divisor):
-        if not isinstance(divisor, int) or divisor < 4:
-            raise ValueError(f"divisor must be an integer >= 4, not {divisor!r}")
+        _check_divisor(divisor)
         self.divisor = divisor
         super().__init__({"i": In(stream.Signature(8)), "tx": Out(1, init=1)})
 

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .widths import Range
 
-__all__ = ["SignFlipAdderTree", "tree_depth"]
+__all__ = ["SignFlipAdderTree", "tree_depth", "check_tree_args", "input_bounds"]
 
 
 def tree_depth(leaves):
@@ -17,6 +17,21 @@ def tree_depth(leaves):
         leaves = (leaves + 1) // 2
         d += 1
     return d
+
+
+def check_tree_args(*, lanes, in_bits, pipeline):
+    """The argument checks every adder tree shares (``ValueError`` naming the parameter)."""
+    if not isinstance(lanes, int) or lanes < 1:
+        raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+    if not isinstance(in_bits, int) or not 1 <= in_bits <= 32:
+        raise ValueError(f"in_bits must be an integer in 1..32, not {in_bits!r}")
+    if not isinstance(pipeline, int) or pipeline < 0:
+        raise ValueError(f"pipeline must be a non-negative integer, not {pipeline!r}")
+
+
+def input_bounds(in_bits, signed):
+    """``(lo, hi)`` of one ``in_bits`` input; a tree's worst case is ``lanes * (min(lo, -hi), max(hi, -lo))``."""
+    return (-(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1) if signed else (0, (1 << in_bits) - 1)
 
 
 class SignFlipAdderTree(wiring.Component):
@@ -52,19 +67,11 @@ class SignFlipAdderTree(wiring.Component):
     """
 
     def __init__(self, *, lanes, in_bits, signed=False, pipeline=0):
-        if not isinstance(lanes, int) or lanes < 1:
-            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-        if not isinstance(in_bits, int) or not 1 <= in_bits <= 32:
-            raise ValueError(f"in_bits must be an integer in 1..32, not {in_bits!r}")
-        if not isinstance(pipeline, int) or pipeline < 0:
-            raise ValueError(f"pipeline must be a non-negative integer, not {pipeline!r}")
+        check_tree_args(lanes=lanes, in_bits=in_bits, pipeline=pipeline)
         self.lanes, self.in_bits, self.is_signed, self.pipeline = lanes, in_bits, bool(signed), pipeline
-        if signed:
-            xlo, xhi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
-            self._leaf = Range(xlo, xhi)               # x ^ -1 = -x - 1 stays in range
-        else:
-            xlo, xhi = 0, (1 << in_bits) - 1
-            self._leaf = Range(-(1 << in_bits), xhi)   # x zero-extended by one bit, then flipped
+        xlo, xhi = input_bounds(in_bits, signed)
+        # signed: x ^ -1 = -x - 1 stays in range; unsigned: x zero-extended by one bit, then flipped
+        self._leaf = Range(xlo, xhi) if signed else Range(-(1 << in_bits), xhi)
         self.range = Range(lanes * min(xlo, -xhi), lanes * max(xhi, -xlo))
         self.width = self.range.width
         self.depth = tree_depth(lanes + 1)

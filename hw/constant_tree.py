@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .adder_tree import tree_depth
+from .adder_tree import check_tree_args, tree_depth
 from .widths import Range, unsigned_width
 
 __all__ = ["ConstantWeightTree"]
@@ -40,10 +40,7 @@ class ConstantWeightTree(wiring.Component):
         self.weights = [int(b) & 1 for b in weights]
         if not self.weights:
             raise ValueError("weights must not be empty")
-        if not isinstance(in_bits, int) or not 1 <= in_bits <= 32:
-            raise ValueError(f"in_bits must be an integer in 1..32, not {in_bits!r}")
-        if not isinstance(pipeline, int) or pipeline < 0:
-            raise ValueError(f"pipeline must be a non-negative integer, not {pipeline!r}")
+        check_tree_args(lanes=len(self.weights), in_bits=in_bits, pipeline=pipeline)
         self.lanes, self.in_bits, self.pipeline = len(self.weights), in_bits, pipeline
         xhi = (1 << in_bits) - 1
         plus = sum(self.weights)

@@ -11,7 +11,7 @@ from amaranth.hdl import Cat, Const, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .adder_tree import tree_depth
+from .adder_tree import check_tree_args, input_bounds, tree_depth
 from .widths import Range, unsigned_width
 
 __all__ = ["XilinxSignFlipAdderTree", "CARRY_CELLS", "flip_pair_init"]
@@ -67,20 +67,12 @@ class XilinxSignFlipAdderTree(wiring.Component):
     """
 
     def __init__(self, *, lanes, in_bits, signed=False, pipeline=0, family="xc7"):
-        if not isinstance(lanes, int) or lanes < 1:
-            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-        if not isinstance(in_bits, int) or not 1 <= in_bits <= 32:
-            raise ValueError(f"in_bits must be an integer in 1..32, not {in_bits!r}")
-        if not isinstance(pipeline, int) or pipeline < 0:
-            raise ValueError(f"pipeline must be a non-negative integer, not {pipeline!r}")
+        check_tree_args(lanes=lanes, in_bits=in_bits, pipeline=pipeline)
         if family not in CARRY_CELLS:
             raise ValueError(f"family must be one of {sorted(CARRY_CELLS)}, not {family!r}")
         self.lanes, self.in_bits, self.is_signed, self.pipeline, self.family = \
             lanes, in_bits, bool(signed), pipeline, family
-        if signed:
-            xlo, xhi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
-        else:
-            xlo, xhi = 0, (1 << in_bits) - 1
+        xlo, xhi = input_bounds(in_bits, signed)
         self.range = Range(lanes * min(xlo, -xhi), lanes * max(xhi, -xlo))
         self.width = self.range.width
         self.depth = tree_depth(lanes) + 1

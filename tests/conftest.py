@@ -46,3 +46,14 @@ def tiny_export(tmp_path_factory):
     run_training(TrainConfig(dataset="digits", arch="64-8-10", abits=2, epochs=5), root / "train", progress=False)
     export_checkpoint(root / "train" / "model.pt", root / "export")
     return root / "export"
+
+
+def have_simulator(sim):
+    """Whether ``sim`` is installed (tests that need it skip themselves otherwise)."""
+    from sim import SimError
+    from sim.toolchain import check_simulator
+    try:
+        check_simulator(sim)
+        return True
+    except SimError:
+        return False

@@ -18,8 +18,8 @@ from boards.flows import parse_vivado_timing, parse_vivado_utilization
 from boards.host import decode_frame, frame_layout, infer
 from boards.platforms import BOARDS, build_plan, board, parse_nextpnr_log
 from boards.uart import UARTReceiver, UARTTransmitter, baud_divisor
-from sim.toolchain import check_simulator
-from sim import SimError
+
+from conftest import have_simulator as _have
 
 
 def _cli(*args):
@@ -92,12 +92,6 @@ def test_baud_divisor_checks():
 
 # -- the board top over a simulated serial line ----------------------------------------------------------------------
 
-def _have(sim):
-    try:
-        check_simulator(sim)
-        return True
-    except SimError:
-        return False
 
 
 @pytest.mark.skipif(not _have("icarus"), reason="icarus is not installed (make setup installs it)")

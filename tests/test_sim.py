@@ -11,13 +11,7 @@ from sim import SimError
 from sim.toolchain import check_simulator
 from sim.units import simulate_layer, simulate_pe
 
-
-def _have(sim):
-    try:
-        check_simulator(sim)
-        return True
-    except SimError:
-        return False
+from conftest import have_simulator as _have
 
 
 SIMS = [pytest.param(s, marks=pytest.mark.skipif(not _have(s), reason=f"{s} is not installed (make setup installs it)"))
