@@ -31,6 +31,9 @@ SWEEP_PE ?= 1-16
 SWEEP_SIMD ?= $(SIMD)
 CLOCK_MHZ ?= 100
 BAUD     ?= 115200
+# pnr: board (board top with UART, bitstream) or network (the network alone, out of context, timed at TARGET_MHZ)
+PNR_SCOPE ?= board
+TARGET_MHZ ?= 200
 PORT     ?=
 OUT      ?= build/$(DATASET)-$(ARCH)
 
@@ -89,8 +92,10 @@ report: setup
 	  --clock-mhz $(CLOCK_MHZ) -o $(OUT)/report
 
 # ECP5 boards (e.g. BOARD=ulx3s_85f): open place and route, Fmax, bitstream. Needs `make gen` (portable RTL).
+# PNR_SCOPE=network places the network alone on the board's device (no pins, no bitstream): pnr/BOARD-network
 pnr: setup
-	$(PY) -m boards pnr --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) -o $(OUT)/pnr/$(BOARD)
+	$(PY) -m boards pnr --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) --scope $(PNR_SCOPE) \
+	  --target-mhz $(TARGET_MHZ) -o $(OUT)/pnr/$(BOARD)$(if $(filter network,$(PNR_SCOPE)),-network)
 
 # Xilinx boards (e.g. BOARD=arty_a7_35): amaranth-boards plan everywhere, Vivado run where Vivado exists
 build: setup

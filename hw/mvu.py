@@ -117,8 +117,8 @@ class MatrixVectorUnit(wiring.Component):
             out_shape = hdl.signed(score_width)
             requant_latency = ScoreRequantizer.levels(scale) + 1
         self.out_shape = out_shape
-        # memory read (1) + tree + accumulate (1) + requantiser + output register
-        self.latency = 1 + self.tree_latency + 1 + requant_latency + 1
+        # memory read (1) + read register (1) + tree + accumulate (1) + requantiser + output register
+        self.latency = 2 + self.tree_latency + 1 + requant_latency + 1
         self.cycles = self.sf * self.nf
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(in_bits), in_lanes))),
@@ -169,7 +169,7 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += clr_full.eq(Cat(en & busy & last_all & (rbank == b) for b in range(2)))
         m.d.sync += full.eq((full | set_full) & ~clr_full)
 
-        # stage A -> B: one weight memory per PE (S bits wide), input lanes from the buffer, control
+        # stage A: one weight memory per PE (S bits wide) read, input lanes from the buffer, control
         # the address walks 0 .. SF*NF-1 in order, so a counter replaces nf * SF + sf (no multiplier anywhere)
         waddr = Signal(range(max(2, SF * NF)))
         with m.If(en & busy):
@@ -184,19 +184,31 @@ class MatrixVectorUnit(wiring.Component):
             port = mem.read_port()
             m.d.comb += [port.addr.eq(waddr), port.en.eq(en)]
             wdata.append(port.data)
-        x_b = Signal(data.ArrayLayout(hdl.unsigned(self.in_bits), S))
+        x_a = Signal(data.ArrayLayout(hdl.unsigned(self.in_bits), S), reset_less=True)
         with m.If(en):
             for lane in range(S):
                 per_bank = [[bank[b][f * S + lane] if f * S + lane < n_in else hdl.Const(0, self.in_bits)
                              for f in range(SF)] for b in range(2)]
                 pick = [Array(c)[sf] if SF > 1 else c[0] for c in per_bank]
-                m.d.sync += x_b[lane].eq(hdl.Mux(rbank, pick[1], pick[0]))
+                m.d.sync += x_a[lane].eq(hdl.Mux(rbank, pick[1], pick[0]))
         ctl = data.StructLayout({"valid": 1, "first": 1, "last": 1, "nf": range(max(2, NF))})
+        ctl_a = Signal(ctl)
+        with m.If(en):
+            m.d.sync += [ctl_a.valid.eq(busy), ctl_a.first.eq(first), ctl_a.last.eq(last), ctl_a.nf.eq(nf)]
+        # stage B: the weight words and input lanes registered once more, so a block RAM's slow clock-to-output
+        # ends in a register (which ECP5 and Xilinx flows fold into the RAM's own output register)
+        x_b = Signal.like(x_a, reset_less=True)
         ctl_b = Signal(ctl)
         with m.If(en):
-            m.d.sync += [ctl_b.valid.eq(busy), ctl_b.first.eq(first), ctl_b.last.eq(last), ctl_b.nf.eq(nf)]
+            m.d.sync += [x_b.eq(x_a), ctl_b.eq(ctl_a)]
+        for p, w in enumerate(wdata):
+            if not self.hardwired:
+                w_b = Signal(S, name=f"wreg{p}", reset_less=True)
+                with m.If(en):
+                    m.d.sync += w_b.eq(w)
+                wdata[p] = w_b
 
-        # stage B: P adder trees (optionally pipelined; their registers stall with the rest)
+        # stage C: P adder trees (optionally pipelined; their registers stall with the rest)
         totals = []
         for p in range(P):
             w = wdata[p]
@@ -226,7 +238,7 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += nxt.eq(ctl_c)
             ctl_c = nxt
 
-        # stage C: accumulate across column folds
+        # stage D: accumulate across column folds
         acc = [Signal(hdl.signed(self.acc_width), name=f"acc{p}") for p in range(P)]
         final = Signal(data.ArrayLayout(hdl.signed(self.acc_width), P))
         final_valid = Signal()
@@ -241,7 +253,7 @@ class MatrixVectorUnit(wiring.Component):
                     m.d.sync += acc[p].eq(s)
                 m.d.sync += final[p].eq(s)
 
-        # stage D: requantise; stage E: output register
+        # stage E: requantise; stage F: output register
         requant = self._make_requant()
         m.submodules.requant = rq = EnableInserter(en)(requant)
         m.d.comb += [rq.acc.eq(final), rq.fold.eq(final_nf), rq.valid.eq(final_valid)]

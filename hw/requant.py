@@ -117,7 +117,7 @@ class ThresholdRequantizer(wiring.Component):
                 m.d.sync += [reg_v[p].eq(cur_v[p]), reg_key[p].eq(cur_keys[p])]
                 # the ROM output is registered (a block RAM's clock-to-output is most of a cycle on its own), then
                 # the comparison, before it addresses the next stage's ROM
-                data_r = Signal(hdl.signed(self.cmp_width), name=f"t{s + 1}_{p}")
+                data_r = Signal(hdl.signed(self.cmp_width), name=f"t{s + 1}_{p}", reset_less=True)
                 v_r = Signal(hdl.signed(self.cmp_width), name=f"w{s + 1}_{p}")
                 key_r = Signal(max(1, s), name=f"prefix_r{s + 1}_{p}")
                 m.d.sync += [data_r.eq(port.data), v_r.eq(reg_v[p]), key_r.eq(reg_key[p])]
