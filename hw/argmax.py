@@ -5,6 +5,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .credit_fifo import CreditedOutput
+
 __all__ = ["ArgmaxCollector", "result_layout", "argmax_latency"]
 
 
@@ -17,8 +19,8 @@ def result_layout(classes, score_width):
 
 
 def argmax_latency(classes):
-    """Cycles from the last score beat to ``o.valid``: load, two per tournament level, output register."""
-    return 2 + 2 * (classes - 1).bit_length()
+    """Cycles from the last score beat to ``o.valid``: load, two per tournament level, output FIFO (2)."""
+    return 3 + 2 * (classes - 1).bit_length()
 
 
 class ArgmaxCollector(wiring.Component):
@@ -26,8 +28,9 @@ class ArgmaxCollector(wiring.Component):
 
     The argmax is a pipelined tournament: each level registers its comparisons, then its selections, so no path
     is longer than one score comparison or one two-way multiplexer (the comparison's result drives every bit of a
-    candidate, a wide fan-out that gets a cycle of its own). A new image may enter every cycle; a stalled output
-    holds the whole pipeline.
+    candidate, a wide fan-out that gets a cycle of its own). A new image may enter every cycle; the pipeline never
+    stalls: an image enters only when the output FIFO has a place reserved for it
+    (:class:`~hw.credit_fifo.CreditedOutput`).
 
     Parameters
     ----------
@@ -58,8 +61,11 @@ class ArgmaxCollector(wiring.Component):
         scores = [Signal(hdl.signed(W), name=f"score{c}") for c in range(C)]
         beat = Signal(range(max(2, self.beats)))
         complete = Signal()           # `scores` holds a whole image not yet taken by the tournament
-        en = Signal()                 # the pipeline advances unless a finished result waits at the output
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(~complete)]
+        # the tournament never stalls: an image enters only with a place reserved in the output FIFO
+        m.submodules.out = out = CreditedOutput(shape=self.o.payload.shape(), depth=self.latency + 1)
+        wiring.connect(m, out.o, wiring.flipped(self.o))
+        load = Signal()
+        m.d.comb += [load.eq(complete & out.has_credit), out.take.eq(load), self.i.ready.eq(~complete)]
         with m.If(self.i.valid & self.i.ready):
             for c in range(C):
                 with m.If(beat == c // self.lanes):
@@ -68,7 +74,7 @@ class ArgmaxCollector(wiring.Component):
                 m.d.sync += [beat.eq(0), complete.eq(1)]
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
-        with m.If(complete & en):
+        with m.If(load):
             m.d.sync += complete.eq(0)
 
         def stage(name, n):
@@ -79,9 +85,8 @@ class ArgmaxCollector(wiring.Component):
                     [Signal(idx_shape, name=f"{name}_idx{j}") for j in range(n)])
 
         valid, held, cand, idx = stage("load", C)
-        with m.If(en):
-            m.d.sync += [valid.eq(complete)] + [h.eq(s) for h, s in zip(held, scores)]
-            m.d.sync += [v.eq(s) for v, s in zip(cand, scores)] + [i.eq(c) for c, i in enumerate(idx)]
+        m.d.sync += [valid.eq(load)] + [h.eq(s) for h, s in zip(held, scores)]
+        m.d.sync += [v.eq(s) for v, s in zip(cand, scores)] + [i.eq(c) for c, i in enumerate(idx)]
         for level in range(self.levels):
             n = len(cand)
             pairs = [(2 * j, 2 * j + 1 if 2 * j + 1 < n else None) for j in range(-(-n // 2))]
@@ -90,20 +95,17 @@ class ArgmaxCollector(wiring.Component):
             c_b = [Signal(hdl.signed(W), name=f"cmp{level}_other{j}") for j in range(len(pairs))]
             c_ib = [Signal(idx_shape, name=f"cmp{level}_other_idx{j}") for j in range(len(pairs))]
             win = [Signal(name=f"cmp{level}_win{j}") for j in range(len(pairs))]
-            with m.If(en):
-                m.d.sync += [c_valid.eq(valid)] + [h.eq(s) for h, s in zip(c_held, held)]
-                for j, (a, b) in enumerate(pairs):
-                    m.d.sync += [c_a[j].eq(cand[a]), c_ia[j].eq(idx[a])]
-                    if b is not None:
-                        m.d.sync += [c_b[j].eq(cand[b]), c_ib[j].eq(idx[b]), win[j].eq(cand[b] > cand[a])]
+            m.d.sync += [c_valid.eq(valid)] + [h.eq(s) for h, s in zip(c_held, held)]
+            for j, (a, b) in enumerate(pairs):
+                m.d.sync += [c_a[j].eq(cand[a]), c_ia[j].eq(idx[a])]
+                if b is not None:
+                    m.d.sync += [c_b[j].eq(cand[b]), c_ib[j].eq(idx[b]), win[j].eq(cand[b] > cand[a])]
             # selection stage
             valid, held, cand, idx = stage(f"sel{level}", len(pairs))
-            with m.If(en):
-                m.d.sync += [valid.eq(c_valid)] + [h.eq(s) for h, s in zip(held, c_held)]
-                for j, (a, b) in enumerate(pairs):
-                    m.d.sync += [cand[j].eq(hdl.Mux(win[j], c_b[j], c_a[j]) if b is not None else c_a[j]),
-                                 idx[j].eq(hdl.Mux(win[j], c_ib[j], c_ia[j]) if b is not None else c_ia[j])]
-        with m.If(en):
-            m.d.sync += [self.o.valid.eq(valid), self.o.payload.cls.eq(idx[0])]
-            m.d.sync += [self.o.payload.scores[c].eq(held[c]) for c in range(C)]
+            m.d.sync += [valid.eq(c_valid)] + [h.eq(s) for h, s in zip(held, c_held)]
+            for j, (a, b) in enumerate(pairs):
+                m.d.sync += [cand[j].eq(hdl.Mux(win[j], c_b[j], c_a[j]) if b is not None else c_a[j]),
+                             idx[j].eq(hdl.Mux(win[j], c_ib[j], c_ia[j]) if b is not None else c_ia[j])]
+        m.d.comb += [out.w_en.eq(valid), out.w_data.cls.eq(idx[0])]
+        m.d.comb += [out.w_data.scores[c].eq(held[c]) for c in range(C)]
         return m

@@ -2,13 +2,14 @@
 
 import numpy as np
 from amaranth import hdl
-from amaranth.hdl import Array, Cat, ClockSignal, EnableInserter, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import Array, Cat, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .adder_tree import tree_depth
 from .constant_tree import ConstantWeightTree
+from .credit_fifo import CreditedOutput
 from .targets import make_tree, tree_latency
 from .requant import ScoreRequantizer, ThresholdRequantizer
 
@@ -109,7 +110,7 @@ class MatrixVectorUnit(wiring.Component):
                 orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width)
             levels = thresholds[1].shape[1]
             out_shape = hdl.unsigned((levels + 1).bit_length() - 1)
-            requant_latency = 3 * out_shape.width + 1   # ThresholdRequantizer: read, register, compare
+            requant_latency = ThresholdRequantizer.latency_for(out_shape.width)
         else:
             scale, offset, score_width = scores
             self._make_requant = lambda: ScoreRequantizer(
@@ -117,8 +118,12 @@ class MatrixVectorUnit(wiring.Component):
             out_shape = hdl.signed(score_width)
             requant_latency = ScoreRequantizer.levels(scale) + 1
         self.out_shape = out_shape
-        # memory read (1) + read register (1) + tree + accumulate (1) + requantiser + output register
-        self.latency = 2 + self.tree_latency + 1 + requant_latency + 1
+        self.out_shape_beat = data.ArrayLayout(out_shape, pe)
+        # memory read (1) + read register (1) + tree + accumulate (1) + requantiser + output register + FIFO (2)
+        self.latency = 2 + self.tree_latency + 1 + requant_latency + 1 + 2
+        # output FIFO places: every result that can be in flight when a row fold starts, plus slack, so credits
+        # never hold back a consumer that keeps up (results leave one per SF cycles)
+        self.fifo_depth = -(-self.latency // self.sf) + 2
         self.cycles = self.sf * self.nf
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(in_bits), in_lanes))),
@@ -149,15 +154,19 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += set_full.eq(Cat(self.i.valid & self.i.ready & (wbeat == self.in_beats - 1) & (wbank == b)
                                     for b in range(2)))
 
-        # ---- compute side: everything below advances only when the output register can move
-        en = Signal()
-        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        # ---- compute side: a pipeline that never stalls. A row fold starts only with a credit, i.e. a free place
+        # in the output FIFO reserved for its result, so the downstream `ready` reaches the credit counter and the
+        # FIFO alone, never the thousands of pipeline registers (a chip-wide enable net would set the clock).
+        m.submodules.out = out = CreditedOutput(shape=self.out_shape_beat, depth=self.fifo_depth)
+        wiring.connect(m, out.o, wiring.flipped(self.o))
         rbank = Signal()
         nf = Signal(range(max(2, NF)))
         sf = Signal(range(max(2, SF)))
         busy = full.bit_select(rbank, 1)
         first, last, last_all = sf == 0, sf == SF - 1, (sf == SF - 1) & (nf == NF - 1)
-        with m.If(en & busy):
+        go = Signal()            # one (row fold, column fold) step enters the pipeline this cycle
+        m.d.comb += [go.eq(busy & (~first | out.has_credit)), out.take.eq(go & first)]
+        with m.If(go):
             with m.If(last):
                 m.d.sync += sf.eq(0)
                 with m.If(nf == NF - 1):
@@ -166,13 +175,13 @@ class MatrixVectorUnit(wiring.Component):
                     m.d.sync += nf.eq(nf + 1)
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
-        m.d.comb += clr_full.eq(Cat(en & busy & last_all & (rbank == b) for b in range(2)))
+        m.d.comb += clr_full.eq(Cat(go & last_all & (rbank == b) for b in range(2)))
         m.d.sync += full.eq((full | set_full) & ~clr_full)
 
         # stage A: one weight memory per PE (S bits wide) read, input lanes from the buffer, control
         # the address walks 0 .. SF*NF-1 in order, so a counter replaces nf * SF + sf (no multiplier anywhere)
         waddr = Signal(range(max(2, SF * NF)))
-        with m.If(en & busy):
+        with m.If(go):
             m.d.sync += waddr.eq(hdl.Mux(last_all, 0, waddr + 1))
         wdata = []
         for p, init in enumerate(weight_words(self._weights, P, S)):
@@ -182,30 +191,27 @@ class MatrixVectorUnit(wiring.Component):
             mem = Memory(shape=S, depth=max(2, SF * NF), init=init)
             m.submodules[f"weights{p}"] = mem
             port = mem.read_port()
-            m.d.comb += [port.addr.eq(waddr), port.en.eq(en)]
+            m.d.comb += port.addr.eq(waddr)
             wdata.append(port.data)
         x_a = Signal(data.ArrayLayout(hdl.unsigned(self.in_bits), S), reset_less=True)
-        with m.If(en):
-            for lane in range(S):
-                per_bank = [[bank[b][f * S + lane] if f * S + lane < n_in else hdl.Const(0, self.in_bits)
-                             for f in range(SF)] for b in range(2)]
-                pick = [Array(c)[sf] if SF > 1 else c[0] for c in per_bank]
-                m.d.sync += x_a[lane].eq(hdl.Mux(rbank, pick[1], pick[0]))
+        # the lanes of the step at the read address (valid or not: ctl says)
+        for lane in range(S):
+            per_bank = [[bank[b][f * S + lane] if f * S + lane < n_in else hdl.Const(0, self.in_bits)
+                         for f in range(SF)] for b in range(2)]
+            pick = [Array(c)[sf] if SF > 1 else c[0] for c in per_bank]
+            m.d.sync += x_a[lane].eq(hdl.Mux(rbank, pick[1], pick[0]))
         ctl = data.StructLayout({"valid": 1, "first": 1, "last": 1, "nf": range(max(2, NF))})
         ctl_a = Signal(ctl)
-        with m.If(en):
-            m.d.sync += [ctl_a.valid.eq(busy), ctl_a.first.eq(first), ctl_a.last.eq(last), ctl_a.nf.eq(nf)]
+        m.d.sync += [ctl_a.valid.eq(go), ctl_a.first.eq(first), ctl_a.last.eq(last), ctl_a.nf.eq(nf)]
         # stage B: the weight words and input lanes registered once more, so a block RAM's slow clock-to-output
         # ends in a register (which ECP5 and Xilinx flows fold into the RAM's own output register)
         x_b = Signal.like(x_a, reset_less=True)
         ctl_b = Signal(ctl)
-        with m.If(en):
-            m.d.sync += [x_b.eq(x_a), ctl_b.eq(ctl_a)]
+        m.d.sync += [x_b.eq(x_a), ctl_b.eq(ctl_a)]
         for p, w in enumerate(wdata):
             if not self.hardwired:
                 w_b = Signal(S, name=f"wreg{p}", reset_less=True)
-                with m.If(en):
-                    m.d.sync += w_b.eq(w)
+                m.d.sync += w_b.eq(w)
                 wdata[p] = w_b
 
         # stage C: P adder trees (optionally pipelined; their registers stall with the rest)
@@ -216,26 +222,25 @@ class MatrixVectorUnit(wiring.Component):
                 tree = ConstantWeightTree(weights=[(w >> i) & 1 for i in range(S)], in_bits=self.in_bits,
                                           pipeline=self.tree_pipeline)
                 m.submodules[f"pe{p}"] = tree
-                m.d.comb += [tree.x.eq(x_b), tree.en.eq(en)]
+                m.d.comb += tree.x.eq(x_b)
                 totals.append(tree.total)
             elif self._tree_modules is None:
                 tree = self._make_tree()
                 m.submodules[f"pe{p}"] = tree
-                m.d.comb += [tree.x.eq(x_b), tree.w.eq(w), tree.en.eq(en)]
+                m.d.comb += [tree.x.eq(x_b), tree.w.eq(w)]
                 totals.append(tree.total)
             else:
                 name = tree_module_name(S, self.in_bits, self.tree_pipeline, self.tree_target)
                 if name not in self._tree_modules:
                     self._tree_modules[name] = self._make_tree()
                 total = Signal(hdl.signed(self._tree_modules[name].width), name=f"total{p}")
-                clocking = dict(i_clk=ClockSignal(), i_rst=ResetSignal(), i_en=en) if self.tree_pipeline else {}
+                clocking = dict(i_clk=ClockSignal(), i_rst=ResetSignal(), i_en=1) if self.tree_pipeline else {}
                 m.submodules[f"pe{p}"] = Instance(name, i_x=x_b.as_value(), i_w=w, o_total=total, **clocking)
                 totals.append(total)
         ctl_c = ctl_b
         for k in range(self.tree_latency):
             nxt = Signal(ctl, name=f"ctl_tree{k}")
-            with m.If(en):
-                m.d.sync += nxt.eq(ctl_c)
+            m.d.sync += nxt.eq(ctl_c)
             ctl_c = nxt
 
         # stage D: accumulate across column folds
@@ -243,22 +248,22 @@ class MatrixVectorUnit(wiring.Component):
         final = Signal(data.ArrayLayout(hdl.signed(self.acc_width), P))
         final_valid = Signal()
         final_nf = Signal(range(max(2, NF)))
-        with m.If(en):
-            m.d.sync += final_valid.eq(ctl_c.valid & ctl_c.last)
-            m.d.sync += final_nf.eq(ctl_c.nf)
-            for p in range(P):
-                s = Signal(hdl.signed(self.acc_width), name=f"sum{p}")
-                m.d.comb += s.eq(hdl.Mux(ctl_c.first, 0, acc[p]) + totals[p])
-                with m.If(ctl_c.valid):
-                    m.d.sync += acc[p].eq(s)
-                m.d.sync += final[p].eq(s)
+        m.d.sync += final_valid.eq(ctl_c.valid & ctl_c.last)
+        m.d.sync += final_nf.eq(ctl_c.nf)
+        for p in range(P):
+            s = Signal(hdl.signed(self.acc_width), name=f"sum{p}")
+            m.d.comb += s.eq(hdl.Mux(ctl_c.first, 0, acc[p]) + totals[p])
+            with m.If(ctl_c.valid):
+                m.d.sync += acc[p].eq(s)
+            m.d.sync += final[p].eq(s)
 
-        # stage E: requantise; stage F: output register
-        requant = self._make_requant()
-        m.submodules.requant = rq = EnableInserter(en)(requant)
+        # stage E: requantise; stage F: output register, then the output FIFO
+        m.submodules.requant = rq = self._make_requant()
         m.d.comb += [rq.acc.eq(final), rq.fold.eq(final_nf), rq.valid.eq(final_valid)]
-        out_data, out_valid = (rq.level, rq.level_valid) if isinstance(requant, ThresholdRequantizer) \
+        out_data, out_valid = (rq.level, rq.level_valid) if isinstance(rq, ThresholdRequantizer) \
             else (rq.score, rq.score_valid)
-        with m.If(en):
-            m.d.sync += [self.o.valid.eq(out_valid), self.o.payload.eq(out_data)]
+        out_r = Signal.like(out_data, reset_less=True)
+        out_r_valid = Signal()
+        m.d.sync += [out_r.eq(out_data), out_r_valid.eq(out_valid)]
+        m.d.comb += [out.w_data.eq(out_r), out.w_en.eq(out_r_valid)]
         return m

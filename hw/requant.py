@@ -35,9 +35,9 @@ class ThresholdRequantizer(wiring.Component):
     """``level = #{k : s * acc >= T[k]}`` by a pipelined binary search: one comparator per output bit per lane.
 
     Stage ``i`` compares against the threshold selected by the bits decided before it, read from a small memory of
-    ``folds * 2**i`` entries per lane; a new set of ``lanes`` accumulators enters every cycle. A stage takes three
-    cycles (ROM read, ROM output register, registered comparison), so no path is more than one of them:
-    ``latency = 3 * abits + 1``.
+    ``folds * 2**i`` entries per lane; a new set of ``lanes`` accumulators enters every cycle. A stage takes four
+    cycles (ROM read, ROM output register — inside the block RAM where the flow can put it —, a fabric register,
+    registered comparison), so no path is more than one of them: ``latency = 4 * abits + 1``.
 
     Parameters
     ----------
@@ -68,7 +68,7 @@ class ThresholdRequantizer(wiring.Component):
         lo = min(int(thresholds.min()), -(1 << (acc_width - 1)))
         hi = max(int(thresholds.max()), 1 << (acc_width - 1))
         self.cmp_width = signed_width(lo, hi)
-        self.latency = 3 * self.abits + 1
+        self.latency = self.latency_for(self.abits)
         super().__init__({
             "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
             "fold": In(range(max(2, self.folds))),
@@ -76,6 +76,11 @@ class ThresholdRequantizer(wiring.Component):
             "level": Out(data.ArrayLayout(hdl.unsigned(self.abits), lanes)),
             "level_valid": Out(1),
         })
+
+    @staticmethod
+    def latency_for(abits):
+        """Cycles from ``acc`` to ``level``: orientation, then four per output bit."""
+        return 4 * abits + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -117,19 +122,27 @@ class ThresholdRequantizer(wiring.Component):
                 m.d.sync += [reg_v[p].eq(cur_v[p]), reg_key[p].eq(cur_keys[p])]
                 # the ROM output is registered (a block RAM's clock-to-output is most of a cycle on its own), then
                 # the comparison, before it addresses the next stage's ROM
+                # and registered again in the fabric: block RAMs sit in rows of their own, so the ride to the
+                # comparator is a long route that gets a cycle of its own
                 data_r = Signal(hdl.signed(self.cmp_width), name=f"t{s + 1}_{p}", reset_less=True)
+                data_f = Signal(hdl.signed(self.cmp_width), name=f"tf{s + 1}_{p}", reset_less=True)
                 v_r = Signal(hdl.signed(self.cmp_width), name=f"w{s + 1}_{p}")
+                v_f = Signal(hdl.signed(self.cmp_width), name=f"wf{s + 1}_{p}")
                 key_r = Signal(max(1, s), name=f"prefix_r{s + 1}_{p}")
+                key_f = Signal(max(1, s), name=f"prefix_f{s + 1}_{p}")
                 m.d.sync += [data_r.eq(port.data), v_r.eq(reg_v[p]), key_r.eq(reg_key[p])]
+                m.d.sync += [data_f.eq(data_r), v_f.eq(v_r), key_f.eq(key_r)]
                 key = Signal(s + 1, name=f"key{s + 1}_{p}")
-                m.d.sync += key.eq(key_r[:s].as_unsigned() << 1 | (v_r >= data_r) if s else (v_r >= data_r))
+                m.d.sync += key.eq(key_f[:s].as_unsigned() << 1 | (v_f >= data_f) if s else (v_f >= data_f))
                 keys.append(key)
-                stage_v.append(v_r)
+                stage_v.append(v_f)
             cmp_v = [Signal(hdl.signed(self.cmp_width), name=f"c{s + 1}_{p}") for p in range(lanes)]
             fold_d, valid_d = Signal.like(self.fold, name=f"dfold{s + 1}"), Signal(name=f"dvalid{s + 1}")
+            fold_f, valid_f = Signal.like(self.fold, name=f"ffold{s + 1}"), Signal(name=f"fvalid{s + 1}")
             cmp_fold = Signal.like(self.fold, name=f"cfold{s + 1}")
             cmp_valid = Signal(name=f"cvalid{s + 1}")
-            m.d.sync += [fold_d.eq(reg_fold), valid_d.eq(reg_valid), cmp_fold.eq(fold_d), cmp_valid.eq(valid_d)]
+            m.d.sync += [fold_d.eq(reg_fold), valid_d.eq(reg_valid), fold_f.eq(fold_d), valid_f.eq(valid_d),
+                         cmp_fold.eq(fold_f), cmp_valid.eq(valid_f)]
             m.d.sync += [c.eq(r) for c, r in zip(cmp_v, stage_v)]
             cur_v, cur_fold, cur_valid, cur_keys = cmp_v, cmp_fold, cmp_valid, keys
         for p in range(lanes):

@@ -1,0 +1,60 @@
+"""The output end of a pipeline that never stalls: a FIFO plus the credits that keep it from overflowing."""
+
+from amaranth.hdl import Module, Signal, Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["CreditedOutput"]
+
+
+class CreditedOutput(wiring.Component):
+    """A FIFO of ``depth`` results and a credit counter for a pipeline without a stall enable.
+
+    The producer asks for a place (``take``) when it starts the work for one result and may do so only while
+    ``has_credit`` is high; the result reaches ``w_data``/``w_en`` some cycles later and leaves through ``o``.
+    Downstream back-pressure thus stops at the counter and the FIFO: no enable net fans out to every pipeline
+    register (on a large device such a net alone sets the clock). ``depth`` should cover the results in flight
+    for full throughput; any depth is correct.
+
+    Parameters
+    ----------
+    shape : shape-castable
+        Payload of a result.
+    depth : int
+        FIFO places (= credits).
+
+    Members
+    -------
+    take : ``In(1)``; a place is reserved this cycle (only while ``has_credit``).
+    has_credit : ``Out(1)``
+    w_data : ``In(shape)``
+    w_en : ``In(1)``
+    o : ``Out(stream.Signature(shape))``
+    """
+
+    def __init__(self, *, shape, depth):
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive integer, not {depth!r}")
+        self.depth = depth
+        super().__init__({
+            "take": In(1),
+            "has_credit": Out(1),
+            "w_data": In(shape),
+            "w_en": In(1),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(Value.cast(self.w_data)), depth=self.depth)
+        credits = Signal(range(self.depth + 1), init=self.depth)
+        popped = self.o.valid & self.o.ready
+        with m.If(self.take & ~popped):
+            m.d.sync += credits.eq(credits - 1)
+        with m.Elif(popped & ~self.take):
+            m.d.sync += credits.eq(credits + 1)
+        m.d.comb += [self.has_credit.eq(credits != 0),
+                     fifo.w_data.eq(self.w_data), fifo.w_en.eq(self.w_en),
+                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data), fifo.r_en.eq(self.o.ready)]
+        return m
