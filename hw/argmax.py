@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .credit_fifo import CreditedOutput
+from .credit_fifo import RETURN_DELAY, CreditedOutput
 
 __all__ = ["ArgmaxCollector", "result_layout", "argmax_latency"]
 
@@ -62,7 +62,7 @@ class ArgmaxCollector(wiring.Component):
         beat = Signal(range(max(2, self.beats)))
         complete = Signal()           # `scores` holds a whole image not yet taken by the tournament
         # the tournament never stalls: an image enters only with a place reserved in the output FIFO
-        m.submodules.out = out = CreditedOutput(shape=self.o.payload.shape(), depth=self.latency + 1)
+        m.submodules.out = out = CreditedOutput(shape=self.o.payload.shape(), depth=self.latency + RETURN_DELAY + 1)
         wiring.connect(m, out.o, wiring.flipped(self.o))
         load = Signal()
         m.d.comb += [load.eq(complete & out.has_credit), out.take.eq(load), self.i.ready.eq(~complete)]
@@ -99,7 +99,8 @@ class ArgmaxCollector(wiring.Component):
             for j, (a, b) in enumerate(pairs):
                 m.d.sync += [c_a[j].eq(cand[a]), c_ia[j].eq(idx[a])]
                 if b is not None:
-                    m.d.sync += [c_b[j].eq(cand[b]), c_ib[j].eq(idx[b]), win[j].eq(cand[b] > cand[a])]
+                    # b > a as the sign of a - b (one bit wider: a bare carry chain)
+                    m.d.sync += [c_b[j].eq(cand[b]), c_ib[j].eq(idx[b]), win[j].eq((cand[a] - cand[b])[-1])]
             # selection stage
             valid, held, cand, idx = stage(f"sel{level}", len(pairs))
             m.d.sync += [valid.eq(c_valid)] + [h.eq(s) for h, s in zip(held, c_held)]

@@ -5,7 +5,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CreditedOutput"]
+__all__ = ["CreditedOutput", "RETURN_DELAY"]
+
+RETURN_DELAY = 2   # cycles from a result leaving the FIFO to its place being credited again
 
 
 class CreditedOutput(wiring.Component):
@@ -15,7 +17,7 @@ class CreditedOutput(wiring.Component):
     ``has_credit`` is high; the result reaches ``w_data``/``w_en`` some cycles later and leaves through ``o``.
     Downstream back-pressure thus stops at the counter and the FIFO: no enable net fans out to every pipeline
     register (on a large device such a net alone sets the clock). ``depth`` should cover the results in flight
-    for full throughput; any depth is correct.
+    plus :data:`RETURN_DELAY` for full throughput; any depth is correct.
 
     Parameters
     ----------
@@ -49,7 +51,13 @@ class CreditedOutput(wiring.Component):
         m = Module()
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(Value.cast(self.w_data)), depth=self.depth)
         credits = Signal(range(self.depth + 1), init=self.depth)
+        # a freed place is credited RETURN_DELAY cycles late: the FIFO sits by the consumer, the counter by the
+        # producer's issue logic, possibly across the chip; registers on the way let the placer split that route
         popped = self.o.valid & self.o.ready
+        for k in range(RETURN_DELAY):
+            late = Signal(name=f"popped_{k}")
+            m.d.sync += late.eq(popped)
+            popped = late
         with m.If(self.take & ~popped):
             m.d.sync += credits.eq(credits - 1)
         with m.Elif(popped & ~self.take):

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adder_tree import tree_depth
 from .constant_tree import ConstantWeightTree
-from .credit_fifo import CreditedOutput
+from .credit_fifo import RETURN_DELAY, CreditedOutput
 from .targets import make_tree, tree_latency
 from .requant import ScoreRequantizer, ThresholdRequantizer
 
@@ -119,11 +119,12 @@ class MatrixVectorUnit(wiring.Component):
             requant_latency = ScoreRequantizer.levels(scale) + 1
         self.out_shape = out_shape
         self.out_shape_beat = data.ArrayLayout(out_shape, pe)
-        # memory read (1) + read register (1) + tree + accumulate (1) + requantiser + output register + FIFO (2)
-        self.latency = 2 + self.tree_latency + 1 + requant_latency + 1 + 2
+        # input write register (1) + memory read (1) + read register (1) + tree + accumulate (1) + requantiser +
+        # output register (1) + FIFO (2)
+        self.latency = 3 + self.tree_latency + 1 + requant_latency + 1 + 2
         # output FIFO places: every result that can be in flight when a row fold starts, plus slack, so credits
         # never hold back a consumer that keeps up (results leave one per SF cycles)
-        self.fifo_depth = -(-self.latency // self.sf) + 2
+        self.fifo_depth = -(-(self.latency + RETURN_DELAY) // self.sf) + 2
         self.cycles = self.sf * self.nf
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(in_bits), in_lanes))),
@@ -140,19 +141,27 @@ class MatrixVectorUnit(wiring.Component):
         wbank = Signal()
         wbeat = Signal(range(max(2, self.in_beats)))
         m.d.comb += self.i.ready.eq(~full.bit_select(wbank, 1))
-        with m.If(self.i.valid & self.i.ready):
+        # an accepted beat is registered first and written into its bank the cycle after: the write enables fan
+        # out to every buffer register, and the beat arrives from the previous unit, maybe from across the chip
+        beat = Signal.like(self.i.payload, reset_less=True)
+        beat_valid, beat_bank, beat_last = Signal(), Signal(), Signal()
+        beat_index = Signal.like(wbeat)
+        accept = self.i.valid & self.i.ready
+        m.d.sync += [beat.eq(self.i.payload), beat_valid.eq(accept), beat_bank.eq(wbank), beat_index.eq(wbeat),
+                     beat_last.eq(wbeat == self.in_beats - 1)]
+        with m.If(beat_valid):
             for b in range(2):
                 for i in range(n_in):
-                    with m.If((wbank == b) & (wbeat == i // self.in_lanes)):
-                        m.d.sync += bank[b][i].eq(self.i.payload[i % self.in_lanes])
+                    with m.If((beat_bank == b) & (beat_index == i // self.in_lanes)):
+                        m.d.sync += bank[b][i].eq(beat[i % self.in_lanes])
+        with m.If(accept):
             with m.If(wbeat == self.in_beats - 1):
                 m.d.sync += [wbeat.eq(0), wbank.eq(~wbank)]
             with m.Else():
                 m.d.sync += wbeat.eq(wbeat + 1)
         set_full = Signal(2)
         clr_full = Signal(2)
-        m.d.comb += set_full.eq(Cat(self.i.valid & self.i.ready & (wbeat == self.in_beats - 1) & (wbank == b)
-                                    for b in range(2)))
+        m.d.comb += set_full.eq(Cat(beat_valid & beat_last & (beat_bank == b) for b in range(2)))
 
         # ---- compute side: a pipeline that never stalls. A row fold starts only with a credit, i.e. a free place
         # in the output FIFO reserved for its result, so the downstream `ready` reaches the credit counter and the

@@ -132,8 +132,11 @@ class ThresholdRequantizer(wiring.Component):
                 key_f = Signal(max(1, s), name=f"prefix_f{s + 1}_{p}")
                 m.d.sync += [data_r.eq(port.data), v_r.eq(reg_v[p]), key_r.eq(reg_key[p])]
                 m.d.sync += [data_f.eq(data_r), v_f.eq(v_r), key_f.eq(key_r)]
+                # v >= t as the sign of v - t, one bit wider: a bare carry chain (yosys maps a signed `>=` to a chain
+                # plus a few LUT levels to fix the overflow)
+                ge = ~(v_f - data_f)[-1]
                 key = Signal(s + 1, name=f"key{s + 1}_{p}")
-                m.d.sync += key.eq(key_f[:s].as_unsigned() << 1 | (v_f >= data_f) if s else (v_f >= data_f))
+                m.d.sync += key.eq(key_f[:s].as_unsigned() << 1 | ge if s else ge)
                 keys.append(key)
                 stage_v.append(v_f)
             cmp_v = [Signal(hdl.signed(self.cmp_width), name=f"c{s + 1}_{p}") for p in range(lanes)]
