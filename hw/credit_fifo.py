@@ -1,8 +1,8 @@
 """The output end of a pipeline that never stalls: a FIFO plus the credits that keep it from overflowing."""
 
-from amaranth.hdl import Module, Signal, Value
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["CreditedOutput", "RETURN_DELAY"]
@@ -49,7 +49,28 @@ class CreditedOutput(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(Value.cast(self.w_data)), depth=self.depth)
+        width = len(Value.cast(self.w_data))
+        # the store: a write never checks for room (the credits guarantee it), so no FIFO level gates the wide
+        # write enable; a registered output stage fetches from it
+        m.submodules.store = store = Memory(shape=width, depth=max(2, self.depth), init=[])
+        wp, rp = store.write_port(), store.read_port(domain="comb")
+        wptr, rptr = (Signal(range(max(2, self.depth)), name=n) for n in ("wptr", "rptr"))
+        stored = Signal(range(self.depth + 1))
+        m.d.comb += [wp.addr.eq(wptr), wp.data.eq(self.w_data), wp.en.eq(self.w_en), rp.addr.eq(rptr)]
+        with m.If(self.w_en):
+            m.d.sync += wptr.eq(Mux(wptr == self.depth - 1, 0, wptr + 1))
+        fetch = Signal()
+        m.d.comb += fetch.eq((~self.o.valid | self.o.ready) & (stored != 0))
+        with m.If(fetch):
+            m.d.sync += [self.o.payload.eq(rp.data), self.o.valid.eq(1),
+                         rptr.eq(Mux(rptr == self.depth - 1, 0, rptr + 1))]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.w_en & ~fetch):
+            m.d.sync += stored.eq(stored + 1)
+        with m.Elif(fetch & ~self.w_en):
+            m.d.sync += stored.eq(stored - 1)
+
         credits = Signal(range(self.depth + 1), init=self.depth)
         # a freed place is credited RETURN_DELAY cycles late: the FIFO sits by the consumer, the counter by the
         # producer's issue logic, possibly across the chip; registers on the way let the placer split that route
@@ -62,7 +83,5 @@ class CreditedOutput(wiring.Component):
             m.d.sync += credits.eq(credits - 1)
         with m.Elif(popped & ~self.take):
             m.d.sync += credits.eq(credits + 1)
-        m.d.comb += [self.has_credit.eq(credits != 0),
-                     fifo.w_data.eq(self.w_data), fifo.w_en.eq(self.w_en),
-                     self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data), fifo.r_en.eq(self.o.ready)]
+        m.d.comb += self.has_credit.eq(credits != 0)
         return m
