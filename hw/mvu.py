@@ -15,6 +15,8 @@ from .requant import ScoreRequantizer, ThresholdRequantizer
 
 __all__ = ["MatrixVectorUnit", "fold_cycles", "weight_words", "tree_module_name"]
 
+LANES_PER_SELECT = 4   # input lanes sharing one copy of the buffer's read select
+
 
 def tree_module_name(lanes, in_bits, pipeline, target="portable"):
     suffix = "" if target == "portable" else f"_{target}"
@@ -184,6 +186,19 @@ class MatrixVectorUnit(wiring.Component):
                     m.d.sync += nf.eq(nf + 1)
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
+        # copies of (sf, rbank) for every LANES_PER_SELECT input lanes: the buffer's read multiplexers are SF:1 per
+        # bit, and one select register fanned out to all of them was a critical path; `keep` stops yosys merging
+        # the identical registers back into one
+        sf_next, rbank_next = Signal.like(sf), Signal()
+        m.d.comb += [sf_next.eq(sf), rbank_next.eq(rbank)]
+        with m.If(go):
+            m.d.comb += [sf_next.eq(hdl.Mux(last, 0, sf + 1)), rbank_next.eq(rbank ^ last_all)]
+        selects = []
+        for g in range(-(-S // LANES_PER_SELECT)):
+            sel_sf = Signal.like(sf, name=f"sel_sf{g}", attrs={"keep": 1})
+            sel_bank = Signal(name=f"sel_bank{g}", attrs={"keep": 1})
+            m.d.sync += [sel_sf.eq(sf_next), sel_bank.eq(rbank_next)]
+            selects.append((sel_sf, sel_bank))
         m.d.comb += clr_full.eq(Cat(go & last_all & (rbank == b) for b in range(2)))
         m.d.sync += full.eq((full | set_full) & ~clr_full)
 
@@ -207,8 +222,9 @@ class MatrixVectorUnit(wiring.Component):
         for lane in range(S):
             per_bank = [[bank[b][f * S + lane] if f * S + lane < n_in else hdl.Const(0, self.in_bits)
                          for f in range(SF)] for b in range(2)]
-            pick = [Array(c)[sf] if SF > 1 else c[0] for c in per_bank]
-            m.d.sync += x_a[lane].eq(hdl.Mux(rbank, pick[1], pick[0]))
+            sel_sf, sel_bank = selects[lane // LANES_PER_SELECT]
+            pick = [Array(c)[sel_sf] if SF > 1 else c[0] for c in per_bank]
+            m.d.sync += x_a[lane].eq(hdl.Mux(sel_bank, pick[1], pick[0]))
         ctl = data.StructLayout({"valid": 1, "first": 1, "last": 1, "nf": range(max(2, NF))})
         ctl_a = Signal(ctl)
         m.d.sync += [ctl_a.valid.eq(go), ctl_a.first.eq(first), ctl_a.last.eq(last), ctl_a.nf.eq(nf)]
