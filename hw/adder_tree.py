@@ -38,8 +38,9 @@ class SignFlipAdderTree(wiring.Component):
     """Balanced adder tree computing ``total = sum(w[i] ? x[i] : -x[i])`` with no multiplier and no per-lane negate.
 
     ``-x = ~x + 1`` in two's complement, so lane ``i`` contributes ``x[i] ^ {n{~w[i]}}`` — an XOR that synthesis
-    folds into the LUT of the first adder level — and all the ``+1`` corrections are gathered into one extra leaf,
-    ``popcount(~w)``, summed by the same tree. Every node is as wide as the worst case of its inputs needs.
+    folds into the LUT of the first adder level — and all the ``+1`` corrections, ``popcount(~w)``, are counted by a
+    second tree beside the first (same levels, same registers) and added at one more level, the root. Every node is as
+    wide as the worst case of its inputs needs.
 
     Parameters
     ----------
@@ -74,7 +75,8 @@ class SignFlipAdderTree(wiring.Component):
         self._leaf = Range(xlo, xhi) if signed else Range(-(1 << in_bits), xhi)
         self.range = Range(lanes * min(xlo, -xhi), lanes * max(xhi, -xlo))
         self.width = self.range.width
-        self.depth = tree_depth(lanes + 1)
+        # the products' tree and the negation count's tree side by side, then one root adder joining them
+        self.depth = tree_depth(lanes) + 1
         self.latency = self.depth // pipeline if pipeline else 0
         shape = hdl.signed(in_bits) if signed else hdl.unsigned(in_bits)
         super().__init__({
@@ -95,33 +97,38 @@ class SignFlipAdderTree(wiring.Component):
             # w ? x : ~x is x XOR {n{~w}}: one LUT input per bit, the same logic as an explicit XOR
             m.d.comb += leaf.eq(hdl.Mux(self.w[i], xe, ~xe))
             nodes.append((leaf, self._leaf))
-        neg = Signal(range(self.lanes + 1), name="neg_count")
-        m.d.comb += neg.eq(sum((~self.w[i]).as_unsigned() for i in range(self.lanes)))
-        nodes.append((neg, Range(0, self.lanes)))
-        level = 0
-        while len(nodes) > 1:
-            level += 1
-            registered = bool(self.pipeline) and level % self.pipeline == 0
+        # the +1 of each negation, counted by a tree of its own in step with the products' tree (registered at the
+        # same levels): a flat popcount of the weights was the network's critical path on ECP5
+        negs = [((~self.w[i]).as_unsigned(), Range(0, 1)) for i in range(self.lanes)]
+        for level in range(1, self.depth + 1):
+            if level == self.depth:  # the root: products plus negation count
+                nodes, negs = nodes + negs, []
             updates = []
-            nxt = []
-            for j in range(0, len(nodes) - 1, 2):
-                (a, ra), (b, rb) = nodes[j], nodes[j + 1]
-                r = ra + rb
-                # keep: stops yosys alumacc merging the tree into one $macc (mapped to LUT full adders,
-                # not carry chains)
-                s = Signal(hdl.signed(r.width), name=f"add{level}_{j // 2}", attrs={"keep": 1})
-                updates.append(s.eq(a + b))
-                nxt.append((s, r))
-            if len(nodes) % 2:
-                a, ra = nodes[-1]
-                s = Signal(a.shape(), name=f"pass{level}")
-                updates.append(s.eq(a))
-                nxt.append((s, ra))
-            if registered:
+            nodes = _add_pairs(nodes, updates, f"add{level}_")
+            negs = _add_pairs(negs, updates, f"neg{level}_")
+            if self.pipeline and level % self.pipeline == 0:
                 with m.If(self.en):
                     m.d.sync += updates
             else:
                 m.d.comb += updates
-            nodes = nxt
         m.d.comb += self.total.eq(nodes[0][0])
         return m
+
+
+def _add_pairs(nodes, updates, prefix):
+    """One adder level over ``nodes`` (``(value, Range)`` pairs): adjacent pairs summed, an odd last node passed on.
+    The assignments go to ``updates`` (registered or not by the caller); returns the next level's nodes."""
+    nxt = []
+    for j in range(0, len(nodes) - 1, 2):
+        (a, ra), (b, rb) = nodes[j], nodes[j + 1]
+        r = ra + rb
+        # keep: stops yosys alumacc merging the tree into one $macc (mapped to LUT full adders, not carry chains)
+        s = Signal(hdl.signed(r.width), name=f"{prefix}{j // 2}", attrs={"keep": 1})
+        updates.append(s.eq(a + b))
+        nxt.append((s, r))
+    if len(nodes) % 2:
+        a, ra = nodes[-1]
+        s = Signal(hdl.signed(ra.width), name=f"{prefix}pass")
+        updates.append(s.eq(a))
+        nxt.append((s, ra))
+    return nxt

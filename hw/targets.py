@@ -24,9 +24,8 @@ def tree_latency(*, target, lanes, pipeline):
     """Clock cycles through :func:`make_tree`'s tree without building one (the trees' own ``latency`` rule)."""
     if not pipeline:
         return 0
-    # the portable tree adds the negation count as one more leaf; the Xilinx one corrects at an extra root level
-    depth = tree_depth(lanes + 1) if target == "portable" else tree_depth(lanes) + 1
-    return depth // pipeline
+    # both trees sum the products in ``tree_depth(lanes)`` levels and correct the negations at one more, the root
+    return (tree_depth(lanes) + 1) // pipeline
 
 
 def tree_simulation_models(trees):
