@@ -25,6 +25,16 @@ def csd_digits(value):
     return digits
 
 
+def _signed_sum(nodes):
+    """One adder for one or two ``(value, sign)`` nodes: ``(value, sign)`` of their signed sum, one carry chain."""
+    if len(nodes) == 1:
+        return nodes[0]
+    (a, sa), (b, sb) = nodes
+    if sa == sb:
+        return a + b, sa
+    return (a - b, 1) if sa > 0 else (b - a, 1)
+
+
 def _neuron_rows(values, folds, lanes, fill):
     """Rows per ``(fold, lane)``: ``values[fold * lanes + lane]`` or ``fill`` beyond the layer (padding)."""
     return [[values[f * lanes + p] if f * lanes + p < len(values) else fill for p in range(lanes)]
@@ -202,16 +212,20 @@ class ScoreRequantizer(wiring.Component):
                 if n >= self.neurons:
                     continue
                 acc = self.acc[p]
-                nodes = [(acc << k) if sign > 0 else -(acc << k) for k, sign in csd_digits(self._scale[n])]
-                nodes.append(hdl.Const(self._offset[n], hdl.signed(self.score_width)))
+                # (value, sign) nodes: a negative digit is never negated on its own (a carry chain more in the
+                # cycle) but subtracted where it meets a positive node; the offset is positive, so is the root
+                nodes = [(acc << k, sign) for k, sign in csd_digits(self._scale[n])]
+                nodes.append((hdl.Const(self._offset[n], hdl.signed(self.score_width)), 1))
                 for level in range(L):
                     nxt = []
                     for j in range(0, len(nodes), 2):
                         r = Signal(hdl.signed(self.score_width), name=f"n{n}_l{level}_{j // 2}")
-                        m.d.sync += r.eq(nodes[j] + nodes[j + 1] if j + 1 < len(nodes) else nodes[j])
-                        nxt.append(r)
+                        value, sign = _signed_sum(nodes[j:j + 2])
+                        m.d.sync += r.eq(value)
+                        nxt.append((r, sign))
                     nodes = nxt
-                sums[(f, p)] = nodes[0]
+                assert nodes[0][1] > 0
+                sums[(f, p)] = nodes[0][0]
         for level in range(L):  # the fold and valid travel beside the sums
             fr, vr = Signal.like(fold, name=f"fold_l{level}"), Signal(name=f"valid_l{level}")
             m.d.sync += [fr.eq(fold), vr.eq(valid)]

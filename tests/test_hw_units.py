@@ -8,7 +8,7 @@ from export.folding import apply_thresholds
 from hw.adder_tree import SignFlipAdderTree
 from hw.mvu import MatrixVectorUnit
 from hw.test_vectors import random_layer
-from hw.requant import ThresholdRequantizer, csd_digits
+from hw.requant import ScoreRequantizer, ThresholdRequantizer, csd_digits
 from hw.stream_helpers import stream_get_all, stream_put_all
 
 
@@ -108,6 +108,38 @@ def test_csd_digits():
         digits = csd_digits(v)
         assert sum(s << k for k, s in digits) == v
         assert all(b[0] - a[0] >= 2 for a, b in zip(digits, digits[1:]))  # no two adjacent non-zero digits
+
+
+@pytest.mark.parametrize("neurons, lanes", [(10, 4), (3, 3), (5, 1)])
+def test_score_requantizer_matches_golden(neurons, lanes):
+    # scales with runs of negative digits (0b...0111 -> +8 -1), negative and zero scales, offsets of both signs
+    rng = np.random.default_rng(neurons * 7 + lanes)
+    scale = [int(v) for v in rng.integers(-2000, 2000, neurons)]
+    scale[:3] = [-1365, 0, 1023][:neurons]
+    offset = [int(v) for v in rng.integers(-5000, 5000, neurons)]
+    dut = ScoreRequantizer(scale=scale, offset=offset, lanes=lanes, acc_width=10, score_width=24)
+    accs = rng.integers(-512, 512, (12, dut.folds * lanes))
+    accs[0], accs[1] = -512, 511
+    expected = accs[:, :neurons] * np.array(scale) + np.array(offset)
+    got = []
+
+    async def bench(ctx):
+        seq = [(i, f) for i in range(len(accs)) for f in range(dut.folds)]
+        for step in range(len(seq) + dut.latency):
+            if step < len(seq):
+                i, f = seq[step]
+                for p in range(lanes):
+                    ctx.set(dut.acc[p], int(accs[i, f * lanes + p]))
+                ctx.set(dut.fold, f)
+            ctx.set(dut.valid, step < len(seq))
+            await ctx.delay(1e-9)
+            if ctx.get(dut.score_valid):
+                got.append([ctx.get(dut.score[p]) for p in range(lanes)])
+            await ctx.tick()
+
+    _run(dut, bench)
+    got = np.array(got).reshape(len(accs), dut.folds * lanes)[:, :neurons]
+    assert (got == expected).all()
 
 
 @pytest.mark.parametrize("abits, neurons, lanes", [(2, 5, 2), (4, 7, 3), (8, 16, 4), (8, 3, 3)])
