@@ -204,9 +204,9 @@ class MatrixVectorUnit(wiring.Component):
 
         # stage A: one weight memory per PE (S bits wide) read, input lanes from the buffer, control
         # the address walks 0 .. SF*NF-1 in order, so a counter replaces nf * SF + sf (no multiplier anywhere)
-        waddr, waddr_next = Signal(range(max(2, SF * NF))), Signal(range(max(2, SF * NF)))
-        m.d.comb += waddr_next.eq(hdl.Mux(go, hdl.Mux(last_all, 0, waddr + 1), waddr))
-        m.d.sync += waddr.eq(waddr_next)
+        waddr = Signal(range(max(2, SF * NF)))
+        with m.If(go):
+            m.d.sync += waddr.eq(hdl.Mux(last_all, 0, waddr + 1))
         wdata = []
         for p, init in enumerate(weight_words(self._weights, P, S)):
             if self.hardwired:
@@ -215,11 +215,7 @@ class MatrixVectorUnit(wiring.Component):
             mem = Memory(shape=S, depth=max(2, SF * NF), init=init)
             m.submodules[f"weights{p}"] = mem
             port = mem.read_port()
-            # each memory reads at its own copy of the address (kept apart from yosys's merging): one counter
-            # fanned out to every PE's ROM was the critical path where small ROMs map to LUTs
-            addr = Signal.like(waddr, name=f"waddr{p}", attrs={"keep": 1})
-            m.d.sync += addr.eq(waddr_next)
-            m.d.comb += port.addr.eq(addr)
+            m.d.comb += port.addr.eq(waddr)
             wdata.append(port.data)
         x_a = Signal(data.ArrayLayout(hdl.unsigned(self.in_bits), S), reset_less=True)
         # the lanes of the step at the read address (valid or not: ctl says)
