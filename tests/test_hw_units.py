@@ -35,13 +35,21 @@ def test_sign_flip_tree_matches_golden(lanes, bits, signed, pipeline):
             cases.append((np.full(lanes, x), np.full(lanes, w)))
     assert -(1 << (dut.width - 1)) <= lanes * min(lo, -hi) and lanes * max(hi, -lo) < (1 << (dut.width - 1))
 
+    expected = [int(np.sum(np.where(w == 1, x, -x))) for x, w in cases]
+
     async def bench(ctx):
-        for x, w in cases:
-            for i in range(lanes):
-                ctx.set(dut.x[i], int(x[i]))
-            ctx.set(dut.w, int(sum(int(b) << i for i, b in enumerate(w))))
-            await ctx.tick().repeat(dut.latency) if dut.latency else ctx.delay(1e-9)
-            assert ctx.get(dut.total) == int(np.sum(np.where(w == 1, x, -x)))
+        # a new case every cycle: each result must come out exactly `latency` cycles after its inputs
+        for step in range(len(cases) + dut.latency):
+            if step < len(cases):
+                x, w = cases[step]
+                for i in range(lanes):
+                    ctx.set(dut.x[i], int(x[i]))
+                ctx.set(dut.w, int(sum(int(b) << i for i, b in enumerate(w))))
+            await ctx.delay(1e-9)
+            if step >= dut.latency:
+                assert ctx.get(dut.total) == expected[step - dut.latency]
+            if dut.latency:
+                await ctx.tick()
 
     _run(dut, bench, clock=bool(dut.latency))
 
@@ -110,17 +118,8 @@ def test_csd_digits():
         assert all(b[0] - a[0] >= 2 for a, b in zip(digits, digits[1:]))  # no two adjacent non-zero digits
 
 
-@pytest.mark.parametrize("neurons, lanes", [(10, 4), (3, 3), (5, 1)])
-def test_score_requantizer_matches_golden(neurons, lanes):
-    # scales with runs of negative digits (0b...0111 -> +8 -1), negative and zero scales, offsets of both signs
-    rng = np.random.default_rng(neurons * 7 + lanes)
-    scale = [int(v) for v in rng.integers(-2000, 2000, neurons)]
-    scale[:3] = [-1365, 0, 1023][:neurons]
-    offset = [int(v) for v in rng.integers(-5000, 5000, neurons)]
-    dut = ScoreRequantizer(scale=scale, offset=offset, lanes=lanes, acc_width=10, score_width=24)
-    accs = rng.integers(-512, 512, (12, dut.folds * lanes))
-    accs[0], accs[1] = -512, 511
-    expected = accs[:, :neurons] * np.array(scale) + np.array(offset)
+def _requantize_folds(dut, accs, lanes, out, out_valid):
+    """Feed a requantiser every row of ``accs`` fold by fold, one fold per cycle; the outputs, one row per row."""
     got = []
 
     async def bench(ctx):
@@ -133,13 +132,27 @@ def test_score_requantizer_matches_golden(neurons, lanes):
                 ctx.set(dut.fold, f)
             ctx.set(dut.valid, step < len(seq))
             await ctx.delay(1e-9)
-            if ctx.get(dut.score_valid):
-                got.append([ctx.get(dut.score[p]) for p in range(lanes)])
+            if ctx.get(out_valid):
+                got.append([ctx.get(out[p]) for p in range(lanes)])
             await ctx.tick()
 
     _run(dut, bench)
-    got = np.array(got).reshape(len(accs), dut.folds * lanes)[:, :neurons]
-    assert (got == expected).all()
+    return np.array(got).reshape(len(accs), dut.folds * lanes)
+
+
+@pytest.mark.parametrize("neurons, lanes", [(10, 4), (3, 3), (5, 1)])
+def test_score_requantizer_matches_golden(neurons, lanes):
+    # scales with runs of negative digits (0b...0111 -> +8 -1), negative and zero scales, offsets of both signs
+    rng = np.random.default_rng(neurons * 7 + lanes)
+    scale = [int(v) for v in rng.integers(-2000, 2000, neurons)]
+    scale[:3] = [-1365, 0, 1023][:neurons]
+    offset = [int(v) for v in rng.integers(-5000, 5000, neurons)]
+    dut = ScoreRequantizer(scale=scale, offset=offset, lanes=lanes, acc_width=10, score_width=24)
+    accs = rng.integers(-512, 512, (12, dut.folds * lanes))
+    accs[0], accs[1] = -512, 511
+    expected = accs[:, :neurons] * np.array(scale) + np.array(offset)
+    got = _requantize_folds(dut, accs, lanes, dut.score, dut.score_valid)
+    assert np.array_equal(got[:, :neurons], expected)
 
 
 @pytest.mark.parametrize("abits, neurons, lanes", [(2, 5, 2), (4, 7, 3), (8, 16, 4), (8, 3, 3)])
@@ -152,25 +165,8 @@ def test_threshold_search_matches_golden(abits, neurons, lanes):
     accs[0, :neurons], accs[1, :neurons], accs[2, :neurons] = thr[:, 0], thr[:, -1], thr[:, -1] - 1
     accs[3, :neurons] = -thr[:, 0]
     expected = apply_thresholds(accs[:, :neurons], orient, thr)
-    got = []
-
-    async def bench(ctx):
-        seq = [(i, f) for i in range(len(accs)) for f in range(dut.folds)]
-        for step in range(len(seq) + dut.latency):
-            if step < len(seq):
-                i, f = seq[step]
-                for p in range(lanes):
-                    ctx.set(dut.acc[p], int(accs[i, f * lanes + p]))
-                ctx.set(dut.fold, f)
-            ctx.set(dut.valid, step < len(seq))
-            await ctx.delay(1e-9)
-            if ctx.get(dut.level_valid):
-                got.append([ctx.get(dut.level[p]) for p in range(lanes)])
-            await ctx.tick()
-
-    _run(dut, bench)
-    got = np.array(got).reshape(len(accs), dut.folds * lanes)[:, :neurons]
-    assert np.array_equal(got, expected)
+    got = _requantize_folds(dut, accs, lanes, dut.level, dut.level_valid)
+    assert np.array_equal(got[:, :neurons], expected)
 
 
 def run_mvu(n_in, n_out, *, pe, simd, in_lanes, in_bits, abits=None, vectors=4, gap=0.3, stall=0.3, pipeline=0,
