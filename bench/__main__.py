@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from train.files import atomic_write_json
+from common.files import atomic_write_json
 
 from . import stages
 

@@ -35,10 +35,11 @@ def _pnr(a):
     from .flows import network_place_and_route, place_and_route
     if a.scope == "network":
         s = network_place_and_route(a.rtl, a.out, board_name=a.board, target_mhz=a.target_mhz, seed=a.seed,
-                                    timeout=a.timeout)
+                                    timeout=a.timeout, force=a.force)
         what = f"the network alone on {s['device']}-{s['speed']}"
     else:
-        s = place_and_route(a.rtl, a.out, board_name=a.board, baud=a.baud, seed=a.seed, timeout=a.timeout)
+        s = place_and_route(a.rtl, a.out, board_name=a.board, baud=a.baud, seed=a.seed, timeout=a.timeout,
+                            force=a.force)
         what = f"{s['board']} board top, bitstream {a.out}/{s['bitstream']}"
     comb = s["utilization"].get("TRELLIS_COMB", {})
     path = s.get("critical_path") or {}
@@ -50,7 +51,7 @@ def _pnr(a):
 
 def _build(a):
     from .flows import vivado_build
-    s = vivado_build(a.rtl, a.out, board_name=a.board, baud=a.baud, timeout=a.timeout)
+    s = vivado_build(a.rtl, a.out, board_name=a.board, baud=a.baud, timeout=a.timeout, force=a.force)
     if s.get("utilization"):
         print(f"{a.out}/summary.json: {s['board']} {s['utilization']}, Fmax {s.get('fmax_mhz')} MHz")
     return 0
@@ -116,6 +117,9 @@ def main(argv=None):
         q.add_argument("--board", required=True, help="amaranth-boards board name")
         q.add_argument("--baud", type=int, default=115200)
         q.add_argument("--timeout", type=float, default=None)
+        q.add_argument("--force", action="store_true",
+                       help="run the flow even when `make gen`'s LUT estimate (or `make synth`'s count) says the "
+                            "network does not fit the board's device")
         if name == "pnr":
             q.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
             q.add_argument("--scope", choices=("board", "network"), default="board",
@@ -128,7 +132,8 @@ def main(argv=None):
     f.add_argument("--board", required=True)
     f.add_argument("--dir", default=".", help="the OUT directory holding pnr/<board> or build/<board>")
     f.add_argument("--bitstream", help="explicit bitstream file")
-    f.add_argument("--dry-run", action="store_true", help="print the programmer command only")
+    f.add_argument("--dry-run", action="store_true",
+                   help="print the programmer command only (the bitstream must exist)")
     i = sub.add_parser("infer", help="stream test images to a programmed board over UART, check against golden")
     i.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
     i.add_argument("--export", required=True)
@@ -141,5 +146,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from train.cli import run_stage
-    run_stage("boards", main, BoardsError)
+    from common.cli import run_stage
+    run_stage("boards", main)

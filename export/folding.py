@@ -15,12 +15,15 @@ by hardware as shift-and-add over ``m``'s canonical signed digits — no DSP mul
 
 import numpy as np
 
+from . import ExportError
+
 __all__ = [
     "accumulator_bounds", "signed_bits", "reference_activation", "fold_thresholds", "apply_thresholds",
-    "fold_scores", "apply_scores", "reference_scores", "SCALE_BITS",
+    "fold_scores", "apply_scores", "reference_scores", "SCALE_BITS", "MAX_SCORE_BITS",
 ]
 
 SCALE_BITS = 12
+MAX_SCORE_BITS = 48   # wider output scores only come from a degenerate output layer
 
 
 def accumulator_bounds(in_features, in_max):
@@ -105,16 +108,29 @@ def apply_thresholds(acc, orientation, thresholds):
     return level
 
 
-def fold_scores(*, mean, var, gamma, beta, bias, eps, scale_bits=SCALE_BITS):
-    """Integer ``(m, b, shift)`` with ``m * acc + b ~= 2**shift * y`` and ``max |m| < 2**(scale_bits - 1)``."""
+def fold_scores(*, mean, var, gamma, beta, bias, eps, acc_bound, scale_bits=SCALE_BITS):
+    """Integer ``(m, b, shift)`` with ``m * acc + b ~= 2**shift * y`` and ``max |m| < 2**(scale_bits - 1)``.
+
+    ``shift`` is the largest that keeps every ``|m|`` below ``2**(scale_bits - 1)`` and every score for
+    ``|acc| <= acc_bound`` below ``2**(MAX_SCORE_BITS - 2)``; an output layer whose scale rounds to zero for every
+    class (its scores would not depend on the input) is refused.
+    """
     centre, std, g, beta = _bn_terms(mean, var, gamma, beta, bias, eps)
     k = g / std
     kmax = float(np.abs(k).max())
     limit = 2 ** (scale_bits - 1) - 1
     shift = int(np.floor(np.log2(limit / kmax))) if kmax > 0 else 0
+    shift = min(max(shift, 0), 62)
+    ceiling = 2.0 ** (MAX_SCORE_BITS - 2)
+    while shift > 0 and float(np.abs((beta - k * centre) * 2.0 ** shift).max()) + limit * acc_bound >= ceiling:
+        shift -= 1
     m = np.round(k * 2.0 ** shift).astype(np.int64)
-    b = np.round((beta - k * centre) * 2.0 ** shift).astype(np.int64)
-    return m, b, shift
+    b = np.round((beta - k * centre) * 2.0 ** shift)
+    if not m.any() or not np.all(np.isfinite(b)) or float(np.abs(b).max()) >= ceiling:
+        raise ExportError(f"output layer: its batch norm scales every class by |gamma / sigma| <= {kmax:.3g}, so the "
+                          f"scores do not depend on the input at {MAX_SCORE_BITS}-bit precision (the training "
+                          f"diverged or collapsed); train again")
+    return m, b.astype(np.int64), shift
 
 
 def apply_scores(acc, m, b):

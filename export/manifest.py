@@ -1,23 +1,35 @@
-"""Reading an export directory: ``manifest.json``, hash-checked layer files and the test set (numpy only)."""
+"""Reading an export directory: ``manifest.json``, hash-checked layer files and the test set (numpy only).
+
+The reader trusts nothing it can re-derive: every shape follows from the layer kinds (:mod:`common.layers`), every
+width and bound from the shapes and bits, every file must match its hash and the manifest's claims. A manifest that
+lies is refused with :class:`~export.ExportError` naming the file, the layer and the key — never turned into
+hardware that disagrees with the golden model. ``docs/weight-format.md`` specifies the format.
+"""
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from common.idx import IDXError, read_idx
+from common.layers import LayerError, check_chain, layer_from_dict
+
 from . import ExportError, WeightFormatError
+from .folding import MAX_SCORE_BITS, SCALE_BITS, accumulator_bounds, apply_scores, signed_bits
 from .packing import decode_thresholds, decode_weights
 
-__all__ = ["MANIFEST", "MANIFEST_VERSION", "REQUIRED_KEYS", "LAYER_KEYS", "LayerParams", "read_manifest",
-           "load_layers", "load_test_set", "sha256_file"]
+__all__ = ["MANIFEST", "MANIFEST_VERSION", "REQUIRED_KEYS", "LayerParams", "read_manifest", "load_layers",
+           "load_test_set", "sha256_file", "upgrade_v1", "MAX_SCORE_BITS", "INPUT_BITS"]
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
-REQUIRED_KEYS = ("format_version", "dataset", "input", "layers", "float_test_accuracy", "golden_test_accuracy")
-LAYER_KEYS = ("name", "in_features", "out_features", "weights", "sha256", "abits", "in_bits", "acc_bits",
-              "acc_min", "acc_max", "activation")
+MANIFEST_VERSION = 2
+REQUIRED_KEYS = ("format_version", "dataset", "input", "classes", "layers", "test_set", "float_test_accuracy",
+                 "golden_test_accuracy")
+INPUT_BITS = 8          # pixels are 8-bit unsigned
+_MAX_SHIFT = 62
 
 
 @dataclass(frozen=True)
@@ -26,62 +38,240 @@ class LayerParams:
 
     Members
     -------
-    weights : (out, in) int8 array of ±1
-    orientation, thresholds : hidden layers only: ``a = #{k : orientation * acc >= thresholds[k]}``
+    spec : :class:`common.layers.Layer`
+        Kind, shapes and the kind's parameters.
+    in_bits : int
+        Width of the unsigned values entering the layer.
+    weights : ``(rows, columns)`` int8 array of ±1 (compute layers only)
+    orientation, thresholds : hidden compute layers only: ``a = #{k : orientation * acc >= thresholds[k]}``
     scale, offset : output layer only: ``score = scale * acc + offset``
     """
-    name: str
+    spec: object
     index: int
-    in_features: int
-    out_features: int
     in_bits: int
-    acc_bits: int
-    acc_min: int
-    acc_max: int
-    abits: int | None
-    weights: np.ndarray
+    weights: np.ndarray | None = None
+    acc_bits: int | None = None
+    acc_min: int | None = None
+    acc_max: int | None = None
+    abits: int | None = None
     orientation: np.ndarray | None = None
     thresholds: np.ndarray | None = None
     scale: np.ndarray | None = None
     offset: np.ndarray | None = None
     score_bits: int | None = None
 
+    name = property(lambda self: self.spec.name)
+    kind = property(lambda self: self.spec.kind)
+    is_output = property(lambda self: self.scale is not None)
+    # compute layers: the matrix-vector product's shape (a conv layer's columns are its K*K*C patch)
+    rows = property(lambda self: self.spec.rows)
+    columns = property(lambda self: self.spec.columns)
+    in_features = columns
+    out_features = rows
+
     @property
-    def is_output(self):
-        return self.scale is not None
+    def out_bits(self):
+        """Width of the values the layer passes on (activation levels, or its input's for a pool)."""
+        if self.spec.kind == "maxpool2d":
+            return self.in_bits
+        return self.abits
 
 
 def sha256_file(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+class _Checker:
+    """Type checks that name the manifest, the layer and the key."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, where, msg):
+        raise ExportError(f"{self.path}: {where}{': ' if where else ''}{msg}")
+
+    def int(self, obj, key, where, *, lo=None, hi=None, none=False):
+        if key not in obj:
+            self.fail(where, f"missing key {key!r}")
+        v = obj[key]
+        if v is None and none:
+            return None
+        if not isinstance(v, int) or isinstance(v, bool):
+            self.fail(where, f"{key} must be an integer, not {v!r}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            self.fail(where, f"{key} {v} is outside {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}")
+        return v
+
+    def number(self, obj, key, where, *, none=False):
+        if key not in obj:
+            self.fail(where, f"missing key {key!r}")
+        v = obj[key]
+        if v is None and none:
+            return None
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not 0 <= v <= 1:
+            self.fail(where, f"{key} must be a fraction in 0..1, not {v!r}")
+        return v
+
+    def dict(self, obj, key, where):
+        v = obj.get(key)
+        if not isinstance(v, dict):
+            self.fail(where, f"{key} must be an object, not {v!r}")
+        return v
+
+    def file(self, obj, key, where):
+        v = obj.get(key)
+        # a plain name inside the export directory: no path, no parent reference, no hidden name
+        if not isinstance(v, str) or not v or Path(v).name != v or v in (".", "..") or v.startswith("."):
+            self.fail(where, f"{key} {v!r} must be a plain file name inside the export directory")
+        return v
+
+    def sha(self, obj, key, where):
+        v = obj.get(key)
+        if not (isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)):
+            self.fail(where, f"{key} must be a SHA-256 hex digest, not {v!r}")
+        return v
+
+    def equal(self, obj, key, expected, where, why):
+        if obj.get(key) != expected:
+            self.fail(where, f"{key} is {obj.get(key)!r}, {why} gives {expected!r}")
+
+
+def upgrade_v1(m):
+    """A format-version-1 manifest (dense layers only, ``in_features``/``out_features``, ``input.shape`` [H, W])
+    as version 2, in memory. Its files are unchanged: a v1 export is a valid v2 export of an MLP."""
+    m = dict(m)
+    inp = dict(m.get("input") or {})
+    shape = inp.get("shape")
+    if isinstance(shape, list) and len(shape) == 2:
+        inp["shape"] = [1, *shape]
+    m["input"] = inp
+    layers = []
+    if isinstance(m.get("layers"), list):
+        shape = inp.get("shape")
+        for e in m["layers"]:
+            if isinstance(e, dict):
+                e = {**e, "kind": "dense", "in_shape": shape, "out_features": e.get("out_features")}
+                shape = [e["out_features"], 1, 1]
+            layers.append(e)
+    m["layers"] = layers
+    m.setdefault("classes", layers[-1].get("out_features") if layers and isinstance(layers[-1], dict) else None)
+    m["format_version"] = MANIFEST_VERSION
+    m["upgraded_from"] = 1
+    return m
+
+
 def read_manifest(directory):
-    """Parse and validate ``manifest.json``; :class:`ExportError` naming the file and the missing/odd key."""
+    """Parse ``manifest.json`` and validate everything that needs no other file: keys, types, the layer chain,
+    bits, worst-case bounds and widths, score constants. :class:`ExportError` naming the file, layer and key."""
     path = Path(directory) / MANIFEST
     try:
         m = json.loads(path.read_text())
     except FileNotFoundError:
         raise ExportError(f"{path}: no manifest (run `make export` first)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ExportError(f"{path}: unreadable manifest ({e})") from None
+    c = _Checker(path)
     if not isinstance(m, dict):
-        raise ExportError(f"{path}: manifest is not a JSON object")
+        c.fail("", "manifest is not a JSON object")
+    if m.get("format_version") == 1:
+        m = upgrade_v1(m)
     for key in REQUIRED_KEYS:
         if key not in m:
-            raise ExportError(f"{path}: missing key {key!r}")
+            c.fail("", f"missing key {key!r}")
     if m["format_version"] != MANIFEST_VERSION:
-        raise ExportError(f"{path}: format_version {m['format_version']!r}, this reader knows {MANIFEST_VERSION}")
+        c.fail("", f"format_version {m['format_version']!r}, this reader knows 1 and {MANIFEST_VERSION}")
+    if not isinstance(m["dataset"], str):
+        c.fail("", f"dataset must be a string, not {m['dataset']!r}")
+    inp = c.dict(m, "input", "")
+    c.equal(inp, "bits", INPUT_BITS, "input", "the pixel format (8-bit unsigned)")
+    if inp.get("signed", False) is not False:
+        c.fail("input", f"signed must be false, not {inp.get('signed')!r}")
+    shape = inp.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and not isinstance(d, bool)
+                                                                  and d >= 1 for d in shape)):
+        c.fail("input", f"shape must be [C, H, W] of positive integers, not {shape!r}")
+    classes = c.int(m, "classes", "", lo=1)
     if not isinstance(m["layers"], list) or not m["layers"]:
-        raise ExportError(f"{path}: 'layers' must be a non-empty list")
-    for i, layer in enumerate(m["layers"]):
-        for key in LAYER_KEYS:
-            if key not in layer:
-                raise ExportError(f"{path}: layer {i} is missing key {key!r}")
-    for a, b in zip(m["layers"][:-1], m["layers"][1:]):
-        if a["out_features"] != b["in_features"]:
-            raise ExportError(f"{path}: layer {a['name']!r} has {a['out_features']} outputs but "
-                              f"{b['name']!r} takes {b['in_features']}")
+        c.fail("", "'layers' must be a non-empty list")
+    specs = []
+    for i, e in enumerate(m["layers"]):
+        where = f"layer {i}" + (f" {e.get('name')!r}" if isinstance(e, dict) and isinstance(e.get("name"), str) else "")
+        try:
+            specs.append(layer_from_dict(e, where))
+        except LayerError as err:
+            c.fail("", str(err))
+    try:
+        check_chain(specs, tuple(shape), classes)
+    except LayerError as err:
+        c.fail("", str(err))
+    bits = INPUT_BITS
+    for i, (e, spec) in enumerate(zip(m["layers"], specs)):
+        bits = _check_layer(c, e, spec, bits, last=i == len(specs) - 1, abits=m.get("abits"))
+    ts = c.dict(m, "test_set", "")
+    for key in ("images", "labels"):
+        c.file(ts, key, "test_set")
+        c.sha(ts, key + "_sha256", "test_set")
+    c.int(ts, "count", "test_set", lo=1)
+    c.number(m, "float_test_accuracy", "")
+    c.number(m, "golden_test_accuracy", "", none=True)
+    if "trained_test_accuracy_sign" in m:
+        c.number(m, "trained_test_accuracy_sign", "", none=True)
     return m
+
+
+def _check_layer(c, e, spec, in_bits, *, last, abits):
+    """Validate one layer entry against what its kind, shapes and input bits imply; returns its output bits."""
+    where = f"layer {spec.name!r}"
+    c.equal(e, "in_bits", in_bits, where, "the layers before it")
+    if not spec.compute:
+        return in_bits
+    if spec.kind == "dense":
+        c.equal(e, "in_features", spec.columns, where, "its in_shape")
+        c.equal(e, "out_features", spec.rows, where, "its kind")
+    c.file(e, "weights", where)
+    c.sha(e, "sha256", where)
+    lo, hi = accumulator_bounds(spec.columns, (1 << in_bits) - 1)
+    c.equal(e, "acc_min", lo, where, f"the worst case of {spec.columns} inputs of {in_bits} bits")
+    c.equal(e, "acc_max", hi, where, f"the worst case of {spec.columns} inputs of {in_bits} bits")
+    c.equal(e, "acc_bits", signed_bits(lo, hi), where, f"acc range [{lo}, {hi}]")
+    act = c.dict(e, "activation", where)
+    if last:
+        if e.get("abits") is not None:
+            c.fail(where, f"abits must be null for the output layer, not {e.get('abits')!r}")
+        if act.get("kind") != "scores":
+            c.fail(where, f"the output layer's activation kind must be 'scores', not {act.get('kind')!r}")
+        _check_scores(c, act, spec, lo, hi, where)
+        return None
+    layer_abits = c.int(e, "abits", where, lo=1, hi=16)
+    if abits is not None and layer_abits != abits:
+        c.fail(where, f"abits {layer_abits} differs from the network's {abits!r}")
+    if act.get("kind") != "thresholds":
+        c.fail(where, f"a hidden layer's activation kind must be 'thresholds', not {act.get('kind')!r}")
+    c.file(act, "file", where + " activation")
+    c.sha(act, "sha256", where + " activation")
+    c.equal(act, "levels", (1 << layer_abits) - 1, where + " activation", f"abits {layer_abits}")
+    c.equal(act, "threshold_bits", signed_bits(lo, hi + 1), where + " activation", f"acc range [{lo}, {hi}]")
+    c.int(act, "negative_orientation", where + " activation", lo=0, hi=spec.rows)
+    return layer_abits
+
+
+def _check_scores(c, act, spec, lo, hi, where):
+    where = where + " activation"
+    for key in ("scale", "offset"):
+        v = act.get(key)
+        if not (isinstance(v, list) and len(v) == spec.rows
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+            c.fail(where, f"{key} must be a list of {spec.rows} integers")
+    limit = 1 << (SCALE_BITS - 1)
+    if any(abs(x) >= limit for x in act["scale"]):
+        c.fail(where, f"scale values must satisfy |m| < 2^{SCALE_BITS - 1} (the shift-add hardware's digits)")
+    c.int(act, "shift", where, lo=0, hi=_MAX_SHIFT)
+    if any(abs(x) >= 1 << (MAX_SCORE_BITS - 2) for x in act["offset"]):
+        c.fail(where, f"offset values must be below 2^{MAX_SCORE_BITS - 2} in magnitude")
+    m, b = np.asarray(act["scale"], np.int64), np.asarray(act["offset"], np.int64)
+    extremes = apply_scores(np.array([[lo] * spec.rows, [hi] * spec.rows]), m, b)
+    c.equal(act, "score_bits", signed_bits(int(extremes.min()), int(extremes.max())), where,
+            f"the worst case of scale * acc + offset over acc in [{lo}, {hi}]")
 
 
 def _checked_bytes(directory, fname, sha, what):
@@ -96,47 +286,48 @@ def _checked_bytes(directory, fname, sha, what):
 
 
 def load_layers(directory, manifest=None):
-    """All layers of an export as :class:`LayerParams`, every file hash- and shape-checked against the manifest."""
+    """All layers of an export as :class:`LayerParams`, every file hash-, shape- and range-checked against the
+    (validated) manifest."""
     m = manifest or read_manifest(directory)
-    layers = []
+    mpath = Path(directory) / MANIFEST
+    layers, bits = [], INPUT_BITS
     for i, e in enumerate(m["layers"]):
+        spec = layer_from_dict(e, f"layer {i}")
+        if not spec.compute:
+            layers.append(LayerParams(spec=spec, index=i, in_bits=bits))
+            continue
         data, name = _checked_bytes(directory, e["weights"], e["sha256"], "weights")
         w = decode_weights(data, name)
-        if w.shape != (e["out_features"], e["in_features"]):
-            raise WeightFormatError(f"{name}: holds {w.shape[0]}x{w.shape[1]} weights, the manifest says "
-                                    f"{e['out_features']}x{e['in_features']}")
-        common = dict(name=e["name"], index=i, in_features=e["in_features"], out_features=e["out_features"],
-                      in_bits=e["in_bits"], acc_bits=e["acc_bits"], acc_min=e["acc_min"], acc_max=e["acc_max"],
-                      abits=e["abits"], weights=w)
+        if w.shape != (spec.rows, spec.columns):
+            raise WeightFormatError(f"{name}: holds {w.shape[0]}x{w.shape[1]} weights, layer {spec.name!r} "
+                                    f"needs {spec.rows}x{spec.columns}")
+        common = dict(spec=spec, index=i, in_bits=bits, weights=w, acc_bits=e["acc_bits"], acc_min=e["acc_min"],
+                      acc_max=e["acc_max"], abits=e["abits"])
         act = e["activation"]
-        if act.get("kind") == "thresholds":
+        if act["kind"] == "thresholds":
             data, tname = _checked_bytes(directory, act["file"], act["sha256"], "thresholds")
             orient, thr = decode_thresholds(data, tname)
-            if thr.shape != (e["out_features"], 2 ** e["abits"] - 1):
-                raise WeightFormatError(f"{tname}: {thr.shape} thresholds do not fit layer {e['name']!r} "
+            if thr.shape != (spec.rows, act["levels"]):
+                raise WeightFormatError(f"{tname}: {thr.shape} thresholds do not fit layer {spec.name!r} "
                                         f"with abits={e['abits']}")
+            if thr.min() < e["acc_min"] or thr.max() > e["acc_max"] + 1:
+                raise WeightFormatError(f"{tname}: thresholds of layer {spec.name!r} leave "
+                                        f"[acc_min, acc_max + 1] = [{e['acc_min']}, {e['acc_max'] + 1}]")
+            if int((orient < 0).sum()) != act["negative_orientation"]:
+                raise ExportError(f"{mpath}: layer {spec.name!r} activation negative_orientation is "
+                                  f"{act['negative_orientation']}, {tname} has {int((orient < 0).sum())}")
             layers.append(LayerParams(**common, orientation=orient, thresholds=thr))
-        elif act.get("kind") == "scores":
-            scale, offset = np.asarray(act["scale"], np.int64), np.asarray(act["offset"], np.int64)
-            if scale.shape != (e["out_features"],) or offset.shape != scale.shape:
-                raise ExportError(f"{Path(directory) / MANIFEST}: layer {e['name']!r} score constants do not "
-                                  f"match its {e['out_features']} outputs")
-            layers.append(LayerParams(**common, scale=scale, offset=offset, score_bits=act["score_bits"]))
+            bits = e["abits"]
         else:
-            raise ExportError(f"{Path(directory) / MANIFEST}: layer {e['name']!r} has unknown activation "
-                              f"{act.get('kind')!r}")
-    if not layers[-1].is_output or any(layer.is_output for layer in layers[:-1]):
-        raise ExportError(f"{Path(directory) / MANIFEST}: only the last layer may (and must) produce scores")
+            layers.append(LayerParams(**common, scale=np.asarray(act["scale"], np.int64),
+                                      offset=np.asarray(act["offset"], np.int64), score_bits=act["score_bits"]))
     return layers
 
 
 def load_test_set(directory, manifest=None):
-    """The exported test images ``(N, *input.shape)`` uint8 and labels ``(N,)`` int64, hash-checked."""
-    from train.data import IDXError, read_idx  # numpy-only IDX reader of the stage before
+    """The exported test images ``(N, H, W, C)`` uint8 and labels ``(N,)`` int64, hash- and shape-checked."""
     m = manifest or read_manifest(directory)
-    t = m.get("test_set")
-    if not t:
-        raise ExportError(f"{Path(directory) / MANIFEST}: no 'test_set' entry")
+    t = m["test_set"]
     out = []
     for key in ("images", "labels"):
         _, name = _checked_bytes(directory, t[key], t[key + "_sha256"], f"test {key}")
@@ -145,4 +336,14 @@ def load_test_set(directory, manifest=None):
         except IDXError as e:
             raise ExportError(str(e)) from None
     images, labels = out
-    return images, labels.astype(np.int64)
+    c, h, w = m["input"]["shape"]
+    if images.dtype != np.uint8 or images.shape[1:] not in ((h, w, c), (h, w) if c == 1 else None):
+        raise ExportError(f"{Path(directory) / t['images']}: images of shape {images.shape[1:]} and type "
+                          f"{images.dtype}, the manifest's input is {c}x{h}x{w} uint8")
+    if labels.ndim != 1 or len(labels) != len(images) or len(images) != t["count"]:
+        raise ExportError(f"{Path(directory) / MANIFEST}: test_set count {t['count']}, but "
+                          f"{t['images']} holds {len(images)} images and {t['labels']} {len(labels)} labels")
+    classes = m["classes"]
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise ExportError(f"{Path(directory) / t['labels']}: labels outside 0..{classes - 1}")
+    return images.reshape(len(images), h, w, c), labels.astype(np.int64)

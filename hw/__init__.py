@@ -4,8 +4,10 @@
 ``NetworkTop`` (the layers as a dataflow pipeline) and Verilog emission from an export directory.
 """
 
+from common import LutmacError
+
 __all__ = ["HardwareError"]
 
 
-class HardwareError(Exception):
+class HardwareError(LutmacError):
     """Bad generator input (folding, widths, export directory): names the parameter or file and the reason."""

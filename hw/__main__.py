@@ -22,7 +22,7 @@ def _gen(a):
 
 def _pe(a):
     from amaranth.back import verilog
-    from train.files import atomic_write_text
+    from common.files import atomic_write_text
     from .targets import make_tree, tree_simulation_models
     if a.lanes < 1:
         raise HardwareError(f"--lanes must be >= 1, not {a.lanes}")
@@ -76,5 +76,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from train.cli import run_stage
-    run_stage("hw", main, HardwareError)
+    from common.cli import run_stage
+    run_stage("hw", main)

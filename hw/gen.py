@@ -84,7 +84,8 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     ``sim_models.v``, behavioural models of its primitives that simulation reads beside ``top.v`` and synthesis
     must not.
     """
-    from train.files import atomic_directory
+    from common.files import atomic_directory, check_output_dir
+    check_output_dir(out_dir, stage="gen", inputs=(export_dir,))
     if not isinstance(tree_pipeline, int) or tree_pipeline < 0:
         raise HardwareError(f"tree_pipeline must be an integer >= 0, not {tree_pipeline!r}")
     if target not in TARGETS:
@@ -112,7 +113,7 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     desc["verilog_sha256"] = hashlib.sha256(text.encode()).hexdigest()
     models = tree_simulation_models(tree_modules.values())
     desc["simulation_models"] = SIM_MODELS if models else None
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, stage="gen", inputs=(export_dir,)) as tmp:
         (Path(tmp) / "top.v").write_text(text)
         if models:
             (Path(tmp) / SIM_MODELS).write_text(models)

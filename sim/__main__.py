@@ -27,7 +27,7 @@ def main(argv=None):
     for name, v in (("--gap", a.gap), ("--stall", a.stall)):
         if not 0 <= v <= 255:
             raise SimError(f"{name} {v} is outside 0..255")
-    from train.files import atomic_write_json
+    from common.files import atomic_write_json
     from .runner import simulate_network
     s = simulate_network(a.export, a.rtl, sim=a.sim, n=None if a.n == "all" else int(a.n), work_dir=Path(a.out),
                          waves=waves, gap_rate=a.gap, stall_rate=a.stall, reset_test=a.reset_test,
@@ -47,5 +47,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from train.cli import run_stage
-    run_stage("sim", main, SimError)
+    from common.cli import run_stage
+    run_stage("sim", main)

@@ -7,6 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
+from common.files import claim_directory
+
 from . import SimError
 from .harness import HARNESS_TOP, beats_hex, harness_verilog
 from .toolchain import check_simulator, icarus_source
@@ -111,7 +113,7 @@ def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, 
     n = total if n is None else n
     if not 1 <= n <= total:
         raise SimError(f"n={n} is outside 1..{total} (test images in the export)")
-    work_dir.mkdir(parents=True, exist_ok=True)
+    claim_directory(work_dir, stage="sim", inputs=(export_dir, rtl_dir))
     harness = work_dir / "harness.v"
     text = harness_verilog(top, total * top["beats_per_image"])
     if not harness.exists() or harness.read_text() != text:

@@ -1,11 +1,10 @@
 """BinaryConnect training (stage 1 of lutmac).
-
-Kept free of torch at import time so later stages can use :mod:`train.files` and :mod:`train.data`
-(numpy only) without pulling PyTorch in.
 """
+
+from common import LutmacError
 
 __all__ = ["TrainError"]
 
 
-class TrainError(Exception):
+class TrainError(LutmacError):
     """Bad input to the training stage: carries the offending file or parameter and the reason."""

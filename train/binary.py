@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["hard_sigmoid", "binarize", "w_lr_scale", "BinaryLinear", "QuantReLU"]
+__all__ = ["hard_sigmoid", "binarize", "w_lr_scale", "BinaryLinear", "BinaryConv2d", "QuantReLU"]
 
 
 def hard_sigmoid(w):
@@ -45,29 +45,14 @@ class _StraightThrough(torch.autograd.Function):
         return grad, None
 
 
-class BinaryLinear(nn.Linear):
-    """Fully connected layer whose forward pass uses binarised weights.
+class _BinaryWeights:
+    """The BinaryConnect recipe shared by the dense and conv layers: binary weights forward and backward, real-valued
+    weights initialised uniform in [-1, 1], clipped to [-1, 1], updated at ``lr_scale`` times the learning rate."""
 
-    Parameters
-    ----------
-    in_features, out_features : int
-        Layer shape.
-    stochastic : bool
-        Stochastic (hard-sigmoid Bernoulli) instead of deterministic (sign) binarisation during training.
-    bias : bool
-        Real-valued bias (batch norm follows, so the exporter folds it into the normalisation).
-
-    Members
-    -------
-    lr_scale : float
-        ``W_LR_scale`` for this layer's binary weights.
-    """
-
-    def __init__(self, in_features, out_features, *, stochastic=False, bias=True, binary=True):
-        super().__init__(in_features, out_features, bias=bias)
+    def _init_binary(self, *, stochastic, binary, fan_in, fan_out):
         self.stochastic = stochastic
         self.binary = binary  # the authors' switch: False trains the same net with real-valued weights
-        self.lr_scale = w_lr_scale(in_features, out_features)
+        self.lr_scale = w_lr_scale(fan_in, fan_out)
         with torch.no_grad():
             self.weight.uniform_(-1.0, 1.0)
             if self.bias is not None:
@@ -81,15 +66,65 @@ class BinaryLinear(nn.Linear):
             return w
         return _StraightThrough.apply(w, self.stochastic and self.training)
 
-    def forward(self, x):
-        return nn.functional.linear(x, self.binary_weight(), self.bias)
-
     @torch.no_grad()
     def clip_(self):
         self.weight.clamp_(-1.0, 1.0)
 
     def extra_repr(self):
         return super().extra_repr() + f", stochastic={self.stochastic}"
+
+
+class BinaryLinear(_BinaryWeights, nn.Linear):
+    """Fully connected layer whose forward pass uses binarised weights.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Layer shape.
+    stochastic : bool
+        Stochastic (hard-sigmoid Bernoulli) instead of deterministic (sign) binarisation during training.
+    bias : bool
+        Real-valued bias (batch norm follows, so the exporter folds it into the normalisation).
+    binary : bool
+        False trains real-valued weights (the float baseline).
+
+    Members
+    -------
+    lr_scale : float
+        ``W_LR_scale`` for this layer's binary weights.
+    """
+
+    def __init__(self, in_features, out_features, *, stochastic=False, bias=True, binary=True):
+        super().__init__(in_features, out_features, bias=bias)
+        self._init_binary(stochastic=stochastic, binary=binary, fan_in=in_features, fan_out=out_features)
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.binary_weight(), self.bias)
+
+
+class BinaryConv2d(_BinaryWeights, nn.Conv2d):
+    """2-D convolution whose forward pass uses binarised weights (the same recipe as :class:`BinaryLinear`).
+
+    Glorot's fan-in and fan-out count the receptive field, as the authors' Lasagne code does:
+    ``fan_in = C_in * K * K``, ``fan_out = C_out * K * K``.
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel : int
+    stride, padding : int
+        Zero padding on every side.
+    stochastic, bias, binary : bool
+        As for :class:`BinaryLinear`.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel, *, stride=1, padding=0, stochastic=False, bias=True,
+                 binary=True):
+        super().__init__(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=bias)
+        self._init_binary(stochastic=stochastic, binary=binary, fan_in=in_channels * kernel * kernel,
+                          fan_out=out_channels * kernel * kernel)
+
+    def forward(self, x):
+        return nn.functional.conv2d(x, self.binary_weight(), self.bias, self.stride, self.padding)
 
 
 class _RoundHalfUpSTE(torch.autograd.Function):

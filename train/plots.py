@@ -5,7 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .files import atomic_path  # noqa: E402
+from common.files import atomic_path  # noqa: E402
 
 __all__ = ["plot_curves", "plot_weights"]
 
@@ -31,12 +31,13 @@ def plot_curves(path, history, *, title=""):
 
 
 def plot_weights(path, model, *, title=""):
-    layers = model.binary_layers()
-    fig, axes = plt.subplots(1, len(layers), figsize=(3 * len(layers), 2.8), squeeze=False)
-    for i, (ax, layer) in enumerate(zip(axes[0], layers)):
-        w = layer.weight.detach().flatten().numpy()
+    layers = [layer for layer in model.layers if layer.compute]
+    modules = model.binary_layers()
+    fig, axes = plt.subplots(1, len(modules), figsize=(3 * len(modules), 2.8), squeeze=False)
+    for ax, layer, module in zip(axes[0], layers, modules):
+        w = module.weight.detach().flatten().cpu().numpy()
         ax.hist(w, bins=60, range=(-1, 1), color="C0")
-        ax.set_title(f"layer {i} ({layer.in_features}->{layer.out_features})", fontsize=8)
+        ax.set_title(f"{layer.name} ({layer.columns}->{layer.rows})", fontsize=8)
         ax.set_xlabel("latent W")
     fig.suptitle(f"Real-valued weight distribution {title}")
     _save(fig, path)

@@ -1,33 +1,51 @@
 """The BinaryConnect training loop: Adam with per-layer W_LR_scale, exponential LR decay, best-validation model,
-atomic per-epoch checkpoints and exact resume."""
+atomic per-epoch checkpoints and exact resume, on the CPU or a CUDA device."""
 
 import copy
 import dataclasses
-import io
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from common import Interrupted
+from common.files import atomic_path, atomic_write_json, claim_directory
+
 from . import TrainError
+from .arch import parse_arch
 from .data import load_dataset
-from .files import atomic_path, atomic_write_json
-from .model import BinaryMLP, parse_arch
+from .model import BinaryNet
 
-__all__ = ["TrainConfig", "DEFAULT_EPOCHS", "squared_hinge_loss", "run_training", "load_model", "CHECKPOINT_FORMAT"]
+__all__ = ["TrainConfig", "RECIPES", "DEFAULT_EPOCHS", "recipe", "squared_hinge_loss", "run_training", "load_model",
+           "CHECKPOINT_FORMAT", "resolve_device"]
 
-DEFAULT_EPOCHS = {"digits": 60, "fashion-mnist": 40, "mnist": 250}
 CHECKPOINT_FORMAT = "lutmac-binaryconnect"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+
+# Per data set: the authors' settings where the paper has them (MNIST: mnist.py; CIFAR-10: cifar10.py, 500 epochs,
+# batch 50; SVHN: svhn.py, 200 epochs, batch 50, LR 0.01 -> 3e-6), short runs for the offline sets.
+RECIPES = {
+    "digits": {"epochs": 60},
+    "mnist": {"epochs": 250},
+    "fashion-mnist": {"epochs": 40},
+    "cifar10": {"epochs": 500, "batch_size": 50},
+    "svhn": {"epochs": 200, "batch_size": 50, "lr_start": 0.01, "lr_end": 0.000003},
+    "cifar10-shape": {"epochs": 2},
+}
+DEFAULT_EPOCHS = {name: r["epochs"] for name, r in RECIPES.items()}
+_OWN_DATA = {"epochs": 40}
+
+
+def recipe(dataset):
+    """The defaults (epochs, and batch size / learning rates where they differ) for ``dataset``."""
+    return RECIPES.get(dataset, _OWN_DATA)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a run: two runs with equal configs give identical weights."""
+    """Everything that determines a run: two runs with equal configs give identical weights (on one device)."""
     dataset: str = "digits"
     arch: str = "tfc"
     binarize: str = "det"
@@ -40,13 +58,16 @@ class TrainConfig:
     loss: str = "hinge"
     dropout_in: float = 0.0
     dropout_hidden: float = 0.0
+    # stoch only: epochs of deterministic (sign) training after the stochastic ones, so the weights the hardware
+    # runs, sign(W), are the ones trained last (None: a tenth of `epochs`, at least 1; 0: none)
+    finetune_epochs: int | None = None
 
     def validate(self):
         if self.binarize not in ("det", "stoch"):
             raise TrainError(f"binarize {self.binarize!r} must be 'det' or 'stoch'")
-        if not 2 <= self.abits <= 8:
+        if not isinstance(self.abits, int) or not 2 <= self.abits <= 8:
             raise TrainError(f"abits {self.abits} is outside 2..8")
-        if self.epochs < 1:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
             raise TrainError(f"epochs {self.epochs} must be at least 1")
         if self.batch_size < 1:
             raise TrainError(f"batch_size {self.batch_size} must be at least 1")
@@ -57,6 +78,33 @@ class TrainConfig:
         for name in ("dropout_in", "dropout_hidden"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise TrainError(f"{name} {getattr(self, name)} must be in [0, 1)")
+        if self.finetune_epochs is not None and self.finetune_epochs < 0:
+            raise TrainError(f"finetune_epochs {self.finetune_epochs} must be >= 0")
+
+    @property
+    def finetune(self):
+        """Deterministic fine-tune epochs after the stochastic ones (0 for det runs)."""
+        if self.binarize != "stoch":
+            return 0
+        return max(1, self.epochs // 10) if self.finetune_epochs is None else self.finetune_epochs
+
+
+def resolve_device(spec):
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]`` -> :class:`torch.device`, or :class:`TrainError`."""
+    if spec in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise TrainError(f"device {spec!r} must be auto, cpu or cuda[:N]") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError(f"device {spec!r}: no CUDA device is available here (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise TrainError(f"device {spec!r} must be auto, cpu or cuda[:N]")
+    return device
 
 
 def squared_hinge_loss(scores, labels):
@@ -81,12 +129,12 @@ def _make_optimizer(model):
 
 
 def _lr_at(cfg, epoch):
-    # LR_start * LR_decay**epoch with LR_decay = (LR_end / LR_start) ** (1 / epochs), as the authors decay it
-    return cfg.lr_start * (cfg.lr_end / cfg.lr_start) ** (epoch / cfg.epochs)
-
-
-def _tensor(ds):
-    return torch.from_numpy(ds.images.reshape(len(ds), -1).astype(np.float32)), torch.from_numpy(ds.labels)
+    # LR_start * LR_decay**epoch with LR_decay = (LR_end / LR_start) ** (1 / epochs), as the authors decay it; the
+    # deterministic fine-tune of a stochastic run starts again a decade lower and decays to LR_end
+    if epoch < cfg.epochs:
+        return cfg.lr_start * (cfg.lr_end / cfg.lr_start) ** (epoch / cfg.epochs)
+    start = cfg.lr_start / 10
+    return start * (cfg.lr_end / start) ** ((epoch - cfg.epochs) / cfg.finetune)
 
 
 def _save(path, obj):
@@ -110,81 +158,119 @@ def _load_checkpoint(path, cfg):
     return ck
 
 
-def run_training(cfg, out_dir, *, resume=False, progress=True):
+def _evaluate(model, x, y, *, sign_weights=False):
+    return _errors(model.predict(x, sign_weights=sign_weights), y) / len(y)
+
+
+def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log=print):
     """Train and write ``model.pt``, ``metrics.json``, ``curves.png``, ``weights.png`` under ``out_dir``.
 
     ``checkpoint.pt`` is rewritten atomically after every epoch; ``resume=True`` continues from it and ends with
-    exactly the weights an uninterrupted run gives.
+    exactly the weights an uninterrupted run gives. Ctrl-C raises :class:`common.Interrupted` saying how to resume.
+    A stochastic run ends with :attr:`TrainConfig.finetune` deterministic epochs.
     """
     cfg.validate()
+    device = resolve_device(device)
     splits = load_dataset(cfg.dataset)
-    in_features = int(np.prod(splits.shape))
-    sizes = parse_arch(cfg.arch, in_features, splits.classes)
-    out_dir = Path(out_dir)
+    layers = parse_arch(cfg.arch, splits.shape, splits.classes)
+    out_dir = claim_directory(out_dir, stage="train")
     ck_path = out_dir / "checkpoint.pt"
     ck = _load_checkpoint(ck_path, cfg) if resume else None
 
     torch.manual_seed(cfg.seed)
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    model = BinaryMLP(sizes, binarize=cfg.binarize, abits=cfg.abits,
+    model = BinaryNet(layers, binarize=cfg.binarize, abits=cfg.abits,
                       dropout_in=cfg.dropout_in, dropout_hidden=cfg.dropout_hidden)
-    opt = _make_optimizer(model)
-    history, best, start, elapsed = [], None, 0, 0.0
+    history, best, start, elapsed, stoch_best = [], None, 0, 0.0, None
     if ck is not None:
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["resume"]["optimizer"])
         torch.set_rng_state(ck["resume"]["rng"])
         shuffle.set_state(ck["resume"]["shuffle"])
         history, best, start, elapsed = ck["history"], ck["best"], ck["epoch"], ck["seconds"]
+        stoch_best = ck.get("stochastic_best")
+        log(f"train: resuming from epoch {start} of {cfg.epochs + cfg.finetune} ({ck_path})")
+    model.to(device)
+    opt = _make_optimizer(model)
+    if ck is not None:
+        opt.load_state_dict(ck["resume"]["optimizer"])
 
-    xtr, ytr = _tensor(splits.train)
-    xva, yva = _tensor(splits.val)
-    xte, yte = _tensor(splits.test)
+    # whole splits on the device as uint8 (a quarter of float32's memory); batches are converted as they are used
+    def tensors(ds):
+        return torch.from_numpy(ds.images).to(device), torch.from_numpy(ds.labels).to(device)
+
+    (xtr, ytr), (xva, yva), (xte, yte) = tensors(splits.train), tensors(splits.val), tensors(splits.test)
     lossf = squared_hinge_loss if cfg.loss == "hinge" else nn.functional.cross_entropy
+    total = cfg.epochs + cfg.finetune
 
-    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc=f"train {cfg.dataset}-{cfg.arch}",
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {cfg.dataset}-{cfg.arch}",
                unit="epoch", disable=not progress, dynamic_ncols=True)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        lr = _lr_at(cfg, epoch)
-        for g in opt.param_groups:
-            g["lr"] = lr * g["lr_scale"]
-        model.train()
-        perm = torch.randperm(len(ytr), generator=shuffle)
-        loss_sum, train_err = 0.0, 0
-        for i in range(0, len(perm), cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            scores = model(xtr[idx])
-            loss = lossf(scores, ytr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            model.clip_weights_()
-            loss_sum += float(loss.detach()) * len(idx)
-            train_err += _errors(scores.detach(), ytr[idx])
-        val_err = _errors(model.predict(xva), yva) / len(yva)
-        test_err = _errors(model.predict(xte), yte) / len(yte)
-        elapsed += time.perf_counter() - t0
-        history.append({"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / len(ytr),
-                        "train_error": train_err / len(ytr), "val_error": val_err, "test_error": test_err})
-        if best is None or val_err <= best["val_error"]:  # the authors keep the later epoch on ties
-            best = {"epoch": epoch + 1, "val_error": val_err, "model": copy.deepcopy(model.state_dict())}
-        bar.set_postfix(loss=f"{loss_sum / len(ytr):.4f}", val_err=f"{100 * val_err:.2f}%", lr=f"{lr:.2e}")
-        _save(ck_path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                        "config": dataclasses.asdict(cfg), "epoch": epoch + 1, "seconds": elapsed,
-                        "model": model.state_dict(), "history": history, "best": best,
-                        "resume": {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
-                                   "shuffle": shuffle.get_state()}})
+    epoch = start
+    try:
+        for epoch in bar:
+            if epoch == cfg.epochs and cfg.finetune:
+                # end of the stochastic phase: keep its best model for the paper's evaluation, then fine-tune the
+                # sign weights from it (the validation choice restarts: it is now made on what hardware runs)
+                stoch_best = best
+                model.load_state_dict(best["model"])
+                best = None
+            model.set_stochastic(cfg.binarize == "stoch" and epoch < cfg.epochs)
+            t0 = time.perf_counter()
+            lr = _lr_at(cfg, epoch)
+            for g in opt.param_groups:
+                g["lr"] = lr * g["lr_scale"]
+            model.train()
+            perm = torch.randperm(len(ytr), generator=shuffle).to(device)
+            loss_sum, train_err = 0.0, 0
+            for i in range(0, len(perm), cfg.batch_size):
+                idx = perm[i:i + cfg.batch_size]
+                scores = model(xtr[idx])
+                loss = lossf(scores, ytr[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                model.clip_weights_()
+                loss_sum += float(loss.detach()) * len(idx)
+                train_err += _errors(scores.detach(), ytr[idx])
+            val_err = _evaluate(model, xva, yva)
+            test_err = _evaluate(model, xte, yte)
+            elapsed += time.perf_counter() - t0
+            history.append({"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / len(ytr),
+                            "train_error": train_err / len(ytr), "val_error": val_err, "test_error": test_err,
+                            "phase": "stochastic" if model.binary_layers()[0].stochastic else "deterministic"})
+            if best is None or val_err <= best["val_error"]:  # the authors keep the later epoch on ties
+                best = {"epoch": epoch + 1, "val_error": val_err, "model": _cpu_state(model)}
+            bar.set_postfix(loss=f"{loss_sum / len(ytr):.4f}", val_err=f"{100 * val_err:.2f}%", lr=f"{lr:.2e}")
+            _save(ck_path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                            "config": dataclasses.asdict(cfg), "epoch": epoch + 1, "seconds": elapsed,
+                            "model": _cpu_state(model), "history": history, "best": best,
+                            "stochastic_best": stoch_best,
+                            "resume": {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+                                       "shuffle": shuffle.get_state()}})
+    except KeyboardInterrupt:
+        bar.close()
+        done = len(history)
+        raise Interrupted(f"interrupted in epoch {epoch + 1} of {total} ({done} complete, saved in {ck_path}); "
+                          f"resume with `make train RESUME=1` and the same variables (python -m train ... --resume)"
+                          ) from None
     bar.close()
 
     model.load_state_dict(best["model"])
-    test_accuracy = 1.0 - _errors(model.predict(xte), yte) / len(yte)
-    test_accuracy_sign = 1.0 - _errors(model.predict(xte, sign_weights=True), yte) / len(yte)
+    test_accuracy_sign = 1.0 - _evaluate(model, xte, yte, sign_weights=True)
+    if stoch_best is not None:
+        # the paper's evaluation of a stochastic run: its real-valued weights, before the fine-tune
+        model.load_state_dict(stoch_best["model"])
+    test_accuracy = 1.0 - _evaluate(model, xte, yte)
+    stoch_sign = 1.0 - _evaluate(model, xte, yte, sign_weights=True) if stoch_best is not None else None
+    model.load_state_dict(best["model"])
     metrics = {
-        "dataset": cfg.dataset, "arch": cfg.arch, "layers": sizes, "binarize": cfg.binarize, "abits": cfg.abits,
-        "epochs": cfg.epochs, "best_epoch": best["epoch"], "val_accuracy": 1.0 - best["val_error"],
-        "test_accuracy": test_accuracy, "test_accuracy_sign": test_accuracy_sign, "seconds": round(elapsed, 3),
-        "seconds_per_epoch": round(elapsed / max(1, len(history)), 4), "seed": cfg.seed,
+        "dataset": cfg.dataset, "arch": cfg.arch, "layers": [layer.to_dict() for layer in layers],
+        "synthetic": bool(getattr(splits, "synthetic", False)), "binarize": cfg.binarize, "abits": cfg.abits,
+        "epochs": cfg.epochs, "finetune_epochs": cfg.finetune, "best_epoch": best["epoch"],
+        "val_accuracy": 1.0 - best["val_error"],
+        "test_accuracy": test_accuracy, "test_accuracy_sign": test_accuracy_sign,
+        "test_accuracy_sign_before_finetune": stoch_sign,
+        "seconds": round(elapsed, 3), "seconds_per_epoch": round(elapsed / max(1, len(history)), 4),
+        "seed": cfg.seed, "device": str(device), "world_size": 1,
         "config": dataclasses.asdict(cfg), "history": history,
     }
     _save(out_dir / "model.pt", {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
@@ -193,13 +279,19 @@ def run_training(cfg, out_dir, *, resume=False, progress=True):
                                                                       if k != "history"}})
     atomic_write_json(out_dir / "metrics.json", metrics)
     from .plots import plot_curves, plot_weights
+    model.cpu()
     plot_curves(out_dir / "curves.png", history, title=f"{cfg.dataset} {cfg.arch} {cfg.binarize} A{cfg.abits}")
     plot_weights(out_dir / "weights.png", model, title=f"{cfg.dataset} {cfg.arch} {cfg.binarize}")
     return metrics
 
 
+def _cpu_state(model):
+    # checkpoints hold CPU tensors, so a GPU-trained model exports on a machine without one
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def load_model(path):
-    """Read back ``model.pt``: the :class:`BinaryMLP` (evaluation mode) and the saved dictionary."""
+    """Read back ``model.pt``: the :class:`BinaryNet` (evaluation mode, CPU) and the saved dictionary."""
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
@@ -209,10 +301,12 @@ def load_model(path):
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "model_config" not in ck:
         raise TrainError(f"{path}: not a lutmac model checkpoint")
     mc = ck["model_config"]
-    model = BinaryMLP(mc["sizes"], binarize=mc["binarize"], abits=mc["abits"])
+    if "layers" not in mc:
+        raise TrainError(f"{path}: a checkpoint of an older lutmac (no layer list); train it again with `make train`")
     try:
+        model = BinaryNet.from_config(mc)
         model.load_state_dict(ck["model"], strict=False)
-    except RuntimeError as e:
-        raise TrainError(f"{path}: weights do not fit layers {mc['sizes']} ({str(e).splitlines()[0][:120]})") from None
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise TrainError(f"{path}: weights do not fit the saved layers ({str(e).splitlines()[0][:120]})") from None
     model.eval()
     return model, ck
