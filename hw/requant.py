@@ -63,8 +63,8 @@ class ThresholdRequantizer(wiring.Component):
     acc : ``In(ArrayLayout(signed(acc_width), lanes))``
     fold : ``In(range(folds))``; which group of ``lanes`` neurons ``acc`` belongs to.
     valid : ``In(1)``
-    level : ``Out(ArrayLayout(unsigned(abits), lanes))``, ``latency`` cycles later.
-    level_valid : ``Out(1)``
+    result : ``Out(ArrayLayout(unsigned(abits), lanes))``, the levels, ``latency`` cycles later.
+    result_valid : ``Out(1)``
     """
 
     def __init__(self, *, orientation, thresholds, lanes, acc_width):
@@ -83,8 +83,8 @@ class ThresholdRequantizer(wiring.Component):
             "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
             "fold": In(range(max(2, self.folds))),
             "valid": In(1),
-            "level": Out(data.ArrayLayout(hdl.unsigned(self.abits), lanes)),
-            "level_valid": Out(1),
+            "result": Out(data.ArrayLayout(hdl.unsigned(self.abits), lanes)),
+            "result_valid": Out(1),
         })
 
     @staticmethod
@@ -159,8 +159,8 @@ class ThresholdRequantizer(wiring.Component):
             m.d.sync += [c.eq(r) for c, r in zip(cmp_v, stage_v)]
             cur_v, cur_fold, cur_valid, cur_keys = cmp_v, cmp_fold, cmp_valid, keys
         for p in range(lanes):
-            m.d.comb += self.level[p].eq(cur_keys[p])
-        m.d.comb += self.level_valid.eq(cur_valid)
+            m.d.comb += self.result[p].eq(cur_keys[p])
+        m.d.comb += self.result_valid.eq(cur_valid)
         return m
 
 
@@ -177,8 +177,8 @@ class ScoreRequantizer(wiring.Component):
     acc : ``In(ArrayLayout(signed(acc_width), lanes))``
     fold : ``In(range(folds))``
     valid : ``In(1)``
-    score : ``Out(ArrayLayout(signed(score_width), lanes))``, ``latency`` cycles later.
-    score_valid : ``Out(1)``
+    result : ``Out(ArrayLayout(signed(score_width), lanes))``, the scores, ``latency`` cycles later.
+    result_valid : ``Out(1)``
     """
 
     def __init__(self, *, scale, offset, lanes, acc_width, score_width):
@@ -186,14 +186,19 @@ class ScoreRequantizer(wiring.Component):
         self.lanes, self.acc_width, self.score_width = lanes, acc_width, score_width
         self.folds = -(-self.neurons // lanes)
         self._scale, self._offset = [int(v) for v in scale], [int(v) for v in offset]
-        self.latency = self.levels(scale) + 1
+        self.latency = self.latency_for(scale)
         super().__init__({
             "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
             "fold": In(range(max(2, self.folds))),
             "valid": In(1),
-            "score": Out(data.ArrayLayout(hdl.signed(score_width), lanes)),
-            "score_valid": Out(1),
+            "result": Out(data.ArrayLayout(hdl.signed(score_width), lanes)),
+            "result_valid": Out(1),
         })
+
+    @classmethod
+    def latency_for(cls, scale):
+        """Cycles from ``acc`` to ``result``: the adder levels, then the fold's selection."""
+        return cls.levels(scale) + 1
 
     @staticmethod
     def levels(scale):
@@ -233,6 +238,6 @@ class ScoreRequantizer(wiring.Component):
         for p in range(self.lanes):
             options = [sums.get((f, p), hdl.Const(0, hdl.signed(self.score_width))) for f in range(self.folds)]
             sel = Array(options)[fold] if len(options) > 1 else options[0]
-            m.d.sync += self.score[p].eq(sel)
-        m.d.sync += self.score_valid.eq(valid)
+            m.d.sync += self.result[p].eq(sel)
+        m.d.sync += self.result_valid.eq(valid)
         return m

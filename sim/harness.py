@@ -1,6 +1,8 @@
 """A small HDL test harness around ``lutmac_top``: image beats come from a memory and results go to a file, so the
 simulator runs at its own speed and the Python side only starts, resets and waits."""
 
+import numpy as np
+
 __all__ = ["HARNESS_TOP", "harness_verilog", "beats_hex", "parse_results"]
 
 HARNESS_TOP = "lutmac_harness"
@@ -80,23 +82,20 @@ def harness_verilog(top, depth):
 
 
 def beats_hex(images, top):
-    """``$readmemh`` text: each image as ``beats_per_image`` words of ``lanes`` pixels, lane k at bits [8k, 8k+8)."""
-    import numpy as np
+    """``$readmemh`` text: each image as ``beats_per_image`` words of ``lanes`` values (``top.json`` ``ports.in``:
+    groups of ``group`` values, each padded to whole beats), lane k at bits [8k, 8k+8)."""
+    from hw.layers import image_beats
     p = top["ports"]["in"]
-    lanes, bits, per = p["lanes"], p["bits"], top["beats_per_image"]
-    x = np.asarray(images).reshape(len(images), -1)
-    padded = np.zeros((len(x), per * lanes), dtype=np.uint8)
-    padded[:, :x.shape[1]] = x
-    if bits != 8:
-        raise ValueError(f"input lanes of {bits} bits are not 8-bit pixels")
-    words = padded.reshape(len(x) * per, lanes)[:, ::-1]  # most significant lane first in hex
+    if p["bits"] != 8:
+        raise ValueError(f"input lanes of {p['bits']} bits are not 8-bit pixels")
+    words = image_beats(images, lanes=p["lanes"], group=p.get("group", images[0].size))
+    words = words.astype(np.uint8)[:, ::-1]  # most significant lane first in hex
     digits = (p["width"] + 3) // 4
     return "".join(w.tobytes().hex().rjust(digits, "0") + "\n" for w in words)
 
 
 def parse_results(text, top):
     """``(cycles, classes, scores)`` arrays from the harness log."""
-    import numpy as np
     o = top["ports"]["out"]
     cls_off, cls_bits = o["class"]["offset"], o["class"]["bits"]
     s_off, count, s_bits = o["scores"]["offset"], o["scores"]["count"], o["scores"]["bits"]

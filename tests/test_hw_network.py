@@ -12,19 +12,11 @@ from amaranth.sim import Simulator
 from export.golden import GoldenModel
 from export.manifest import load_test_set
 from hw.folding import resolve_folding
+from hw.layers import image_beats
 from hw.network import NetworkTop
 from hw.stream_helpers import stream_get_all, stream_put_all
 
 from conftest import run_yosys
-
-
-def image_beats(images, lanes, beats_per_image):
-    """Pixels per input beat, zero-padded at the end of each image (what top.json describes)."""
-    out = []
-    for im in images.reshape(len(images), -1):
-        x = np.concatenate([im, np.zeros(beats_per_image * lanes - im.size, im.dtype)])
-        out += [[int(v) for v in x[b * lanes:(b + 1) * lanes]] for b in range(beats_per_image)]
-    return out
 
 
 def simulate_network(export_dir, n, *, pe, simd, gap=0.0, stall=0.0, seed=0, tree_pipeline=0, hardwired=()):
@@ -37,8 +29,8 @@ def simulate_network(export_dir, n, *, pe, simd, gap=0.0, stall=0.0, seed=0, tre
 
     async def producer(ctx):
         times["start"] = None
-        await stream_put_all(ctx, dut.i, image_beats(images[:n], dut.pixels_per_beat, dut.beats_per_image),
-                             rng=rng, gap=gap)
+        beats = image_beats(images[:n], lanes=dut.lanes_per_beat, group=dut.group)
+        await stream_put_all(ctx, dut.i, [[int(v) for v in b] for b in beats], rng=rng, gap=gap)
 
     async def consumer(ctx):
         got.extend(await stream_get_all(ctx, dut.o, n, rng=rng, stall=stall))

@@ -151,7 +151,7 @@ def test_score_requantizer_matches_golden(neurons, lanes):
     accs = rng.integers(-512, 512, (12, dut.folds * lanes))
     accs[0], accs[1] = -512, 511
     expected = accs[:, :neurons] * np.array(scale) + np.array(offset)
-    got = _requantize_folds(dut, accs, lanes, dut.score, dut.score_valid)
+    got = _requantize_folds(dut, accs, lanes, dut.result, dut.result_valid)
     assert np.array_equal(got[:, :neurons], expected)
 
 
@@ -165,7 +165,7 @@ def test_threshold_search_matches_golden(abits, neurons, lanes):
     accs[0, :neurons], accs[1, :neurons], accs[2, :neurons] = thr[:, 0], thr[:, -1], thr[:, -1] - 1
     accs[3, :neurons] = -thr[:, 0]
     expected = apply_thresholds(accs[:, :neurons], orient, thr)
-    got = _requantize_folds(dut, accs, lanes, dut.level, dut.level_valid)
+    got = _requantize_folds(dut, accs, lanes, dut.result, dut.result_valid)
     assert np.array_equal(got[:, :neurons], expected)
 
 

@@ -1,0 +1,133 @@
+"""Layer kind -> hardware: the units that implement each kind of :mod:`common.layers`, and their geometry.
+
+Every layer becomes a short chain of streaming units (:data:`UNITS`): a dense layer a
+:class:`~hw.mvu.MatrixVectorUnit`; a conv layer a :class:`~hw.sliding_window.SlidingWindow` feeding one (the
+weights stored once, reused for every output pixel); a max-pool layer a :class:`~hw.maxpool.MaxPool`. Between layers a
+map streams pixel by pixel, ``ceil(C / lanes)`` beats per pixel (:func:`~hw.sliding_window.map_signature`); a dense
+layer's output is one "pixel" of all its outputs. Adding a kind means one builder here.
+"""
+
+from dataclasses import dataclass
+
+from .maxpool import MaxPool
+from .mvu import MatrixVectorUnit
+from .sliding_window import SlidingWindow
+
+__all__ = ["LayerFolding", "LayerHardware", "UNITS", "build_layers", "input_format", "image_beats"]
+
+
+@dataclass(frozen=True)
+class LayerFolding:
+    """PE (output rows at once) and SIMD (input columns at once) of a compute layer; pools have none."""
+    pe: int = 1
+    simd: int = 1
+    hardwired: bool = False   # weights as constants (fully parallel layers only)
+
+
+@dataclass
+class LayerHardware:
+    """One layer's units (in stream order), its output stream format and its cost per image.
+
+    Members
+    -------
+    units : list of components, each with ``i`` and ``o`` streams, chained in order
+    out_lanes, out_group : int
+        Output stream format: values per beat, and values per group (pixel) that beats are padded to.
+    cycles : int
+        Cycles per image the layer needs at its slowest unit (its share of the pipeline's fold bound).
+    latency : int
+        Pipeline depth of its units (an empty pipeline's extra cycles).
+    info : dict
+        The layer's ``top.json`` entry.
+    """
+    units: list
+    out_lanes: int
+    out_group: int
+    cycles: int
+    latency: int
+    info: dict
+
+
+def input_format(layers, folding):
+    """``(lanes, group)`` of the network's input stream: a network that starts with a map layer takes one pixel
+    (its C channels) per beat; one that starts with a dense layer takes its SIMD values per beat, the whole image
+    as one group."""
+    first = layers[0]
+    if first.kind == "dense":
+        return folding[0].simd, first.columns
+    return first.spec.in_shape[0], first.spec.in_shape[0]
+
+
+def image_beats(images, *, lanes, group):
+    """``(N * beats_per_image, lanes)`` input beats for ``images`` ``(N, H, W, C)`` (or anything of N * H*W*C values
+    in that order): every ``group`` values padded with zeros to whole beats of ``lanes``."""
+    import numpy as np
+    x = np.asarray(images).reshape(len(images), -1, group)
+    per = -(-group // lanes)
+    padded = np.zeros((x.shape[0], x.shape[1], per * lanes), dtype=x.dtype)
+    padded[:, :, :group] = x
+    return padded.reshape(-1, lanes)
+
+
+def _mvu(p, f, *, in_lanes, group, ctx):
+    kw = dict(weights=p.weights, in_bits=p.in_bits, in_lanes=in_lanes, group=group, pe=f.pe, simd=f.simd,
+              acc_width=p.acc_bits, tree_pipeline=ctx["tree_pipeline"], tree_modules=ctx["tree_modules"],
+              tree_target=ctx["tree_target"], hardwired=f.hardwired)
+    if p.is_output:
+        kw["scores"] = (p.scale, p.offset, p.score_bits)
+    else:
+        kw["thresholds"] = (p.orientation, p.thresholds)
+    return MatrixVectorUnit(**kw)
+
+
+def _compute_info(p, f, mvu, vectors):
+    return {"pe": f.pe, "simd": f.simd, "sf": mvu.sf, "nf": mvu.nf, "vectors": vectors,
+            "in_bits": p.in_bits, "out_bits": mvu.out_shape.width, "acc_bits": p.acc_bits,
+            "unit_latency": mvu.latency, "hardwired": f.hardwired}
+
+
+def _dense(p, f, *, in_lanes, in_group, ctx):
+    # a map arrives pixel by pixel (groups of C); a vector from a dense layer or the input is one group
+    mvu = _mvu(p, f, in_lanes=in_lanes, group=in_group, ctx=ctx)
+    cycles = max(mvu.cycles, mvu.in_beats)
+    return LayerHardware([mvu], f.pe, p.rows, cycles, mvu.latency, _compute_info(p, f, mvu, 1))
+
+
+def _conv(p, f, *, in_lanes, in_group, ctx):
+    s = p.spec
+    c, h, w = s.in_shape
+    window = SlidingWindow(channels=c, height=h, width=w, kernel=s.kernel, stride=s.stride, padding=s.padding,
+                           bits=p.in_bits, in_lanes=in_lanes)
+    # the window emits a patch as kernel**2 beats of one pixel's C channels: the MVU's groups
+    mvu = _mvu(p, f, in_lanes=c, group=c, ctx=ctx)
+    vectors = s.vectors
+    cycles = max(vectors * mvu.cycles, window.in_beats_per_image, window.out_beats_per_image)
+    info = {**_compute_info(p, f, mvu, vectors), "window_rows": window.rows,
+            "window_in_beats": window.in_beats_per_image, "window_out_beats": window.out_beats_per_image}
+    return LayerHardware([window, mvu], f.pe, s.out_channels, cycles, window.latency + mvu.latency, info)
+
+
+def _maxpool(p, f, *, in_lanes, in_group, ctx):
+    s = p.spec
+    c, h, w = s.in_shape
+    pool = MaxPool(channels=c, height=h, width=w, kernel=s.kernel, bits=p.in_bits, lanes=in_lanes)
+    info = {"lanes": in_lanes, "in_bits": p.in_bits, "out_bits": p.in_bits, "unit_latency": pool.latency}
+    return LayerHardware([pool], in_lanes, c, pool.in_beats_per_image, pool.latency, info)
+
+
+#: layer kind -> ``f(params, folding, *, in_lanes, in_group, ctx) -> LayerHardware``
+UNITS = {"dense": _dense, "conv2d": _conv, "maxpool2d": _maxpool}
+
+
+def build_layers(layers, folding, *, tree_pipeline=0, tree_modules=None, tree_target="portable"):
+    """:class:`LayerHardware` for every layer, each fed by the one before it (the first by :func:`input_format`)."""
+    ctx = {"tree_pipeline": tree_pipeline, "tree_modules": tree_modules, "tree_target": tree_target}
+    lanes, group = input_format(layers, folding)
+    out = []
+    for p, f in zip(layers, folding):
+        hw = UNITS[p.kind](p, f, in_lanes=lanes, in_group=group, ctx=ctx)
+        hw.info = {"name": p.name, "kind": p.kind, "in_shape": list(p.spec.in_shape),
+                   "out_shape": list(p.spec.out_shape), "cycles": hw.cycles, **hw.info}
+        out.append(hw)
+        lanes, group = hw.out_lanes, hw.out_group
+    return out
