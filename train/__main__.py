@@ -1,6 +1,7 @@
 """python -m train: BinaryConnect training with outputs per the lutmac contract."""
 
 import argparse
+import os
 import sys
 
 _EPILOG = "outputs in OUT: model.pt, metrics.json, curves.png, weights.png, checkpoint.pt (resume state)"
@@ -48,6 +49,8 @@ def main(argv=None):
                       dropout_hidden=a.dropout_hidden, finetune_epochs=a.finetune_epochs)
     m = run_training(cfg, a.out, resume=a.resume, progress=not a.quiet, device=a.device,
                      log=lambda s: print(s, file=sys.stderr))
+    if m["world_size"] > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return 0  # rank 0 reports
     synthetic = " [synthetic data: random images, accuracy is meaningless]" if m["synthetic"] else ""
     paper = (f"test accuracy {100 * m['test_accuracy']:.2f}% (real-valued weights, the paper's evaluation), "
              if cfg.binarize == "stoch" else "")

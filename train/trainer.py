@@ -1,10 +1,11 @@
 """The BinaryConnect training loop: Adam with per-layer W_LR_scale, exponential LR decay, best-validation model,
 atomic per-epoch checkpoints and exact resume, on the CPU or a CUDA device."""
 
-import copy
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -158,8 +159,69 @@ def _load_checkpoint(path, cfg):
     return ck
 
 
-def _evaluate(model, x, y, *, sign_weights=False):
-    return _errors(model.predict(x, sign_weights=sign_weights), y) / len(y)
+class _World:
+    """This process's place under ``torchrun`` (``rank``, ``size``), or a world of one."""
+
+    def __init__(self, device):
+        self.size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = device
+        if self.size > 1:
+            import torch.distributed as dist
+            if device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    def sum(self, value):
+        """``value`` summed over all ranks (an int or float)."""
+        if self.size == 1:
+            return value
+        import torch.distributed as dist
+        t = torch.tensor(float(value), dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.item()
+
+    def average_buffers(self, model):
+        """Batch-norm running statistics averaged over the ranks, so every rank holds the same model (each rank
+        normalises its own share of a batch during training: per-rank statistics, SyncBatchNorm would need GPUs)."""
+        if self.size == 1:
+            return
+        import torch.distributed as dist
+        for name, buf in model.named_buffers():
+            if buf.is_floating_point():
+                dist.all_reduce(buf)
+                buf /= self.size
+
+    def close(self):
+        if self.size > 1:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _evaluate(model, x, y, world, *, sign_weights=False):
+    """Error rate on ``(x, y)``, each rank evaluating every ``world.size``-th image."""
+    part = slice(world.rank, None, world.size)
+    errors = _errors(model.predict(x[part], sign_weights=sign_weights), y[part])
+    return world.sum(errors) / len(y)
+
+
+def _batches(cfg, n, epoch, shuffle, world, device):
+    """Index batches of one epoch for this rank. One process: a permutation from the run's own generator (the
+    order resumes exactly). Under torchrun: :class:`~torch.utils.data.DistributedSampler` (seeded, set to the
+    epoch), each rank taking ``batch_size / world`` of every global batch."""
+    if world.size == 1:
+        perm = torch.randperm(n, generator=shuffle).to(device)
+        return [perm[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+    from torch.utils.data import DistributedSampler
+    sampler = DistributedSampler(range(n), num_replicas=world.size, rank=world.rank, shuffle=True, seed=cfg.seed,
+                                 drop_last=True)
+    sampler.set_epoch(epoch)
+    idx = torch.tensor(list(sampler), device=device)
+    per = max(1, cfg.batch_size // world.size)
+    return [idx[i:i + per] for i in range(0, len(idx), per)]
 
 
 def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log=print):
@@ -167,16 +229,27 @@ def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log
 
     ``checkpoint.pt`` is rewritten atomically after every epoch; ``resume=True`` continues from it and ends with
     exactly the weights an uninterrupted run gives. Ctrl-C raises :class:`common.Interrupted` saying how to resume.
-    A stochastic run ends with :attr:`TrainConfig.finetune` deterministic epochs.
+    A stochastic run ends with :attr:`TrainConfig.finetune` deterministic epochs. Under ``torchrun`` every rank
+    trains its share of each batch (gradients averaged by DistributedDataParallel) and rank 0 alone writes files.
     """
     cfg.validate()
-    device = resolve_device(device)
+    world = _World(resolve_device(device))
+    try:
+        return _train(cfg, out_dir, resume=resume, progress=progress, world=world, log=log)
+    finally:
+        world.close()
+
+
+def _train(cfg, out_dir, *, resume, progress, world, log):
+    device, lead = world.device, world.rank == 0
     splits = load_dataset(cfg.dataset)
     layers = parse_arch(cfg.arch, splits.shape, splits.classes)
-    out_dir = claim_directory(out_dir, stage="train")
+    out_dir = claim_directory(out_dir, stage="train") if lead else Path(out_dir)
     ck_path = out_dir / "checkpoint.pt"
     ck = _load_checkpoint(ck_path, cfg) if resume else None
 
+    # the same seed on every rank: identical initial weights and identical stochastic binarisation samples, so a
+    # global batch sees one Wb as in a single process
     torch.manual_seed(cfg.seed)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     model = BinaryNet(layers, binarize=cfg.binarize, abits=cfg.abits,
@@ -188,11 +261,17 @@ def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log
         shuffle.set_state(ck["resume"]["shuffle"])
         history, best, start, elapsed = ck["history"], ck["best"], ck["epoch"], ck["seconds"]
         stoch_best = ck.get("stochastic_best")
-        log(f"train: resuming from epoch {start} of {cfg.epochs + cfg.finetune} ({ck_path})")
+        if lead:
+            log(f"train: resuming from epoch {start} of {cfg.epochs + cfg.finetune} ({ck_path})")
     model.to(device)
     opt = _make_optimizer(model)
     if ck is not None:
         opt.load_state_dict(ck["resume"]["optimizer"])
+    step_model = model
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        # buffers stay per rank (each normalises its share) and are averaged at every epoch's end
+        step_model = DistributedDataParallel(model, forward_sync_buffers=False)
 
     # whole splits on the device as uint8 (a quarter of float32's memory); batches are converted as they are used
     def tensors(ds):
@@ -203,7 +282,7 @@ def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log
     total = cfg.epochs + cfg.finetune
 
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {cfg.dataset}-{cfg.arch}",
-               unit="epoch", disable=not progress, dynamic_ncols=True)
+               unit="epoch", disable=not (progress and lead), dynamic_ncols=True)
     epoch = start
     try:
         for epoch in bar:
@@ -218,12 +297,10 @@ def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log
             lr = _lr_at(cfg, epoch)
             for g in opt.param_groups:
                 g["lr"] = lr * g["lr_scale"]
-            model.train()
-            perm = torch.randperm(len(ytr), generator=shuffle).to(device)
-            loss_sum, train_err = 0.0, 0
-            for i in range(0, len(perm), cfg.batch_size):
-                idx = perm[i:i + cfg.batch_size]
-                scores = model(xtr[idx])
+            step_model.train()
+            loss_sum, train_err, seen = 0.0, 0, 0
+            for idx in _batches(cfg, len(ytr), epoch, shuffle, world, device):
+                scores = step_model(xtr[idx])
                 loss = lossf(scores, ytr[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -231,36 +308,40 @@ def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log
                 model.clip_weights_()
                 loss_sum += float(loss.detach()) * len(idx)
                 train_err += _errors(scores.detach(), ytr[idx])
-            val_err = _evaluate(model, xva, yva)
-            test_err = _evaluate(model, xte, yte)
+                seen += len(idx)
+            world.average_buffers(model)
+            loss_sum, train_err, seen = world.sum(loss_sum), world.sum(train_err), world.sum(seen)
+            val_err = _evaluate(model, xva, yva, world)
+            test_err = _evaluate(model, xte, yte, world)
             elapsed += time.perf_counter() - t0
-            history.append({"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / len(ytr),
-                            "train_error": train_err / len(ytr), "val_error": val_err, "test_error": test_err,
+            history.append({"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen,
+                            "train_error": train_err / seen, "val_error": val_err, "test_error": test_err,
                             "phase": "stochastic" if model.binary_layers()[0].stochastic else "deterministic"})
             if best is None or val_err <= best["val_error"]:  # the authors keep the later epoch on ties
                 best = {"epoch": epoch + 1, "val_error": val_err, "model": _cpu_state(model)}
-            bar.set_postfix(loss=f"{loss_sum / len(ytr):.4f}", val_err=f"{100 * val_err:.2f}%", lr=f"{lr:.2e}")
-            _save(ck_path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                            "config": dataclasses.asdict(cfg), "epoch": epoch + 1, "seconds": elapsed,
-                            "model": _cpu_state(model), "history": history, "best": best,
-                            "stochastic_best": stoch_best,
-                            "resume": {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
-                                       "shuffle": shuffle.get_state()}})
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", val_err=f"{100 * val_err:.2f}%", lr=f"{lr:.2e}")
+            if lead:
+                _save(ck_path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                                "config": dataclasses.asdict(cfg), "epoch": epoch + 1, "seconds": elapsed,
+                                "model": _cpu_state(model), "history": history, "best": best,
+                                "stochastic_best": stoch_best,
+                                "resume": {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+                                           "shuffle": shuffle.get_state()}})
     except KeyboardInterrupt:
         bar.close()
-        done = len(history)
-        raise Interrupted(f"interrupted in epoch {epoch + 1} of {total} ({done} complete, saved in {ck_path}); "
-                          f"resume with `make train RESUME=1` and the same variables (python -m train ... --resume)"
-                          ) from None
+        raise Interrupted(f"interrupted in epoch {epoch + 1} of {total} ({len(history)} complete, saved in "
+                          f"{ck_path}); resume with `make train RESUME=1` and the same variables "
+                          f"(python -m train ... --resume)") from None
     bar.close()
 
     model.load_state_dict(best["model"])
-    test_accuracy_sign = 1.0 - _evaluate(model, xte, yte, sign_weights=True)
+    test_accuracy_sign = 1.0 - _evaluate(model, xte, yte, world, sign_weights=True)
     if stoch_best is not None:
         # the paper's evaluation of a stochastic run: its real-valued weights, before the fine-tune
         model.load_state_dict(stoch_best["model"])
-    test_accuracy = 1.0 - _evaluate(model, xte, yte)
-    stoch_sign = 1.0 - _evaluate(model, xte, yte, sign_weights=True) if stoch_best is not None else None
+    model.set_stochastic(cfg.binarize == "stoch")
+    test_accuracy = 1.0 - _evaluate(model, xte, yte, world)
+    stoch_sign = 1.0 - _evaluate(model, xte, yte, world, sign_weights=True) if stoch_best is not None else None
     model.load_state_dict(best["model"])
     metrics = {
         "dataset": cfg.dataset, "arch": cfg.arch, "layers": [layer.to_dict() for layer in layers],
@@ -270,13 +351,15 @@ def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log
         "test_accuracy": test_accuracy, "test_accuracy_sign": test_accuracy_sign,
         "test_accuracy_sign_before_finetune": stoch_sign,
         "seconds": round(elapsed, 3), "seconds_per_epoch": round(elapsed / max(1, len(history)), 4),
-        "seed": cfg.seed, "device": str(device), "world_size": 1,
+        "seed": cfg.seed, "device": str(world.device), "world_size": world.size,
         "config": dataclasses.asdict(cfg), "history": history,
     }
+    if not lead:
+        return metrics
     _save(out_dir / "model.pt", {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                                  "config": dataclasses.asdict(cfg), "model_config": model.config(),
-                                  "model": best["model"], "metrics": {k: v for k, v in metrics.items()
-                                                                      if k != "history"}})
+                                        "config": dataclasses.asdict(cfg), "model_config": model.config(),
+                                        "model": best["model"], "metrics": {k: v for k, v in metrics.items()
+                                                                            if k != "history"}})
     atomic_write_json(out_dir / "metrics.json", metrics)
     from .plots import plot_curves, plot_weights
     model.cpu()
