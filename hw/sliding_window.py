@@ -45,17 +45,19 @@ class SlidingWindow(wiring.Component):
     :func:`export.conv.patches`.
 
     Flow control counts whole rows: the reader starts an output row once every map row it touches is written, and a
-    row's place is given back as soon as no later window of the image needs it (the rest of an image's rows at its
-    end, so the next image starts at its own row 0). Rows a stride skips are written and given back unread. The
+    row's place is given back as soon as no later window of the image needs it (all of an image's remaining rows
+    after its last window). Rows a stride skips are written and given back unread. The
     reader never stalls: it issues a read only with a credit of its :class:`~hw.credit_fifo.CreditedOutput`.
 
     Throughput: one output beat per cycle while the rows are there and ``o`` is ready, one input beat per cycle
-    while there is room, the writer working ahead on the next rows and on the next image's first rows. Images back
-    to back without gaps or stalls take (measured in ``tests/test_hw_window.py``)
+    while there is room, the writer working ahead on the next rows and on the next image's first rows; no bubble
+    between output rows. Images back to back without gaps or stalls take
     ``max(in_beats_per_image, out_beats_per_image + (kernel - padding) * width * ceil(channels / in_lanes))``
-    cycles at most: when the output side is the slower one, the first rows of each image are not all written ahead
-    (the buffer still holds the previous image's last window), so the reader waits for up to ``kernel - padding``
-    row writes once per image.
+    cycles at most (measured on random shapes; ``tests/test_hw_window.py`` checks it), and within a few cycles of
+    ``max(in_beats_per_image, out_beats_per_image)`` for a stride-1 "same" convolution (padding ``(K - 1) / 2``).
+    The extra term: when the output side is the slower one, the buffer still holds the previous image's last window
+    while the next image's first rows arrive, so the reader may wait for some of them (row writes of ``width *
+    ceil(channels / in_lanes)`` cycles) once per image; e.g. 3x3 unpadded at stride 1 loses two row writes.
 
     Parameters
     ----------
@@ -109,7 +111,7 @@ class SlidingWindow(wiring.Component):
         # overall. Fewer rows would serialise them; more would only let the writer run further ahead.
         self.rows = kernel + stride
         self.latency = 3              # read issued, memory read, FIFO write; CreditedOutput's registered fetch
-        self._fifo_depth = self.latency + RETURN_DELAY + 2   # every read in flight until its credit returns
+        self._fifo_depth = self.latency + RETURN_DELAY + 1   # every read in flight until its credit returns
         super().__init__({
             "i": In(map_signature(bits=bits, lanes=in_lanes)),
             "o": Out(stream.Signature(data.ArrayLayout(unsigned(bits), channels))),
@@ -175,7 +177,8 @@ class SlidingWindow(wiring.Component):
         end_oy = end_ox & (oy == self.out_height - 1)
         # rows the window moves past: to the next window's first row, or past the image's last row
         advance = Mux(end_oy, H - lo_last, Mux(next_top < 0, 0, next_top) - lo)
-        advance_slots = Mux(end_oy, (H - lo_last) % R, advance)   # below R except at an image's end
+        # in buffer rows: at most S < R within an image; an image's end may pass more, reduced modulo R here
+        advance_slots = Mux(end_oy, (H - lo_last) % R, advance)
         moved = Signal(range(2 * R))
         m.d.comb += moved.eq(win_slot + advance_slots)
         next_win_slot = Mux(moved >= R, moved - R, moved)
@@ -183,6 +186,7 @@ class SlidingWindow(wiring.Component):
         # a row of output starts once all of its rows are written; it then holds them to its end
         first = (kx == 0) & (ky == 0) & (ox == 0)
         issue = out.has_credit & (~first | (complete >= behind + (hi - lo + 1)))
+        # rows behind the window go back once written (a row a stride skips may not be yet), oldest first
         release = Signal.like(behind)
         m.d.comb += [out.take.eq(issue), release.eq(Mux(complete < behind, complete, behind))]
         m.d.sync += behind.eq(behind - release + Mux(issue & end_ox, advance, 0))

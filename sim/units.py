@@ -66,3 +66,61 @@ def simulate_layer(*, n_in, n_out, pe, simd, in_lanes, in_bits, abits=None, sim,
            "corrupt": corrupt, "seed": seed}
     passed, _ = run_bench(runner, build_dir, name, "sim.benches.layer_bench", run_dir, cfg)
     return passed
+
+
+__all__ += ["simulate_window", "simulate_maxpool"]
+
+
+def _map_beats(x, lanes, rng=None):
+    """Maps ``x`` (N, H, W, C) as stream beats, ``ceil(C / lanes)`` per pixel; padding lanes random when ``rng``
+    (a unit must ignore them), else zero."""
+    n, h, w, c = x.shape
+    per_pixel = -(-c // lanes)
+    padded = np.zeros((n, h, w, per_pixel * lanes), np.int64) if rng is None else \
+        rng.integers(0, int(x.max()) + 1, (n, h, w, per_pixel * lanes))
+    padded[..., :c] = x
+    return padded.reshape(-1, lanes)
+
+
+def _run_map_bench(unit, name, beats, expected, *, bits, sim, work_dir, gap, stall, corrupt, seed):
+    from amaranth.back import verilog
+    src = _write(Path(work_dir) / f"{name}.v", verilog.convert(unit, name=name, emit_src=False))
+    run_dir = Path(work_dir) / f"run-{sim}-{name}-{seed}-{int(corrupt)}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(run_dir / "vectors.npz", beats=beats, expected=expected)
+    runner, build_dir = build_design(sim, [src], name, Path(work_dir) / "build")
+    cfg = {"vectors": str((run_dir / "vectors.npz").resolve()), "bits": bits, "gap": gap, "stall": stall,
+           "corrupt": corrupt, "seed": seed}
+    passed, _ = run_bench(runner, build_dir, name, "sim.benches.window_bench", run_dir, cfg)
+    return passed
+
+
+def simulate_window(*, channels, height, width, kernel, stride=1, padding=0, bits, in_lanes, sim, work_dir,
+                    images=2, gap=0.3, stall=0.3, corrupt=False, seed=0):
+    """Run the map bench on a :class:`~hw.sliding_window.SlidingWindow` with ``images`` random maps back to back
+    against :func:`export.conv.patches`; returns True when every beat matched."""
+    from export.conv import patches
+    from hw.sliding_window import SlidingWindow
+    unit = SlidingWindow(channels=channels, height=height, width=width, kernel=kernel, stride=stride,
+                         padding=padding, bits=bits, in_lanes=in_lanes)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2 ** bits, (images, height, width, channels))
+    expected = patches(x, kernel=kernel, stride=stride, padding=padding).reshape(-1, channels)
+    name = f"window_c{channels}_{height}x{width}_k{kernel}_s{stride}_p{padding}_b{bits}_l{in_lanes}"
+    return _run_map_bench(unit, name, _map_beats(x, in_lanes, rng), expected, bits=bits, sim=sim,
+                          work_dir=work_dir, gap=gap, stall=stall, corrupt=corrupt, seed=seed)
+
+
+def simulate_maxpool(*, channels, height, width, kernel, bits, lanes, sim, work_dir, images=2, gap=0.3, stall=0.3,
+                     corrupt=False, seed=0):
+    """Run the map bench on a :class:`~hw.maxpool.MaxPool` with ``images`` random maps back to back against
+    :func:`export.conv.maxpool` (padding lanes of the output zero); returns True when every beat matched."""
+    from export.conv import maxpool
+    from hw.maxpool import MaxPool
+    unit = MaxPool(channels=channels, height=height, width=width, kernel=kernel, bits=bits, lanes=lanes)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2 ** bits, (images, height, width, channels))
+    expected = _map_beats(maxpool(x, kernel), lanes)
+    name = f"maxpool_c{channels}_{height}x{width}_k{kernel}_b{bits}_l{lanes}"
+    return _run_map_bench(unit, name, _map_beats(x, lanes, rng), expected, bits=bits, sim=sim, work_dir=work_dir,
+                          gap=gap, stall=stall, corrupt=corrupt, seed=seed)
