@@ -92,20 +92,13 @@ def fold_thresholds(*, mean, var, gamma, beta, bias, eps, abits, act_range, acc_
 
 
 def apply_thresholds(acc, orientation, thresholds):
-    """``#{k : s * acc >= T[k]}`` for ``acc`` of shape ``(N, rows)``: a vectorised binary search over each row's
-    sorted thresholds, one gather per result bit (the same search the hardware pipelines)."""
-    v = np.asarray(acc, np.int64) * orientation[None, :]
-    rows, levels = thresholds.shape
-    bits = int(levels + 1).bit_length() - 1
-    if levels != (1 << bits) - 1:  # not 2**b - 1 thresholds: plain sorted search per row
-        return np.stack([np.searchsorted(thresholds[r], v[:, r], side="right") for r in range(rows)], axis=1)
-    flat = np.ascontiguousarray(thresholds, dtype=np.int64).ravel()
-    base = (np.arange(rows, dtype=np.int64) * levels)[None, :]
-    level = np.zeros(v.shape, np.int64)
-    for d in range(bits - 1, -1, -1):
-        cand = level + (1 << d)                        # 1-based threshold index to test
-        level = np.where(flat[base + cand - 1] <= v, cand, level)
-    return level
+    """``#{k : s * acc >= T[k]}`` for ``acc`` of shape ``(N, rows)``: per row, a sorted search of its non-decreasing
+    thresholds (the count the hardware's pipelined binary search finds)."""
+    v = np.ascontiguousarray((np.asarray(acc, np.int64) * orientation[None, :]).T)
+    out = np.empty(v.shape, np.int64)
+    for r in range(len(v)):
+        out[r] = np.searchsorted(thresholds[r], v[r], side="right")
+    return out.T
 
 
 def fold_scores(*, mean, var, gamma, beta, bias, eps, acc_bound, scale_bits=SCALE_BITS):
