@@ -9,11 +9,16 @@ layer's output is one "pixel" of all its outputs. Adding a kind means one builde
 
 from dataclasses import dataclass
 
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
 from .maxpool import MaxPool
 from .mvu import MatrixVectorUnit
 from .sliding_window import SlidingWindow
 
-__all__ = ["LayerFolding", "LayerHardware", "UNITS", "build_layers", "input_format", "image_beats"]
+__all__ = ["LayerFolding", "LayerHardware", "LayerChain", "UNITS", "build_layers", "input_format", "image_beats",
+           "geometry_only"]
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,8 @@ class LayerHardware:
     Members
     -------
     units : list of components, each with ``i`` and ``o`` streams, chained in order
-    out_lanes, out_group : int
-        Output stream format: values per beat, and values per group (pixel) that beats are padded to.
+    out_lanes, out_group, in_lanes, in_group : int
+        Stream formats: values per beat, and values per group (pixel) that beats are padded to.
     cycles : int
         Cycles per image the layer needs at its slowest unit (its share of the pipeline's fold bound).
     latency : int
@@ -46,6 +51,16 @@ class LayerHardware:
     cycles: int
     latency: int
     info: dict
+    in_lanes: int = 0
+    in_group: int = 0
+
+
+def geometry_only(hardware):
+    """Mark the units of ``hardware`` (a list of :class:`LayerHardware`) as built to read their geometry only, so
+    Amaranth does not warn that they were never elaborated."""
+    for x in hardware:
+        for u in x.units:
+            u._MustUse__silence = True   # amaranth's own switch for its "created but never used" warning
 
 
 def input_format(layers, folding):
@@ -126,8 +141,40 @@ def build_layers(layers, folding, *, tree_pipeline=0, tree_modules=None, tree_ta
     out = []
     for p, f in zip(layers, folding):
         hw = UNITS[p.kind](p, f, in_lanes=lanes, in_group=group, ctx=ctx)
+        hw.in_lanes, hw.in_group = lanes, group
         hw.info = {"name": p.name, "kind": p.kind, "in_shape": list(p.spec.in_shape),
                    "out_shape": list(p.spec.out_shape), "cycles": hw.cycles, **hw.info}
         out.append(hw)
         lanes, group = hw.out_lanes, hw.out_group
     return out
+
+
+class LayerChain(wiring.Component):
+    """One layer's units alone between two streams: what a layer-level bench simulates.
+
+    Parameters
+    ----------
+    hardware : :class:`LayerHardware`
+
+    Members
+    -------
+    i : the first unit's input stream
+    o : the last unit's output stream
+    """
+
+    def __init__(self, hardware):
+        self._units = hardware.units
+        super().__init__({
+            "i": In(stream.Signature(self._units[0].i.payload.shape())),
+            "o": Out(stream.Signature(self._units[-1].o.payload.shape())),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        upstream = wiring.flipped(self.i)
+        for k, u in enumerate(self._units):
+            m.submodules[f"unit{k}"] = u
+            wiring.connect(m, upstream, u.i)
+            upstream = u.o
+        wiring.connect(m, upstream, wiring.flipped(self.o))
+        return m

@@ -6,7 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .argmax import ArgmaxCollector, result_layout
-from .layers import LayerFolding, build_layers, input_format
+from .layers import LayerFolding, build_layers, geometry_only, input_format
 
 __all__ = ["LayerFolding", "NetworkTop"]
 
@@ -51,9 +51,7 @@ class NetworkTop(wiring.Component):
         self.classes = layers[-1].rows
         self.score_bits = layers[-1].score_bits
         hw = self.layer_hardware()
-        for x in hw:
-            for u in x.units:
-                u._MustUse__silence = True  # built only to read their geometry
+        geometry_only(hw)
         self.layer_cycles = [x.cycles for x in hw]
         self.layer_info = [x.info for x in hw]
         self.fold_bound_cycles = max(self.layer_cycles + [self.beats_per_image])

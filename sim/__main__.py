@@ -39,6 +39,8 @@ def main(argv=None):
           f"{s['images_per_s']} images/s, {s['wall_seconds']} s (build {s['build_seconds']} s)")
     if s["waves"]:
         print(f"waveform: {s['waves']}")
+    if s.get("first_difference"):
+        print(f"sim: {s['first_difference']}", file=sys.stderr)
     if s["mismatches"] or not s["passed"]:
         print(f"sim: error: {s['first_mismatch'] or 'the bench failed'}; rerun with WAVES=1 for a waveform",
               file=sys.stderr)

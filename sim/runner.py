@@ -90,9 +90,10 @@ def run_bench(runner, build_dir, toplevel, module, test_dir, config, *, waves=Fa
 
 
 def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, waves=False, gap_rate=0,
-                     stall_rate=0, reset_test=False, corrupt=False, progress=True):
+                     stall_rate=0, reset_test=False, corrupt=False, progress=True, locate=True):
     """Stream ``n`` test images (all when None) through ``rtl_dir/top.v``; returns the bench summary dict
-    (``passed`` added)."""
+    (``passed`` added). On a mismatch, ``locate`` simulates each layer alone on the first mismatching image
+    (:func:`sim.locate.locate_mismatch`) and adds its verdict as ``first_difference``."""
     from export import ExportError
     from export.manifest import load_test_set, read_manifest
     rtl_dir, work_dir = Path(rtl_dir).resolve(), Path(work_dir).resolve()
@@ -143,6 +144,10 @@ def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, 
         raise SimError(f"{sim}: the bench ended without a summary (see {run_dir}); it did not run to the end")
     dumps = sorted([*run_dir.glob("*.fst"), *run_dir.glob("*.vcd"), *build_dir.glob("*.fst"),
                     *build_dir.glob("*.vcd")], key=lambda p: p.stat().st_mtime) if waves else []
+    if summary["mismatches"] and locate and summary.get("first_mismatch_image") is not None and not corrupt:
+        from .locate import locate_mismatch
+        summary["first_difference"] = locate_mismatch(export_dir, top, summary["first_mismatch_image"], sim=sim,
+                                                      work_dir=work_dir / "locate")
     summary.update(passed=passed, build_seconds=round(build_s, 2),
                    wall_seconds=round(time.perf_counter() - t0, 2), run_seconds=round(time.perf_counter() - t1, 2),
                    waves=str(dumps[-1]) if dumps else None)

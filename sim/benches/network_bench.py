@@ -38,15 +38,15 @@ async def _stream(dut, first_image, count, per, already, timeout_ns, progress):
 def _compare(trace, images_idx, classes, scores, layers):
     exp_cls, exp_scores = trace.classes[images_idx], trace.scores[images_idx]
     bad = np.nonzero((classes != exp_cls) | np.any(scores != exp_scores, axis=1))[0]
-    first = None
+    first, first_image = None, None
     if len(bad):
         k = int(bad[0])
-        img = int(images_idx[k])
+        img = first_image = int(images_idx[k])
         lanes = np.nonzero(scores[k] != exp_scores[k])[0].tolist()
         first = (f"image {img}: layer {layers[-1].name} (output) scores differ at classes {lanes}; expected "
                  f"class {int(exp_cls[k])} scores {exp_scores[k].tolist()}, got class {int(classes[k])} scores "
                  f"{scores[k].tolist()}")
-    return len(bad), first
+    return len(bad), first, first_image
 
 
 @cocotb.test()
@@ -110,7 +110,7 @@ async def network_matches_golden(dut):
     await ClockCycles(dut.clk, 2)
     cycles, classes, scores = parse_results(Path("results.txt").read_text(), top)
     assert len(classes) == n, f"expected {n} results, the harness logged {len(classes)}"
-    mismatches, first = _compare(trace, order, classes, scores, golden.layers)
+    mismatches, first, first_image = _compare(trace, order, classes, scores, golden.layers)
     steady = None
     if len(cycles) >= 4 and not cfg.get("gap_rate") and not cfg.get("stall_rate") and not cfg.get("reset_test"):
         diffs = np.diff(cycles[len(cycles) // 4:])
@@ -123,7 +123,7 @@ async def network_matches_golden(dut):
         "cycles_per_image_vs_fold_bound": (steady / top["fold_bound_cycles"]) if steady else None,
         "first_result_cycle": int(cycles[0]) if len(cycles) else None,
         "sim_seconds": round(wall, 3), "images_per_s": round(n / wall, 1) if wall > 0 else None,
-        "first_mismatch": first, "reset_test": bool(cfg.get("reset_test")),
+        "first_mismatch": first, "first_mismatch_image": first_image, "reset_test": bool(cfg.get("reset_test")),
         "gap_rate": cfg.get("gap_rate", 0), "stall_rate": cfg.get("stall_rate", 0),
     }
     with open(cfg["summary"], "w") as f:
