@@ -4,17 +4,19 @@
 DATASET  ?= digits
 ifeq ($(DATASET),digits)
 ARCH     ?= tfc
-EPOCHS   ?= 60
-else ifeq ($(DATASET),mnist)
-ARCH     ?= sfc
-EPOCHS   ?= 250
 else
 ARCH     ?= sfc
-EPOCHS   ?= 40
 endif
+# EPOCHS: empty takes the data set's recipe (60 digits, 250 mnist, 40 fashion-mnist, 500 cifar10, 200 svhn)
+EPOCHS   ?=
 BINARIZE ?= det
 ABITS    ?= 8
 SEED     ?= 0
+# RESUME=1 continues a stopped `make train` from OUT/train/checkpoint.pt
+RESUME   ?=
+# auto (CUDA when present) | cpu | cuda[:N]; NPROC > 1 trains data-parallel under torchrun
+DEVICE   ?= auto
+NPROC    ?= 1
 PE       ?= 16
 SIMD     ?= 64
 # adder-tree netlist: portable | xc7 | xcu | xcup (the Xilinx ones instantiate LUT6_2 + CARRY primitives)
@@ -23,6 +25,9 @@ TARGET   ?= portable
 TREE_PIPELINE ?= 0
 HARDWIRED ?=
 FOLDING  ?=
+# automatic folding instead of PE/SIMD: a target of cycles per image, or a LUT budget (gen's estimate)
+TARGET_CYCLES ?=
+FIT_LUTS ?=
 SIM      ?= verilator
 N        ?= all
 BOARD    ?=
@@ -35,7 +40,7 @@ BAUD     ?= 115200
 PNR_SCOPE ?= board
 TARGET_MHZ ?= 200
 PORT     ?=
-OUT      ?= build/$(DATASET)-$(ARCH)
+OUT      ?= build/$(notdir $(basename $(DATASET)))-$(ARCH)
 
 VENV     := .venv
 PY       := $(VENV)/bin/python
@@ -68,15 +73,18 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-TRAIN_ARGS = --dataset $(DATASET) --arch $(ARCH) --binarize $(BINARIZE) --abits $(ABITS) --epochs $(EPOCHS) --seed $(SEED)
+TRAIN_ARGS = --dataset $(DATASET) --arch $(ARCH) --binarize $(BINARIZE) --abits $(ABITS) --seed $(SEED) \
+  --device $(DEVICE) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(filter 1,$(RESUME)),--resume)
+TRAIN_CMD = $(if $(filter-out 1,$(NPROC)),$(VENV)/bin/torchrun --standalone --nproc-per-node=$(NPROC) -m train,$(PY) -m train)
 train: setup
-	$(PY) -m train $(TRAIN_ARGS) -o $(OUT)/train
+	$(TRAIN_CMD) $(TRAIN_ARGS) -o $(OUT)/train
 
 export: setup
 	$(PY) -m export --checkpoint $(OUT)/train/model.pt -o $(OUT)/export
 
 FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING)) --target $(TARGET) \
-  --tree-pipeline $(TREE_PIPELINE) $(if $(HARDWIRED),--hardwired $(HARDWIRED))
+  --tree-pipeline $(TREE_PIPELINE) $(if $(HARDWIRED),--hardwired $(HARDWIRED)) \
+  $(if $(TARGET_CYCLES),--target-cycles $(TARGET_CYCLES)) $(if $(FIT_LUTS),--fit-luts $(FIT_LUTS))
 gen: setup
 	$(PY) -m hw gen --export $(OUT)/export $(FOLD_ARGS) -o $(OUT)/rtl
 

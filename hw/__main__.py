@@ -1,4 +1,5 @@
-"""python -m hw: `gen` writes the network's Verilog from an export; `pe` emits one processing element."""
+"""python -m hw: `gen` writes the network's Verilog from an export; `fold` chooses a folding; `pe` emits one
+processing element."""
 
 import argparse
 import sys
@@ -13,12 +14,31 @@ def _gen(a):
     import time
     t0 = time.perf_counter()
     d = generate(a.export, a.out, pe=a.pe, simd=a.simd, folding_file=a.folding, tree_pipeline=a.tree_pipeline,
-                 target=a.target, hardwired=[n for n in (a.hardwired or "").split(",") if n], lut_budget=a.lut_budget, warn=lambda s: print(s, file=sys.stderr))
+                 target=a.target, hardwired=[n for n in (a.hardwired or "").split(",") if n],
+                 lut_budget=a.lut_budget, target_cycles=a.target_cycles, fit_luts=a.fit_luts,
+                 warn=lambda s: print(s, file=sys.stderr))
     folds = ", ".join(f"{layer['name']} {layer['pe']}x{layer['simd']} ({layer['cycles']} cyc)" if "pe" in layer
                       else f"{layer['name']} ({layer['cycles']} cyc)" for layer in d["layers"])
     print(f"{a.out}/top.v: {folds}; fold bound {d['fold_bound_cycles']} cycles/image, "
           f"{d['beats_per_image']} beats/image, ~{d['estimated_luts']} LUTs est. for --target {d['tree_target']} (synth_xilinx LUT6), "
           f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _fold(a):
+    from common.files import atomic_write_json
+    from .autofold import floor_cycles
+    from .folding import estimate_luts
+    from .gen import choose_folding, folding_json, load_export
+    from .network import NetworkTop
+    _, layers = load_export(a.export)
+    folding = choose_folding(layers, pe=1, simd=1, target_cycles=a.cycles, fit_luts=a.luts, target=a.target)
+    top = NetworkTop(layers=layers, folding=folding, tree_target=a.target)
+    atomic_write_json(a.out, folding_json(layers, folding))
+    folds = ", ".join(f"{p.name} {f.pe}x{f.simd}" for p, f in zip(layers, folding) if p.spec.compute)
+    print(f"{a.out}: {folds}; {top.fold_bound_cycles} cycles/image (floor {floor_cycles(layers)}), "
+          f"{sum(f.pe * f.simd for f in folding if f.pe)} MAC lanes, ~{estimate_luts(layers, folding, a.target)} "
+          f"LUTs est. for --target {a.target}")
     return 0
 
 
@@ -62,6 +82,16 @@ def main(argv=None):
     g.add_argument("--hardwired", help="comma-separated layers (e.g. fc3) made fully parallel with constant weights: "
                                         "no weight memory, each MAC a fixed add or subtract")
     g.add_argument("--lut-budget", type=int, help="warn when the LUT estimate exceeds this")
+    g.add_argument("--target-cycles", type=int,
+                   help="fold every layer automatically for this many cycles per image (fewest MAC lanes)")
+    g.add_argument("--fit-luts", type=int,
+                   help="fold every layer automatically: the fewest cycles per image within this LUT estimate")
+    f = sub.add_parser("fold", help="write a FOLDING file balanced for a cycles-per-image target or a LUT budget")
+    f.add_argument("--export", required=True, help="export directory")
+    f.add_argument("--cycles", type=int, help="target cycles per image")
+    f.add_argument("--luts", type=int, help="LUT budget (gen's estimate for --target)")
+    f.add_argument("--target", default="portable", choices=TARGETS, help="netlist the LUT estimate is for")
+    f.add_argument("-o", "--out", required=True, help="the FOLDING .json to write")
     g.add_argument("-o", "--out", required=True, help="output directory for top.v and top.json")
     e = sub.add_parser("pe", help="one standalone processing element (for benchmarking)")
     e.add_argument("--lanes", type=int, required=True)
@@ -74,7 +104,9 @@ def main(argv=None):
     e.add_argument("--name", default="pe")
     e.add_argument("-o", "--out", required=True)
     a = p.parse_args(argv)
-    return {"gen": _gen, "pe": _pe}[a.cmd](a)
+    if a.cmd == "fold" and (a.cycles is None) == (a.luts is None):
+        raise HardwareError("fold: give exactly one of --cycles and --luts")
+    return {"gen": _gen, "pe": _pe, "fold": _fold}[a.cmd](a)
 
 
 if __name__ == "__main__":

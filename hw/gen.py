@@ -14,7 +14,7 @@ from .folding import estimate_luts, resolve_folding
 from .network import NetworkTop
 from .targets import TARGETS, tree_simulation_models
 
-__all__ = ["load_export", "generate", "top_description", "TOP_NAME"]
+__all__ = ["load_export", "generate", "choose_folding", "top_description", "folding_json", "TOP_NAME"]
 
 TOP_NAME = "lutmac_top"
 SIM_MODELS = "sim_models.v"  # primitive models for simulation only (synthesis maps the real primitives)
@@ -70,8 +70,24 @@ def top_description(top, manifest, export_dir):
     }
 
 
+def choose_folding(layers, *, pe, simd, folding_file=None, hardwired=(), target_cycles=None, fit_luts=None,
+                   target="portable"):
+    """Per-layer folding: automatic for ``target_cycles`` (cycles per image) or ``fit_luts`` (a LUT budget),
+    else ``pe``/``simd`` clipped to each layer with ``folding_file`` overrides (:func:`hw.folding.resolve_folding`)."""
+    from .autofold import fold_for_cycles, fold_for_luts
+    if target_cycles is not None and fit_luts is not None:
+        raise HardwareError("give a target of cycles per image or a LUT budget, not both")
+    if (target_cycles is not None or fit_luts is not None) and (folding_file or hardwired):
+        raise HardwareError("automatic folding chooses every layer: drop --folding and --hardwired")
+    if target_cycles is not None:
+        return fold_for_cycles(layers, target_cycles)
+    if fit_luts is not None:
+        return fold_for_luts(layers, fit_luts, lambda ls, f: estimate_luts(ls, f, target))[0]
+    return resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=tuple(hardwired))
+
+
 def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=0, target="portable", hardwired=(),
-             lut_budget=None, warn=print):
+             lut_budget=None, target_cycles=None, fit_luts=None, warn=print):
     """Write ``top.v`` and ``top.json`` into ``out_dir`` (atomically, together); return the description.
 
     ``target`` picks the adder-tree netlist (:data:`hw.targets.TARGETS`); a Xilinx one also writes
@@ -88,7 +104,8 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     for p in layers:
         if p.spec.compute and not 1 <= p.in_bits <= 16:
             raise HardwareError(f"layer {p.name!r}: input width {p.in_bits} bits is outside 1..16")
-    folding = resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=tuple(hardwired))
+    folding = choose_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=hardwired,
+                             target_cycles=target_cycles, fit_luts=fit_luts, target=target)
     estimate = estimate_luts(layers, folding, target)
     if lut_budget is not None and estimate > lut_budget:
         warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")
@@ -113,6 +130,12 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
             (Path(tmp) / SIM_MODELS).write_text(models)
         (Path(tmp) / "top.json").write_text(json.dumps(desc, indent=2) + "\n")
     return desc
+
+
+def folding_json(layers, folding):
+    """The ``FOLDING`` file for a folding: ``{layer: {"pe", "simd"[, "hardwired"]}}`` for the compute layers."""
+    return {p.name: {"pe": f.pe, "simd": f.simd, **({"hardwired": True} if f.hardwired else {})}
+            for p, f in zip(layers, folding) if p.spec.compute}
 
 
 def _strip_comments_and_attrs(text):

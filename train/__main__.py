@@ -36,6 +36,8 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--out", required=True, help="output directory (e.g. build/digits-tfc/train)")
     a = p.parse_args(argv)
+    if a.dataset not in DATASETS and os.path.exists(a.dataset):
+        a.dataset = os.path.abspath(a.dataset)   # the checkpoint names the data; export reloads it from anywhere
     defaults = TrainConfig()
     r = recipe(a.dataset)
 

@@ -1,0 +1,89 @@
+"""Automatic folding: per-layer PE/SIMD that balance the pipeline for a target cycles per image or a LUT budget.
+
+Every PE in ``1..rows`` and SIMD in ``1..columns`` is a legal folding here (no divisibility rule: the input buffers
+and weight memories pad), so the search ranges over all of them and its answer is legal by construction. For a
+target of T cycles per image each compute layer gets the folding with the fewest MAC lanes (``PE * SIMD``) whose
+``vectors * ceil(columns / SIMD) * ceil(rows / PE)`` is at most T, ties going to the fewer padded lanes; the LUT
+budget is met by the smallest T whose folding fits it.
+"""
+
+from . import HardwareError
+from .layers import LayerFolding
+
+__all__ = ["fold_for_cycles", "fold_for_luts", "floor_cycles"]
+
+
+def _cycles(p, pe, simd):
+    s = p.spec
+    return s.vectors * -(-s.columns // simd) * -(-s.rows // pe)
+
+
+def floor_cycles(layers):
+    """The fewest cycles per image any folding reaches: every compute layer fully parallel still takes ``vectors``
+    cycles, a conv layer's sliding window ``out_pixels * kernel**2`` beats, and the input its pixels."""
+    floor = 1
+    for p in layers:
+        s = p.spec
+        if s.kind == "conv2d":
+            floor = max(floor, s.vectors * s.kernel * s.kernel, s.in_shape[1] * s.in_shape[2])
+        elif s.compute:
+            floor = max(floor, s.vectors)
+    return floor
+
+
+def _best(p, target):
+    """The (pe, simd) with the fewest lanes meeting ``target`` cycles, or None."""
+    s = p.spec
+    best = None
+    for pe in range(1, s.rows + 1):
+        nf = -(-s.rows // pe)
+        budget = target // (s.vectors * nf)      # column folds allowed
+        if budget < 1:
+            continue
+        simd = -(-s.columns // min(budget, s.columns))
+        lanes = pe * simd
+        waste = nf * pe * -(-s.columns // simd) * simd - s.rows * s.columns
+        key = (lanes, waste, _cycles(p, pe, simd))
+        if best is None or key < best[0]:
+            best = (key, pe, simd)
+    return None if best is None else (best[1], best[2])
+
+
+def fold_for_cycles(layers, target):
+    """One :class:`~hw.layers.LayerFolding` per layer meeting ``target`` cycles per image with the fewest MAC
+    lanes; :class:`HardwareError` when the target is below :func:`floor_cycles`."""
+    if not isinstance(target, int) or target < 1:
+        raise HardwareError(f"target cycles per image must be a positive integer, not {target!r}")
+    floor = floor_cycles(layers)
+    if target < floor:
+        raise HardwareError(f"no folding reaches {target} cycles per image: this network needs at least {floor} "
+                            f"(its sliding windows emit a patch per kernel position, its input a pixel per beat)")
+    out = []
+    for p in layers:
+        if not p.spec.compute:
+            out.append(LayerFolding())
+            continue
+        pe, simd = _best(p, target)
+        out.append(LayerFolding(pe=pe, simd=simd))
+    return out
+
+
+def fold_for_luts(layers, budget, estimate):
+    """The folding of the fewest cycles per image whose ``estimate(layers, folding)`` LUTs fit ``budget``:
+    ``(folding, cycles)``; :class:`HardwareError` when even the slowest folding does not fit."""
+    lo = floor_cycles(layers)
+    hi = max(_cycles(p, 1, 1) for p in layers if p.spec.compute)
+    hi = max(hi, lo)
+    slowest = fold_for_cycles(layers, hi)
+    if estimate(layers, slowest) > budget:
+        raise HardwareError(f"even the slowest folding (PE = SIMD = 1, {hi} cycles per image) needs "
+                            f"~{estimate(layers, slowest)} LUTs, over the budget of {budget}")
+    while lo < hi:           # the estimate falls as the target rises: bisect on the target
+        mid = (lo + hi) // 2
+        if estimate(layers, fold_for_cycles(layers, mid)) <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    folding = fold_for_cycles(layers, hi)
+    achieved = max(_cycles(p, f.pe, f.simd) for p, f in zip(layers, folding) if p.spec.compute)
+    return folding, max(achieved, floor_cycles(layers))
