@@ -103,11 +103,11 @@ report: setup
 # PNR_SCOPE=network places the network alone on the board's device (no pins, no bitstream): pnr/BOARD-network
 pnr: setup
 	$(PY) -m boards pnr --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) --scope $(PNR_SCOPE) \
-	  --target-mhz $(TARGET_MHZ) -o $(OUT)/pnr/$(BOARD)$(if $(filter network,$(PNR_SCOPE)),-network)
+	  --target-mhz $(TARGET_MHZ) $(if $(FORCE),--force) -o $(OUT)/pnr/$(BOARD)$(if $(filter network,$(PNR_SCOPE)),-network)
 
 # Xilinx boards (e.g. BOARD=arty_a7_35): amaranth-boards plan everywhere, Vivado run where Vivado exists
 build: setup
-	$(PY) -m boards build --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) -o $(OUT)/build/$(BOARD)
+	$(PY) -m boards build --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) $(if $(FORCE),--force) -o $(OUT)/build/$(BOARD)
 
 flash: setup
 	$(PY) -m boards flash --board "$(BOARD)" --dir $(OUT) $(if $(DRY_RUN),--dry-run)

@@ -105,10 +105,10 @@ def export_checkpoint(checkpoint, out_dir, *, warn=print):
     from common import LutmacError
     from common.files import atomic_directory, check_output_dir
     from common.idx import write_idx
+    check_output_dir(out_dir, stage="export", inputs=(Path(checkpoint).parent,))   # before torch loads (seconds)
     from train.data import load_dataset
     from train.trainer import load_model
 
-    check_output_dir(out_dir, stage="export", inputs=(Path(checkpoint).parent,))
     try:
         model, ck = load_model(checkpoint)
         cfg, mc = ck["config"], ck["model_config"]

@@ -96,7 +96,8 @@ def _mvu(p, f, *, in_lanes, group, ctx):
 
 
 def _compute_info(p, f, mvu, vectors):
-    return {"pe": f.pe, "simd": f.simd, "sf": mvu.sf, "nf": mvu.nf, "vectors": vectors,
+    # in_features/out_features: the matrix a PE row folds over (a conv layer's columns are its K*K*C patch)
+    return {"in_features": p.columns, "out_features": p.rows, "pe": f.pe, "simd": f.simd, "sf": mvu.sf, "nf": mvu.nf, "vectors": vectors,
             "in_bits": p.in_bits, "out_bits": mvu.out_shape.width, "acc_bits": p.acc_bits,
             "unit_latency": mvu.latency, "hardwired": f.hardwired}
 

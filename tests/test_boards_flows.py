@@ -205,6 +205,9 @@ def test_primitive_netlist_refused_on_ecp5(digits_export, tmp_path):
 
 
 def test_flash_dry_run_and_missing_programmer(tmp_path, monkeypatch):
+    for bitstream in ("pnr/ulx3s_85f/lutmac.bit", "build/arty_a7_35/vivado/lutmac.bit"):
+        (tmp_path / bitstream).parent.mkdir(parents=True)
+        (tmp_path / bitstream).write_bytes(b"\0")
     r = _cli("flash", "--board", "ulx3s_85f", "--dir", str(tmp_path), "--dry-run")
     assert r.returncode == 0 and r.stdout.strip() == f"openFPGALoader -b ulx3s -m {tmp_path}/pnr/ulx3s_85f/lutmac.bit"
     r = _cli("flash", "--board", "arty_a7_35", "--dir", str(tmp_path), "--dry-run")
