@@ -36,9 +36,10 @@ def mvau_luts(*, pe, simd, mw, mh, a_bits, out_bits=None, w_bits=1, a_signed=Fal
 
 
 def network_luts(top):
-    """Sum of :func:`mvau_luts` over the layers of a ``top.json`` description (``layers`` with pe/simd/bits)."""
+    """Sum of :func:`mvau_luts` over the compute layers of a ``top.json`` description (``layers`` with pe/simd/bits;
+    a conv layer is an MVAU over its K*K*C patch, as in FINN; pools and sliding windows are not counted)."""
     total = 0
-    layers = top["layers"]
+    layers = [layer for layer in top["layers"] if "pe" in layer]
     for i, layer in enumerate(layers):
         last = i == len(layers) - 1
         total += mvau_luts(pe=layer["pe"], simd=layer["simd"], mw=layer["in_features"], mh=layer["out_features"],

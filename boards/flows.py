@@ -72,7 +72,8 @@ def _timing_summary(text, top, seconds):
             "utilization": util, "fold_bound_cycles": top["fold_bound_cycles"],
             "images_per_s_at_fmax": round(clock["fmax_mhz"] * 1e6 / top["fold_bound_cycles"], 1) if clock else None,
             "critical_path": parse_critical_path(text),
-            "pe": [layer["pe"] for layer in top["layers"]], "simd": [layer["simd"] for layer in top["layers"]],
+            "pe": [layer["pe"] for layer in top["layers"] if "pe" in layer],
+            "simd": [layer["simd"] for layer in top["layers"] if "pe" in layer],
             "seconds": round(seconds, 1)}
 
 

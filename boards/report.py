@@ -42,6 +42,10 @@ def parse_int_list(text, name):
     return sorted(set(values))
 
 
+def _folding_key(desc):
+    return json.dumps([(lay["pe"], lay["simd"]) for lay in desc["layers"] if "pe" in lay])
+
+
 def _multiplier_pe(lanes, bits, family, work, cache):
     from .baselines import baseline_pe_verilog
     from .synth import utilization
@@ -87,7 +91,7 @@ def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_m
     # a folding clipped to the layers can repeat (PE beyond every layer): synthesise each distinct one once
     distinct = {}
     for pe, simd, rtl, desc in points:
-        distinct.setdefault(json.dumps([(lay["pe"], lay["simd"]) for lay in desc["layers"]]), (pe, simd, rtl, desc))
+        distinct.setdefault(_folding_key(desc), (pe, simd, rtl, desc))
 
     def run(item):
         pe, simd, rtl, desc = item
@@ -108,13 +112,13 @@ def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_m
     mult_cache = {}
     rows = []
     for pe, simd, rtl, desc in points:
-        key = json.dumps([(lay["pe"], lay["simd"]) for lay in desc["layers"]])
-        u = results[distinct[key][:2]]
+        u = results[distinct[_folding_key(desc)][:2]]
         if u["DSP"] > 0:
             raise BoardsError(f"PE={pe} SIMD={simd}: {u['DSP']} DSP blocks in a binary design (see {rtl.parent})")
-        macs = sum(lay["pe"] * lay["simd"] for lay in desc["layers"])
+        compute = [lay for lay in desc["layers"] if "pe" in lay]   # pools have no MAC array
+        macs = sum(lay["pe"] * lay["simd"] for lay in compute)
         mult_lut = mult_dsp = 0
-        for lay in desc["layers"]:
+        for lay in compute:
             lut, dsp = _multiplier_pe(lay["simd"], lay["in_bits"], family, work, mult_cache)
             mult_lut += lay["pe"] * lut
             mult_dsp += lay["pe"] * dsp

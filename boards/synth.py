@@ -42,7 +42,7 @@ def synthesize(rtl_dir, out_dir, *, family="xc7", timeout=None):
     scratch = Path(out_dir).parent / f".{Path(out_dir).name}.work"
     shutil.rmtree(scratch, ignore_errors=True)
     res = utilization(rtl_dir / "top.v", top["top"], family, scratch, timeout=timeout)
-    layers = top["layers"]
+    layers = [layer for layer in top["layers"] if "pe" in layer]   # compute layers (pools have no MAC array)
     macs = sum(layer["pe"] * layer["simd"] for layer in layers)
     res.update(pe=[layer["pe"] for layer in layers], simd=[layer["simd"] for layer in layers],
                layers=[layer["name"] for layer in layers], mac_lanes=macs,
