@@ -8,24 +8,32 @@ budget is met by the smallest T whose folding fits it.
 """
 
 from . import HardwareError
-from .layers import LayerFolding
+from .layers import PATCH_WINDOW_BITS, LayerFolding, conv_window, window_cycles
 
 __all__ = ["fold_for_cycles", "fold_for_luts", "floor_cycles"]
 
 
 def _cycles(p, pe, simd):
+    """Cycles per image of a compute layer folded ``pe`` x ``simd``, its window included (hw.layers' rule)."""
     s = p.spec
-    return s.vectors * -(-s.columns // simd) * -(-s.rows // pe)
+    steps = s.vectors * -(-s.columns // simd) * -(-s.rows // pe)
+    if s.kind == "conv2d":
+        return max(steps, window_cycles(s, conv_window(s, p.in_bits, pe, simd)))
+    return steps
 
 
 def floor_cycles(layers):
     """The fewest cycles per image any folding reaches: every compute layer fully parallel still takes ``vectors``
-    cycles, a conv layer's sliding window ``out_pixels * kernel**2`` beats, and the input its pixels."""
+    cycles; a conv layer's window its padded map (a patch window, for few channels) or ``kernel**2`` beats per output
+    pixel (a line buffer); the input its pixels."""
     floor = 1
     for p in layers:
         s = p.spec
         if s.kind == "conv2d":
-            floor = max(floor, s.vectors * s.kernel * s.kernel, s.in_shape[1] * s.in_shape[2])
+            _, h, w = s.in_shape
+            window = (h + 2 * s.padding) * (w + 2 * s.padding) if s.columns * p.in_bits <= PATCH_WINDOW_BITS \
+                else s.vectors * s.kernel ** 2
+            floor = max(floor, s.vectors, window, h * w)
         elif s.compute:
             floor = max(floor, s.vectors)
     return floor
@@ -41,6 +49,8 @@ def _best(p, target):
         if budget < 1:
             continue
         simd = -(-s.columns // min(budget, s.columns))
+        if _cycles(p, pe, simd) > target:      # a conv layer's window cannot keep up at this folding
+            continue
         lanes = pe * simd
         waste = nf * pe * -(-s.columns // simd) * simd - s.rows * s.columns
         key = (lanes, waste, _cycles(p, pe, simd))
@@ -63,8 +73,10 @@ def fold_for_cycles(layers, target):
         if not p.spec.compute:
             out.append(LayerFolding())
             continue
-        pe, simd = _best(p, target)
-        out.append(LayerFolding(pe=pe, simd=simd))
+        best = _best(p, target)
+        if best is None:
+            raise HardwareError(f"layer {p.name!r} cannot reach {target} cycles per image at any folding")
+        out.append(LayerFolding(pe=best[0], simd=best[1]))
     return out
 
 

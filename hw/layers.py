@@ -15,10 +15,14 @@ from amaranth.lib.wiring import In, Out
 
 from .maxpool import MaxPool
 from .mvu import MatrixVectorUnit
+from .patch_window import PatchWindow
 from .sliding_window import SlidingWindow
 
 __all__ = ["LayerFolding", "LayerHardware", "LayerChain", "UNITS", "build_layers", "input_format", "image_beats",
-           "geometry_only"]
+           "geometry_only", "conv_window", "window_cycles", "PATCH_WINDOW_BITS"]
+
+#: a conv layer whose whole patch is at most this many bits may get a :class:`~hw.patch_window.PatchWindow`
+PATCH_WINDOW_BITS = 4608   # 3 x 3 x 64 values of 8 bits
 
 
 @dataclass(frozen=True)
@@ -109,16 +113,37 @@ def _dense(p, f, *, in_lanes, in_group, ctx):
     return LayerHardware([mvu], f.pe, p.rows, cycles, mvu.latency, _compute_info(p, f, mvu, 1))
 
 
+def conv_window(spec, in_bits, pe, simd):
+    """The window a conv layer gets: a :class:`~hw.patch_window.PatchWindow` (a whole patch per beat) when the line
+    buffer's ``kernel**2`` beats per output pixel would hold back the MVU's ``ceil(columns/SIMD) * ceil(rows/PE)``
+    steps and the patch fits :data:`PATCH_WINDOW_BITS` of registers (few channels: first layers), else a
+    :class:`~hw.sliding_window.SlidingWindow` (one pixel per beat, line buffer in memory)."""
+    steps = -(-spec.columns // simd) * -(-spec.rows // pe)
+    small = spec.columns * in_bits <= PATCH_WINDOW_BITS
+    return PatchWindow if small and steps < spec.kernel ** 2 else SlidingWindow
+
+
+def window_cycles(spec, window):
+    """Cycles per image of a conv layer's window (images back to back): the padded map for a patch window,
+    ``kernel**2`` beats per output pixel for a line buffer."""
+    _, h, w = spec.in_shape
+    if window is PatchWindow:
+        return (h + 2 * spec.padding) * (w + 2 * spec.padding)
+    return spec.vectors * spec.kernel ** 2
+
+
 def _conv(p, f, *, in_lanes, in_group, ctx):
     s = p.spec
     c, h, w = s.in_shape
-    window = SlidingWindow(channels=c, height=h, width=w, kernel=s.kernel, stride=s.stride, padding=s.padding,
-                           bits=p.in_bits, in_lanes=in_lanes)
-    # the window emits a patch as kernel**2 beats of one pixel's C channels: the MVU's groups
-    mvu = _mvu(p, f, in_lanes=c, group=c, ctx=ctx)
+    cls = conv_window(s, p.in_bits, f.pe, f.simd)
+    window = cls(channels=c, height=h, width=w, kernel=s.kernel, stride=s.stride, padding=s.padding,
+                 bits=p.in_bits, in_lanes=in_lanes)
+    # the window's beats are the MVU's groups: one pixel's C channels (line buffer), or the whole patch
+    group = s.columns if cls is PatchWindow else c
+    mvu = _mvu(p, f, in_lanes=group, group=group, ctx=ctx)
     vectors = s.vectors
-    cycles = max(vectors * mvu.cycles, window.in_beats_per_image, window.out_beats_per_image)
-    info = {**_compute_info(p, f, mvu, vectors), "window_rows": window.rows,
+    cycles = max(vectors * mvu.cycles, window.in_beats_per_image, window_cycles(s, cls))
+    info = {**_compute_info(p, f, mvu, vectors), "window": cls.__name__,
             "window_in_beats": window.in_beats_per_image, "window_out_beats": window.out_beats_per_image}
     return LayerHardware([window, mvu], f.pe, s.out_channels, cycles, window.latency + mvu.latency, info)
 
