@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import BoardsError
 from .ecp5_netlist import absorb_in_file
+from .yosys import memory_init_files
 from .platforms import (BOARDS, board, build_plan, check_target, estimated_fit_error, parse_critical_path,
                         parse_nextpnr_log, platform_for, program_command, read_network, tool_path)
 
@@ -168,7 +169,7 @@ def network_place_and_route(rtl_dir, out_dir, *, board_name, target_mhz=200.0, s
     env = _yowasp_env()
     out_dir, work = _work_dir(out_dir)
     work.mkdir(parents=True)
-    (work / f"{NAME}_network.v").write_text(verilog)
+    (work / f"{NAME}_network.v").write_text(memory_init_files(verilog, work))
     (work / f"{NAME}.ys").write_text(
         f"read_verilog {NAME}_network.v\nsynth_ecp5 {ECP5_SYNTH_OPTS} -top {top['top']}\n{ECP5_LUT_MAPPING}"
         f"synth_ecp5 -run map_cells: -top {top['top']}\nwrite_json {NAME}.json\n")

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from . import BoardsError
-from .yosys import classify_cells, run_yosys, xilinx_flow
+from .yosys import classify_cells, memory_init_files, run_yosys, xilinx_flow
 
 __all__ = ["synthesize", "utilization"]
 
@@ -18,7 +18,7 @@ def utilization(verilog_path, top, family, work_dir, *, timeout=None):
     work.mkdir(parents=True, exist_ok=True)
     local = work / "design.v"
     if Path(verilog_path).resolve() != local.resolve():
-        shutil.copyfile(verilog_path, local)
+        local.write_text(memory_init_files(Path(verilog_path).read_text(), work))
     t0 = time.perf_counter()
     log = run_yosys(xilinx_flow("design.v", top, family), work, timeout=timeout)
     res = classify_cells((work / "stat.json").read_text())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import BoardsError
 
-__all__ = ["yosys_executable", "run_yosys", "xilinx_flow", "classify_cells", "FAMILIES"]
+__all__ = ["yosys_executable", "run_yosys", "xilinx_flow", "classify_cells", "FAMILIES", "memory_init_files"]
 
 FAMILIES = ("xc7", "xcu", "xcup")
 
@@ -25,6 +25,37 @@ _CELL_CLASSES = [
     (r"DSP48E[12]?$|DSP48E1|DSP48E2", "DSP"),
     (r"MUXF[78]$|MUXF9$", "MUXF"),
 ]
+
+
+_MEMORY = re.compile(r"^(\s*)reg \[(\d+):0\] (\S+) \[(\d+):0\];\n\s*initial begin\n((?:\s*\3\[\d+\] = [^;]+;\n)+)\s*end\n",
+                     re.M)
+_WORD = re.compile(r"\[(\d+)\] = (\d+)'([hbd])([0-9a-fA-FxXzZ_]+);")
+
+
+def memory_init_files(verilog, work_dir):
+    """``verilog`` with every memory's ``initial`` block of word-by-word assignments replaced by a ``$readmemh`` of a
+    hex file written into ``work_dir``: the same initial contents, but yosys' Verilog front end reads a file in
+    seconds where a network's tens of thousands of assignments take it most of an hour. For synthesis only: ``top.v``
+    itself stays self-contained."""
+    work_dir = Path(work_dir)
+    count = 0
+
+    def replace(m):
+        nonlocal count
+        indent, width, name, top = m.group(1), int(m.group(2)) + 1, m.group(3), int(m.group(4))
+        words = [0] * (top + 1)
+        for index, bits, base, digits in _WORD.findall(m.group(5)):
+            digits = digits.replace("_", "")
+            if any(c in "xXzZ" for c in digits):
+                return m.group(0)            # an undefined word: keep the block as it is
+            words[int(index)] = int(digits, {"h": 16, "b": 2, "d": 10}[base])
+        fname = f"meminit_{count}.hex"
+        count += 1
+        digits = (width + 3) // 4
+        (work_dir / fname).write_text("".join(format(w, f"0{digits}x") + "\n" for w in words))
+        return f'{indent}reg [{width - 1}:0] {name} [{top}:0];\n{indent}initial $readmemh("{fname}", {name});\n'
+
+    return _MEMORY.sub(replace, verilog)
 
 
 def yosys_executable():
