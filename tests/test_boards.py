@@ -84,3 +84,38 @@ def test_synth_bad_inputs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "boards", "synth", "--rtl", str(tmp_path), "-o", str(tmp_path / "s")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "make gen" in r.stderr
+
+
+def test_memory_init_files_give_the_same_netlist(tmp_path):
+    """Synthesis reads memories' initial contents from $readmemh files: the netlist after memory_collect is the same
+    as from the word-by-word initial blocks in top.v."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+    from amaranth.lib.wiring import In, Out
+    from boards.yosys import memory_init_files
+    from conftest import run_yosys
+
+    class Rom(wiring.Component):
+        addr: In(6)
+        data: Out(13)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.mem = mem = Memory(shape=13, depth=40, init=[(i * 2654435761) % 8191 for i in range(37)])
+            port = mem.read_port()
+            m.d.comb += [port.addr.eq(self.addr), self.data.eq(port.data)]
+            return m
+
+    text = verilog.convert(Rom(), name="rom", emit_src=False)
+    fast = memory_init_files(text, tmp_path)
+    assert "$readmemh" in fast and "initial begin" not in fast.split("$readmemh")[0].split("reg [12:0]")[-1]
+    outs = []
+    for name, source in (("a", text), ("b", fast)):
+        (tmp_path / f"{name}.v").write_text(source)
+        run_yosys(f"read_verilog {name}.v; hierarchy -top rom; proc; memory_collect; opt_clean; "
+                  f"write_verilog -noattr {name}_out.v", tmp_path)
+        outs.append("\n".join(line for line in (tmp_path / f"{name}_out.v").read_text().splitlines()
+                              if not line.startswith("/*") and "src" not in line))
+    assert outs[0] == outs[1]
