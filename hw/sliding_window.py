@@ -85,7 +85,7 @@ class SlidingWindow(wiring.Component):
     in_beats_per_image, out_beats_per_image : int
         ``H * W * beats_per_pixel`` and ``out_height * out_width * K * K``.
     rows : int
-        Map rows in the line buffer (``K + S``).
+        Map rows in the line buffer (``K + max(S, K - P)``).
     latency : int
         Cycles from a read being issued to its beat on ``o``.
     """
@@ -106,10 +106,12 @@ class SlidingWindow(wiring.Component):
         self.beats_per_pixel = -(-channels // in_lanes)
         self.in_beats_per_image = height * width * self.beats_per_pixel
         self.out_beats_per_image = self.out_height * self.out_width * kernel * kernel
-        # K rows hold the window being read and S more take the rows of the next window while it is read, so the
-        # writer never waits for the reader to finish a row of output (and vice versa) unless one side is slower
-        # overall. Fewer rows would serialise them; more would only let the writer run further ahead.
-        self.rows = kernel + stride
+        # K rows hold the window being read; S more take the rows of the next window while it is read, so within an
+        # image the writer never waits for the reader (nor the reader for the writer) unless one side is slower
+        # overall. At an image's end the next window is the next image's first, K - P rows: with fewer places the
+        # writer stalls upstream during the last output row and the reader then starves for those rows, once per
+        # image (measured on Fashion fcnv: 1.2x the fold bound with K + S rows, when the layers are balanced).
+        self.rows = kernel + max(stride, kernel - padding)
         self.latency = 3              # read issued, memory read, FIFO write; CreditedOutput's registered fetch
         self._fifo_depth = self.latency + RETURN_DELAY + 1   # every read in flight until its credit returns
         super().__init__({
