@@ -1,4 +1,5 @@
-"""python -m export: checkpoint -> packed weights, folded integer parameters, manifest; `check` re-verifies."""
+"""python -m export: checkpoint -> packed weights, folded integer parameters, manifest; `check` re-verifies;
+`qonnx` writes the export as a QONNX graph."""
 
 import argparse
 import sys
@@ -7,7 +8,8 @@ from pathlib import Path
 from . import ExportError
 
 _USAGE = """python -m export --checkpoint OUT/train/model.pt -o OUT/export
-       python -m export check OUT/export"""
+       python -m export check OUT/export
+       python -m export qonnx OUT/export -o model.onnx [--check [N]]"""
 
 
 def _check(directory):
@@ -28,8 +30,51 @@ def _check(directory):
     return 0
 
 
+def _count(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of images (leave N out for the whole test set)")
+    return n
+
+
+def _qonnx(argv):
+    import time
+    from collections import Counter
+    p = argparse.ArgumentParser(prog="python -m export qonnx",
+                                description="Write an export directory as a QONNX graph (FINN/hls4ml/Brevitas ONNX "
+                                            "dialect), exact to the golden model (export/qonnx.py says how).")
+    p.add_argument("directory", help="an export directory (python -m export -o ...)")
+    p.add_argument("-o", "--out", required=True, help="the .onnx file to (re)write atomically")
+    p.add_argument("--check", nargs="?", type=_count, const=0, default=None, metavar="N",
+                   help="run the first N test images (all without N) through qonnx's execute_onnx and compare classes "
+                        "and scores with the golden model; exit 1 on any mismatch")
+    a = p.parse_args(argv)
+    if Path(a.out).resolve().parent == Path(a.directory).resolve():
+        raise ExportError(f"{a.out}: write the .onnx outside the export directory (the export stage replaces that "
+                          f"folder as a whole and refuses one holding foreign files)")
+    from .qonnx import check_model, load_model, write_qonnx
+    model = write_qonnx(a.directory, a.out)
+    ops = Counter(n.op_type for n in model.graph.node)
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.model.opset_import)
+    print(f"{a.out}: {len(model.graph.node)} nodes ({', '.join(f'{k} x{v}' for k, v in ops.items())}), "
+          f"{Path(a.out).stat().st_size} bytes, opsets {opsets}")
+    if a.check is None:
+        return 0
+    t = time.perf_counter()
+    r = check_model(load_model(a.out), a.directory, a.check or None)
+    n = r["images"]
+    print(f"{a.out}: {r['class_matches']}/{n} classes and {r['score_matches']}/{n} score vectors equal the golden "
+          f"model's (qonnx execute_onnx, {time.perf_counter() - t:.1f} s)")
+    return 0 if r["class_matches"] == n and r["score_matches"] == n else 1
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["qonnx"]:
+        return _qonnx(argv[1:])
     if argv[:1] == ["check"]:
         p = argparse.ArgumentParser(prog="python -m export check", description="Re-verify an export directory.")
         p.add_argument("directory")
