@@ -57,3 +57,26 @@ def have_simulator(sim):
         return True
     except SimError:
         return False
+
+
+@pytest.fixture(scope="session")
+def digits_conv_ps_export(tmp_path_factory):
+    """Export directory of a tiny real conv net on digits (8x8x1) with padding, stride, a pool and a dense layer
+    after a map: ``8c3p1-mp2-16c3s2p1-10``, 4-bit activations, 10 epochs (~3 s on one thread).
+
+    conv0 8x8x8 (zero padding 1), pool0 4x4x8, conv1 2x2x16 (stride 2, padding 1), fc0 10 classes of the 2x2x16 map.
+    As matrices (rows x columns, vectors per image): conv0 8 x 9 x 64, conv1 16 x 72 x 4, fc0 10 x 64 x 1.
+    """
+    import torch
+    from train.trainer import TrainConfig, run_training
+    from export.exporter import export_checkpoint
+    root = tmp_path_factory.mktemp("digits-conv-ps")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)     # a tiny net: two threads on two shared cores only spin against each other
+    try:
+        run_training(TrainConfig(dataset="digits", arch="8c3p1-mp2-16c3s2p1-10", abits=4, epochs=10), root / "train",
+                     progress=False, log=lambda s: None)
+    finally:
+        torch.set_num_threads(threads)
+    export_checkpoint(root / "train" / "model.pt", root / "export", warn=lambda s: None)
+    return root / "export"
