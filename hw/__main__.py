@@ -1,5 +1,5 @@
 """python -m hw: `gen` writes the network's Verilog from an export; `fold` chooses a folding; `pe` emits one
-processing element."""
+processing element; `matrix` one constant ±1 matrix-vector product with shared partial sums."""
 
 import argparse
 import sys
@@ -73,6 +73,15 @@ def _pe(a):
     return 0
 
 
+def _matrix(a):
+    from .matrix import write_matrix
+    d = write_matrix(a.weights, a.out, bits=a.bits, pipeline=a.pipeline, depth=a.depth)
+    print(f"{a.out}: lutmac_matrix {d['n_in']} x {d['n_out']} x {d['in_bits']} bits, {d['adders']} adders "
+          f"(~{d['estimated_luts']} LUTs est.), depth {d['depth']}, {d['out_bits']}-bit outputs, "
+          f"latency {d['latency_cycles']}; planned in {d['plan_seconds']:.1f} s")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m hw", description="LUT-only binary-weight hardware generator.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -112,10 +121,17 @@ def main(argv=None):
     e.add_argument("--portable", action="store_true", help="plain RTL instead of the Xilinx primitive netlist")
     e.add_argument("--name", default="pe")
     e.add_argument("-o", "--out", required=True)
+    x = sub.add_parser("matrix", help="a constant ±1 matrix times a vector, fully unrolled, partial sums shared "
+                                      "across outputs (module lutmac_matrix, widths in a .json beside it)")
+    x.add_argument("--weights", required=True, help="(n_in, n_out) .npy of ±1: W[i, j] weighs input i into output j")
+    x.add_argument("--bits", type=int, required=True, help="width of the unsigned inputs, 1..32")
+    x.add_argument("--pipeline", type=int, default=0, help="register every K adder levels (default 0: combinational)")
+    x.add_argument("--depth", type=int, help="adder levels allowed (default ceil(log2(n_in)) + 2)")
+    x.add_argument("-o", "--out", required=True, help="the Verilog file to write (its .json goes beside it)")
     a = p.parse_args(argv)
     if a.cmd == "fold" and (a.cycles is None) == (a.luts is None):
         raise HardwareError("fold: give exactly one of --cycles and --luts")
-    return {"gen": _gen, "pe": _pe, "fold": _fold}[a.cmd](a)
+    return {"gen": _gen, "pe": _pe, "fold": _fold, "matrix": _matrix}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .constant_tree import ConstantWeightTree
 from .credit_fifo import RETURN_DELAY, CreditedOutput
 from .input_buffer import InputBuffer
+from .matrix import ConstantMatrix, plan_matrix
 from .requant import ScoreRequantizer, ThresholdRequantizer
 from .targets import make_tree, tree_latency
 
@@ -75,8 +75,9 @@ class MatrixVectorUnit(wiring.Component):
     tree_pipeline : int
         Register every this many adder levels (0: combinational trees).
     hardwired : bool
-        Bake the weights into the trees as constants (:class:`~hw.constant_tree.ConstantWeightTree`): no weight
-        memory, each MAC a fixed add or subtract. Only for a fully parallel layer (``pe = rows``, ``simd = columns``).
+        Bake the weights in as constants: one :class:`~hw.matrix.ConstantMatrix` for all rows, partial sums shared
+        across them, no weight memory. Only for a fully parallel layer (``pe = rows``, ``simd = columns``: one step
+        per vector); ``tree_latency`` is then the matrix's registered levels.
     tree_target : str
         Netlist of the adder trees (:data:`hw.targets.TARGETS`): ``"portable"`` RTL, or Xilinx primitives.
     tree_modules : dict, optional
@@ -116,7 +117,11 @@ class MatrixVectorUnit(wiring.Component):
         if self.hardwired and (self.sf, self.nf) != (1, 1):
             raise ValueError(f"a hard-wired layer is fully parallel: pe must be {self.out_features} and simd "
                              f"{self.in_features}, not {pe} and {simd}")
-        self.tree_latency = tree_latency(target=tree_target, lanes=simd, pipeline=tree_pipeline)
+        if self.hardwired:   # planned here (the latency needs its depth), built when elaborated
+            self._matrix_plan = plan_matrix(np.where(weights.T > 0, 1, -1), in_bits)
+            self.tree_latency = ConstantMatrix.latency_for(self._matrix_plan.depth, tree_pipeline)
+        else:
+            self.tree_latency = tree_latency(target=tree_target, lanes=simd, pipeline=tree_pipeline)
         if thresholds is not None:
             self._make_requant = lambda: ThresholdRequantizer(
                 orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width)
@@ -143,7 +148,7 @@ class MatrixVectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.buffer = buf = InputBuffer(length=self.in_features, bits=self.in_bits, group=self.group,
-                                                lanes=self.in_lanes, simd=self.simd)
+                                                lanes=self.in_lanes, simd=self.simd, row_folds=self.nf)
         wiring.connect(m, wiring.flipped(self.i), buf.i)
         m.submodules.out = out = CreditedOutput(shape=data.ArrayLayout(self.out_shape, self.pe),
                                                 depth=self.fifo_depth)
@@ -216,16 +221,16 @@ class MatrixVectorUnit(wiring.Component):
         return wdata
 
     def _pe_array(self, m, x, wdata):
-        """``pe`` adder trees over the lanes ``x``; returns their sums (``tree_latency`` cycles later)."""
+        """``pe`` adder trees over the lanes ``x`` (a hard-wired layer: one shared-sum matrix); returns their sums
+        (``tree_latency`` cycles later)."""
+        if self.hardwired:
+            m.submodules.matrix = mat = ConstantMatrix(weights=None, in_bits=self.in_bits,
+                                                       pipeline=self.tree_pipeline, plan=self._matrix_plan)
+            m.d.comb += mat.x.eq(x)
+            return [mat.y[p] for p in range(self.pe)]
         totals = []
         for p, w in enumerate(wdata):
-            if self.hardwired:
-                tree = ConstantWeightTree(weights=[(w >> i) & 1 for i in range(self.simd)], in_bits=self.in_bits,
-                                          pipeline=self.tree_pipeline)
-                m.submodules[f"pe{p}"] = tree
-                m.d.comb += tree.x.eq(x)
-                totals.append(tree.total)
-            elif self._tree_modules is None:
+            if self._tree_modules is None:
                 tree = make_tree(target=self.tree_target, lanes=self.simd, in_bits=self.in_bits,
                                  pipeline=self.tree_pipeline)
                 m.submodules[f"pe{p}"] = tree
