@@ -60,6 +60,31 @@ def have_simulator(sim):
 
 
 @pytest.fixture(scope="session")
+def torch_single_thread():
+    """One torch thread for the session (restored at its end). The model tests' networks are tiny: on the project's
+    two shared cores, two OpenMP threads spin against each other and make a 60-epoch tfc run ~10x slower (66 s vs
+    5 s measured). Results differ in the last float bits from a two-thread run, never in what the tests assert."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def digits_conv_export(tmp_path_factory):
+    """``(checkpoint, export_dir)`` of a tiny real conv net on digits: ``16c3-mp2-32c3-10`` (conv0 16x6x6, pool0
+    16x3x3, conv1 32x1x1, fc0 10), 15 epochs, 8-bit activations (~2 s on one thread)."""
+    from train.trainer import TrainConfig, run_training
+    from export.exporter import export_checkpoint
+    root = tmp_path_factory.mktemp("digits-conv")
+    run_training(TrainConfig(dataset="digits", arch="16c3-mp2-32c3-10", epochs=15), root / "train",
+                 progress=False, log=lambda s: None)
+    export_checkpoint(root / "train" / "model.pt", root / "export")
+    return root / "train" / "model.pt", root / "export"
+
+
+@pytest.fixture(scope="session")
 def digits_conv_ps_export(tmp_path_factory):
     """Export directory of a tiny real conv net on digits (8x8x1) with padding, stride, a pool and a dense layer
     after a map: ``8c3p1-mp2-16c3s2p1-10``, 4-bit activations, 10 epochs (~3 s on one thread).

@@ -1,10 +1,15 @@
 """Integer folding equals the float batch norm + quantised activation, at every threshold boundary."""
 
+import warnings
+
 import numpy as np
 import pytest
 
-from export.folding import (accumulator_bounds, apply_scores, apply_thresholds, fold_scores, fold_thresholds,
-                            reference_activation, reference_scores, signed_bits)
+from export import ExportError
+from export.folding import (MAX_SCORE_BITS, SCALE_BITS, accumulator_bounds, apply_scores, apply_thresholds,
+                            fold_scores, fold_thresholds, reference_activation, reference_scores, signed_bits)
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")   # the session's trainings: see conftest
 
 
 def _random_bn(rng, rows):
@@ -36,20 +41,39 @@ def test_thresholds_match_reference_at_every_boundary(abits, seed):
     assert (ref[:, 3:6] == ref[:1, 3:6]).all()
 
 
-def test_thresholds_on_a_trained_layer(digits_export):
+def _trained_bn(model, index):
+    """Batch-norm parameters (float64) of the ``index``-th compute layer of a trained BinaryNet."""
+    from train.binary import BinaryConv2d, BinaryLinear
+    mods = list(model.net)
+    at = [i for i, m in enumerate(mods) if isinstance(m, (BinaryLinear, BinaryConv2d))][index]
+    lin, bn = mods[at], mods[at + 1]
+    return dict(mean=bn.running_mean.double().numpy(), var=bn.running_var.double().numpy(),
+                gamma=bn.weight.detach().double().numpy(), beta=bn.bias.detach().double().numpy(),
+                bias=lin.bias.detach().double().numpy(), eps=bn.eps)
+
+
+@pytest.mark.parametrize("which", ["digits_export", "digits_conv_export"])
+def test_thresholds_on_a_trained_layer(which, request):
     from export.manifest import load_layers
-    import torch
-    ckpt, export_dir = digits_export
-    layers = load_layers(export_dir)
-    model = torch.load(ckpt, weights_only=False)
-    sd = model["model"]
-    p = layers[0]
-    acc = np.arange(p.acc_min, p.acc_max + 1, 7)[:, None].repeat(p.out_features, 1)
-    bn = dict(mean=sd["net.1.running_mean"].double().numpy(), var=sd["net.1.running_var"].double().numpy(),
-              gamma=sd["net.1.weight"].double().numpy(), beta=sd["net.1.bias"].double().numpy(),
-              bias=sd["net.0.bias"].double().numpy(), eps=1e-4)
-    ref = reference_activation(acc, **bn, abits=8, act_range=4.0)
-    assert np.array_equal(apply_thresholds(acc, p.orientation, p.thresholds), ref)
+    from train.trainer import load_model
+    ckpt, export_dir = request.getfixturevalue(which)
+    layers = [p for p in load_layers(export_dir) if p.spec.compute]
+    model, ck = load_model(ckpt)
+    act_range = ck["model_config"]["act_range"]
+    for i, p in enumerate(layers[:-1]):   # every hidden compute layer (dense or conv)
+        acc = np.arange(p.acc_min, p.acc_max + 1, 7)[:, None].repeat(p.out_features, 1)
+        ref = reference_activation(acc, **_trained_bn(model, i), abits=8, act_range=act_range)
+        assert np.array_equal(apply_thresholds(acc, p.orientation, p.thresholds), ref), p.name
+    out = layers[-1]
+    bn = _trained_bn(model, len(layers) - 1)
+    acc = np.arange(out.acc_min, out.acc_max + 1, 3)[:, None].repeat(out.rows, 1)
+    ref = reference_scores(acc, **bn) * 2.0 ** _shift(export_dir)
+    assert np.abs(apply_scores(acc, out.scale, out.offset) - ref).max() <= 0.5 * out.acc_max + 0.5 + 1e-6
+
+
+def _shift(export_dir):
+    from export.manifest import read_manifest
+    return read_manifest(export_dir)["layers"][-1]["activation"]["shift"]
 
 
 def test_scores_track_float_and_fit_width():
@@ -58,7 +82,7 @@ def test_scores_track_float_and_fit_width():
     bn = _random_bn(rng, rows)
     bn["gamma"] = np.abs(bn["gamma"]) + 0.2
     bn["var"] = rng.uniform(1e3, 4e4, rows)  # trained output layers: no degenerate classes
-    m, b, shift = fold_scores(**bn)
+    m, b, shift = fold_scores(**bn, acc_bound=2000)
     assert np.abs(m).max() < 2 ** 11
     acc = rng.integers(-2000, 2000, (1000, rows))
     ref = reference_scores(acc, **bn) * 2.0 ** shift
@@ -87,3 +111,51 @@ def test_extremes_stay_inside_accumulator_width(digits_export):
             s = apply_scores(np.array([[p.acc_min] * p.out_features, [p.acc_max] * p.out_features]), p.scale,
                              p.offset)
             assert np.abs(s).max() < 1 << (p.score_bits - 1)
+
+
+def test_apply_thresholds_is_a_count_of_passed_thresholds():
+    rng = np.random.default_rng(7)
+    rows, levels = 13, 15
+    thr = np.sort(rng.integers(-40, 40, (rows, levels)), axis=1)
+    thr[0] = 5                      # all equal
+    thr[1, :7] = -41                # below every value: always passed
+    orient = rng.choice([-1, 1], rows)
+    acc = rng.integers(-45, 46, (300, rows))
+    naive = ((orient[None, :, None] * acc[:, :, None]) >= thr[None, :, :]).sum(axis=2)
+    assert np.array_equal(apply_thresholds(acc, orient, thr), naive)
+    assert apply_thresholds(np.array([[4] * rows]), orient * 0 + 1, thr)[0, 0] == 0
+    assert apply_thresholds(np.array([[5] * rows]), orient * 0 + 1, thr)[0, 0] == levels
+
+
+def _output_bn(rows=10, seed=3):
+    rng = np.random.default_rng(seed)
+    return dict(mean=rng.normal(0, 50, rows), var=rng.uniform(1e3, 4e4, rows), gamma=rng.uniform(0.5, 2, rows),
+                beta=rng.normal(0, 1, rows), bias=rng.normal(0, 0.5, rows), eps=1e-4)
+
+
+@pytest.mark.parametrize("gamma", [1e-16, -1e-16, 0.0])
+def test_fold_scores_refuses_a_degenerate_output_layer(gamma):
+    """|gamma| ~ 1e-16 on every class: the scores cannot depend on the input at any usable width; refused with an
+    ExportError -- not a numpy overflow warning and a wrapped integer export."""
+    bn = _output_bn()
+    bn["gamma"] = np.full(10, gamma)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ExportError, match="output layer"):
+            fold_scores(**bn, acc_bound=8160)
+
+
+def test_fold_scores_keeps_scores_in_range():
+    bn = _output_bn()
+    bn["gamma"][3] = 1e-16            # one dead class is allowed: its scale rounds to 0
+    bn["beta"][5] = 40.0              # a large offset lowers the shift instead of overflowing
+    for bound in (10, 8160, 199920, 2 ** 30):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m, b, shift = fold_scores(**bn, acc_bound=bound)
+        assert np.abs(m).max() < 2 ** (SCALE_BITS - 1) and m[3] == 0 and 0 <= shift <= 62
+        extremes = apply_scores(np.array([[-bound] * 10, [bound] * 10]), m, b)
+        assert np.abs(extremes).max() < 2 ** (MAX_SCORE_BITS - 2), bound
+        ref = reference_scores(np.array([[-bound] * 10, [0] * 10, [bound] * 10]), **bn) * 2.0 ** shift
+        got = apply_scores(np.array([[-bound] * 10, [0] * 10, [bound] * 10]), m, b)
+        assert np.abs(got - ref).max() <= 0.5 * bound + 0.5 + 1e-6

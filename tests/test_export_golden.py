@@ -14,6 +14,8 @@ from export import ExportError, WeightFormatError
 from export.golden import GoldenModel
 from export.manifest import REQUIRED_KEYS, load_test_set, read_manifest
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")   # the session's trainings: see conftest
+
 
 def _tree_digest(d):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir())}
@@ -23,10 +25,16 @@ def test_manifest_contract_keys(digits_export):
     m = read_manifest(digits_export[1])
     for key in REQUIRED_KEYS:
         assert key in m
-    assert m["input"] == {"shape": [8, 8], "bits": 8, "signed": False, "features": 64}
+    assert m["format_version"] == 2 and m["classes"] == 10
+    # (C, H, W) since format version 2; values are ordered H, W, C
+    assert {k: m["input"][k] for k in ("shape", "bits", "signed")} == {"shape": [1, 8, 8], "bits": 8, "signed": False}
+    assert [layer["name"] for layer in m["layers"]] == ["fc0", "fc1", "fc2", "fc3"]
     for layer in m["layers"]:
-        for key in ("in_features", "out_features", "weights", "sha256", "abits"):
-            assert key in layer
+        for key in ("name", "kind", "in_shape", "out_shape", "in_features", "out_features", "weights", "sha256",
+                    "abits", "in_bits", "acc_bits", "acc_min", "acc_max", "activation"):
+            assert key in layer, key
+        assert layer["kind"] == "dense" and layer["out_shape"] == [layer["out_features"], 1, 1]
+    assert m["layers"][0]["in_shape"] == [1, 8, 8] and m["layers"][0]["in_features"] == 64
 
 
 def test_golden_agrees_with_float_model(digits_export):
@@ -45,7 +53,10 @@ def test_golden_matches_float_per_image(digits_export):
     images, labels = load_test_set(d)
     g = GoldenModel(d)
     float_cls = model.predict(torch.from_numpy(images), sign_weights=True).argmax(1).numpy()
+    assert images.shape[1:] == (8, 8, 1)
     assert (g.classify(images) == float_cls).mean() >= 0.99
+    assert np.array_equal(g.classify(images), g.run(images).classes)
+    assert np.array_equal(g.classify(images[..., 0]), g.classify(images))  # (N, H, W) for one channel
 
 
 def test_golden_trace_intermediates(digits_export):
@@ -87,7 +98,9 @@ def _broken_copy(src, dst, edit):
     (lambda d: (d / "fc1.weights").write_bytes((d / "fc1.weights").read_bytes()[:-3]), WeightFormatError, "SHA-256"),
     (lambda d: (d / "manifest.json").write_text("{"), ExportError, "unreadable manifest"),
     (lambda d: _edit_manifest(d, lambda m: m.pop("layers")), ExportError, "missing key 'layers'"),
-    (lambda d: _edit_manifest(d, lambda m: m["layers"][1].update(out_features=65)), ExportError, "outputs"),
+    (lambda d: _edit_manifest(d, lambda m: m["layers"][1].update(out_features=65)), ExportError, "out_shape"),
+    (lambda d: _edit_manifest(d, lambda m: m["layers"][1].update(out_features=65, out_shape=[65, 1, 1])),
+     ExportError, "'fc2' takes \\[64, 1, 1\\], its input is \\[65, 1, 1\\]"),
     (lambda d: _edit_manifest(d, lambda m: m.update(format_version=9)), ExportError, "format_version"),
     (lambda d: (d / "fc0.thresholds").unlink(), WeightFormatError, "cannot read"),
 ])
@@ -116,20 +129,33 @@ def test_cli_check_ok_and_bad(digits_export, tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "fc2.weights" in r.stderr
 
 
-def test_cli_failed_export_leaves_previous_intact(digits_export, tmp_path):
+def test_cli_failed_export_leaves_previous_intact(digits_export, tmp_path, capsys):
     out = tmp_path / "export"
     shutil.copytree(digits_export[1], out)
     before = _tree_digest(out)
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    for ck in (tmp_path / "junk.pt", tmp_path / "missing.pt"):
+    cks = tmp_path / "ck"   # beside the export: an output inside its input's folder is refused by itself
+    cks.mkdir()
+    (cks / "junk.pt").write_bytes(b"not a checkpoint")
+    for ck in (cks / "junk.pt", cks / "missing.pt"):
         r = _cli("--checkpoint", str(ck), "-o", str(out))
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and str(ck) in r.stderr
     # a checkpoint of an unknown shape
     bad = torch.load(digits_export[0], weights_only=False)
-    bad["model_config"]["sizes"] = [64, 32, 10]
-    torch.save(bad, tmp_path / "shape.pt")
-    r = _cli("--checkpoint", str(tmp_path / "shape.pt"), "-o", str(out))
-    assert r.returncode == 2 and "shape.pt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    layers = bad["model_config"]["layers"]
+    layers[0].update(out_features=32, out_shape=[32, 1, 1])
+    layers[1]["in_shape"] = [32, 1, 1]
+    torch.save(bad, cks / "shape.pt")
+    old = torch.load(digits_export[0], weights_only=False)   # an older lutmac's checkpoint: no layer list
+    old["model_config"] = {"sizes": [64, 64, 64, 64, 10], "binarize": "det", "abits": 8}
+    torch.save(old, cks / "old.pt")
+    from common.cli import run_stage
+    from export.__main__ import main
+    for name, words in (("shape.pt", "do not fit"), ("old.pt", "no layer list")):
+        with pytest.raises(SystemExit) as e:   # in this process (no second torch start-up), same wrapper
+            run_stage("export", lambda: main(["--checkpoint", str(cks / name), "-o", str(out)]))
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and name in err and words in err, err
+        assert len(err.strip().splitlines()) == 1
     assert _tree_digest(out) == before
 
 

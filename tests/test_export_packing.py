@@ -93,13 +93,47 @@ def test_fuzz_reader_never_crashes_or_lies(data, tmp_path_factory):
             blob[i] ^= data.draw(st.integers(1, 255))
     d = tmp_path_factory.mktemp("fuzz")
     (d / "fc0.weights").write_bytes(bytes(blob))
-    manifest = {"layers": [{"name": "fc0", "in_features": 13, "out_features": 5, "weights": "fc0.weights",
+    manifest = {"layers": [{"name": "fc0", "kind": "dense", "in_shape": [13, 1, 1], "out_shape": [5, 1, 1],
+                            "in_features": 13, "out_features": 5, "weights": "fc0.weights",
                             "sha256": hashlib.sha256(good).hexdigest(), "in_bits": 8, "abits": None,
                             "acc_bits": 13, "acc_min": -3315, "acc_max": 3315,
-                            "activation": {"kind": "scores", "scale": [1] * 5, "offset": [0] * 5, "score_bits": 13}}]}
+                            "activation": {"kind": "scores", "scale": [1] * 5, "offset": [0] * 5, "shift": 0,
+                                           "score_bits": 13}}]}
     # the plain decoder may accept a flipped payload bit (it is a valid file), so only the hash-checked path is fuzzed
     try:
         layers = load_layers(d, manifest)
     except WeightFormatError:
         return
     assert bytes(blob) == good and np.array_equal(layers[0].weights, w)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_conv_layer_file(data, tmp_path_factory):
+    """The same for a conv layer's file: (C_out, K*K*C_in) bits, hash-checked against the manifest entry."""
+    from export.manifest import load_layers
+    c_in, c_out, k = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 6)), data.draw(st.integers(1, 3))
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    w = rng.choice(np.array([-1, 1], np.int8), size=(c_out, k * k * c_in))
+    good = encode_weights(w)
+    blob = bytearray(good)
+    if data.draw(st.booleans()):
+        blob = blob[:data.draw(st.integers(0, len(blob)))]
+    for _ in range(data.draw(st.integers(0, 2))):
+        if blob:
+            blob[data.draw(st.integers(0, len(blob) - 1))] ^= data.draw(st.integers(1, 255))
+    d = tmp_path_factory.mktemp("fuzzconv")
+    (d / "conv0.weights").write_bytes(bytes(blob))
+    lo = -k * k * c_in * 255
+    manifest = {"layers": [{"name": "conv0", "kind": "conv2d", "in_shape": [c_in, k, k], "out_shape": [c_out, 1, 1],
+                            "out_channels": c_out, "kernel": k, "stride": 1, "padding": 0,
+                            "weights": "conv0.weights", "sha256": hashlib.sha256(good).hexdigest(), "in_bits": 8,
+                            "abits": None, "acc_bits": 20, "acc_min": lo, "acc_max": -lo,
+                            "activation": {"kind": "scores", "scale": [1] * c_out, "offset": [0] * c_out,
+                                           "shift": 0, "score_bits": 20}}]}
+    try:
+        layers = load_layers(d, manifest)
+    except WeightFormatError:
+        return
+    assert bytes(blob) == good and np.array_equal(layers[0].weights, w)
+    assert layers[0].weights.shape == (c_out, k * k * c_in)
