@@ -56,6 +56,9 @@ def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
             out.append(LayerFolding())
             continue
         o = overrides.get(p.name, {})
+        if o.get("hardwired", False) and p.kind != "dense":
+            raise HardwareError(f"{folding_file}: layer {p.name!r} is a conv layer; only dense layers can be "
+                                f"hard-wired")
         if p.name in hardwired or o.get("hardwired", False):
             out.append(LayerFolding(pe=p.out_features, simd=p.in_features, hardwired=True))
         else:

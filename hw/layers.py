@@ -114,13 +114,15 @@ def _dense(p, f, *, in_lanes, in_group, ctx):
 
 
 def conv_window(spec, in_bits, pe, simd):
-    """The window a conv layer gets: a :class:`~hw.patch_window.PatchWindow` (a whole patch per beat) when the line
-    buffer's ``kernel**2`` beats per output pixel would hold back the MVU's ``ceil(columns/SIMD) * ceil(rows/PE)``
-    steps and the patch fits :data:`PATCH_WINDOW_BITS` of registers (few channels: first layers), else a
+    """The window a conv layer gets: a :class:`~hw.patch_window.PatchWindow` (a whole patch per beat, walking the
+    padded map) when the line buffer's ``kernel**2`` beats per output pixel would hold back the MVU's
+    ``ceil(columns/SIMD) * ceil(rows/PE)`` steps, the padded map is walked faster than that, and the patch fits
+    :data:`PATCH_WINDOW_BITS` of registers (few channels: first layers); else a
     :class:`~hw.sliding_window.SlidingWindow` (one pixel per beat, line buffer in memory)."""
     steps = -(-spec.columns // simd) * -(-spec.rows // pe)
     small = spec.columns * in_bits <= PATCH_WINDOW_BITS
-    return PatchWindow if small and steps < spec.kernel ** 2 else SlidingWindow
+    faster = window_cycles(spec, PatchWindow) < window_cycles(spec, SlidingWindow)
+    return PatchWindow if small and faster and steps < spec.kernel ** 2 else SlidingWindow
 
 
 def window_cycles(spec, window):

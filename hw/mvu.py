@@ -148,7 +148,7 @@ class MatrixVectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.buffer = buf = InputBuffer(length=self.in_features, bits=self.in_bits, group=self.group,
-                                                lanes=self.in_lanes, simd=self.simd)
+                                                lanes=self.in_lanes, simd=self.simd, row_folds=self.nf)
         wiring.connect(m, wiring.flipped(self.i), buf.i)
         m.submodules.out = out = CreditedOutput(shape=data.ArrayLayout(self.out_shape, self.pe),
                                                 depth=self.fifo_depth)

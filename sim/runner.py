@@ -107,6 +107,10 @@ def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, 
         images, _ = load_test_set(export_dir, manifest)
     except ExportError as e:
         raise SimError(f"export: {e}") from None
+    made_from = top.get("export_sha256")
+    if made_from and made_from != hashlib.sha256((Path(export_dir) / "manifest.json").read_bytes()).hexdigest():
+        raise SimError(f"{rtl_dir}/top.v was generated from another export ({top.get('export')}) than "
+                       f"{export_dir}: run `make gen` again, or pass the export it was made from")
     if top.get("pixels") != int(images[0].size):
         raise SimError(f"{rtl_dir}/top.json takes {top.get('pixels')} pixels, the export's images have "
                        f"{images[0].size}: the RTL was generated from another export")

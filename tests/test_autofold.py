@@ -182,10 +182,6 @@ def test_floor_of_a_conv_net():
     assert [(f.pe, f.simd) for f in folding] == [(7, 64), (3, 7)] and _fold_bound(mlp, folding) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="hw.autofold.floor_cycles counts the input pixels (H*W beats) only for conv "
-                   "layers: a network starting with a max-pool gets floor 1 (mp2-10 on 8x8: the input and pool0 take "
-                   "64 beats per image), so fold_for_cycles(layers, 1) is accepted and the folding's real fold bound "
-                   "(64) exceeds the target; `hw fold --cycles` then reports '64 cycles/image (floor 1)'")
 def test_pool_first_network_meets_its_target():
     layers = make_params([MaxPool2d(name="pool0", in_shape=(1, 8, 8), kernel=2, stride=2),
                           Dense(name="fc0", in_shape=(1, 4, 4), out_features=10)])
@@ -193,11 +189,6 @@ def test_pool_first_network_meets_its_target():
     assert _fold_bound(layers, fold_for_cycles(layers, floor)) <= floor
 
 
-@pytest.mark.xfail(strict=True, reason="hw.autofold.floor_cycles takes a conv layer whose patch fits "
-                   "PATCH_WINDOW_BITS to need its padded map (the PatchWindow's walk), but hw.layers.conv_window gives "
-                   "it a line buffer (vectors * K*K beats) at any folding of >= K*K steps per vector, which is less "
-                   "for a strided, padded conv: conv0 1x9x9 K3 S3 P1 (2 channels) has floor 121 while PE 2 SIMD 1 "
-                   "gives a fold bound of 81, and fold_for_cycles(layers, 81) refuses ('needs at least 121')")
 def test_no_folding_beats_the_floor():
     layers = make_params([Conv2d(name="conv0", in_shape=(1, 9, 9), out_channels=2, kernel=3, stride=3, padding=1),
                           Dense(name="fc0", in_shape=(2, 3, 3), out_features=3)])
@@ -242,10 +233,6 @@ _NON_MONOTONE = [Dense(name="fc0", in_shape=(2, 9, 4), out_features=9),
                  Dense(name="fc1", in_shape=(9, 1, 1), out_features=4)]
 
 
-@pytest.mark.xfail(strict=True, reason="hw.autofold.fold_for_luts bisects on the target assuming the LUT estimate "
-                   "falls as the target rises; it does not (SIMD-dependent buffer and comparator terms), so it can "
-                   "return a slower folding than the fastest that fits: for an MLP 72-9-4 with 8-bit activations "
-                   "and a budget of 1939 it returns 12 cycles/image (1457 LUT est.) though 9 cycles fit (1919)")
 def test_fold_for_luts_returns_the_fewest_cycles_that_fit():
     layers = make_params(_NON_MONOTONE, abits=8)
     floor, slowest = floor_cycles(layers), _slowest(layers)
