@@ -45,5 +45,5 @@ def simulate_board(export_dir, rtl_dir, *, sim="icarus", n=4, divisor=8, work_di
     run_dir = work_dir / f"run-{sim}-{int(corrupt)}"
     cfg = {"top": top, "divisor": divisor, "images": images.astype(int).tolist(),
            "classes": trace.classes.astype(int).tolist(), "scores": trace.scores.astype(int).tolist(),
-           "corrupt": corrupt, "summary": str(run_dir / "summary.json")}
+           "corrupt": corrupt, "summary": str(run_dir / "bench-summary.json")}
     return run_bench(runner, build_dir, BOARD_TOP, "boards.benches.uart_board_bench", run_dir, cfg)

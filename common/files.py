@@ -198,8 +198,6 @@ def _check_output_dir(path, stage, inputs, in_place):
     listed = _marker_files(path)
     if listed is not None:
         foreign = sorted(entries - listed - {MARKER})
-    elif (path / MARKER).exists():
-        foreign = []   # claimed by this stage to fill in place (a build cache): everything in it is its own
     elif not in_place and stage in _LEGACY_FILES:
         # written before markers: only the names this stage wrote then may be replaced
         foreign = sorted(n for n in entries - {MARKER}

@@ -84,7 +84,7 @@ def run_bench(runner, build_dir, toplevel, module, test_dir, config, *, waves=Fa
         total, failed = get_results(xml)
     except RuntimeError:
         total, failed = 0, 0
-    summary_path = Path(config.get("summary", test_dir / "summary.json"))
+    summary_path = Path(config.get("summary", test_dir / "bench-summary.json"))
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     return total > 0 and failed == 0, summary
 
@@ -135,7 +135,7 @@ def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, 
     run_dir = work_dir / f"run-{sim}"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "beats.hex").write_text(beats_hex(images, top))
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / "bench-summary.json"   # not summary.json: that names a pnr output
     if summary_path.exists():
         summary_path.unlink()
     config = {"export": str(Path(export_dir).resolve()), "top_json": str((rtl_dir / "top.json").resolve()),
