@@ -99,8 +99,8 @@ def _preflight(b, rtl_dir, out_dir, *, stage, force):
     folder, the network's files and netlist target, and the fit by ``make gen``'s LUT estimate (``force`` skips
     that one). Returns top.json's description."""
     from common.files import check_output_dir
-    check_output_dir(out_dir, stage=stage, inputs=(rtl_dir,))
     top, _ = read_network(rtl_dir)
+    check_output_dir(out_dir, stage=stage, inputs=(rtl_dir,))
     check_target(b, rtl_dir, top)
     if not force:
         over = estimated_fit_error(b, rtl_dir, top)
@@ -279,8 +279,8 @@ def package_ip(rtl_dir, out_dir, *, part=None, board_name=None, vendor="lutmac.l
     the summary."""
     from common.files import atomic_directory, check_output_dir
     from .platforms import ip_package_tcl, ip_part
-    check_output_dir(out_dir, stage="ip", inputs=(rtl_dir,))
     top, verilog = read_network(rtl_dir)
+    check_output_dir(out_dir, stage="ip", inputs=(rtl_dir,))
     if top.get("interface") != "axis":
         raise BoardsError(f"{rtl_dir}/top.json: a plain-stream network (clk, rst, i__/o__ ports); the IP packages the "
                           f"AXI4-Stream top: `make gen AXIS=1` (python -m hw gen --axis) first")

@@ -33,12 +33,12 @@ def synthesize(rtl_dir, out_dir, *, family="xc7", timeout=None):
     """Synthesise ``rtl_dir/top.v``; write ``utilization.json`` and the raw report atomically into ``out_dir``."""
     from common.files import atomic_directory, check_output_dir
     rtl_dir = Path(rtl_dir)
-    check_output_dir(out_dir, stage="synth", inputs=(rtl_dir,))
     try:
         top = json.loads((rtl_dir / "top.json").read_text())
         (rtl_dir / "top.v").stat()
     except (OSError, json.JSONDecodeError) as e:
         raise BoardsError(f"{rtl_dir}: no usable top.v/top.json ({e}); run `make gen` first") from None
+    check_output_dir(out_dir, stage="synth", inputs=(rtl_dir,))
     scratch = Path(out_dir).parent / f".{Path(out_dir).name}.work"
     shutil.rmtree(scratch, ignore_errors=True)
     res = utilization(rtl_dir / "top.v", top["top"], family, scratch, timeout=timeout)
