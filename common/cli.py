@@ -1,6 +1,7 @@
 """The one way every stage's ``python -m STAGE`` ends: an error becomes one line on stderr and an exit status."""
 
 import sys
+import warnings
 
 from . import LutmacError
 
@@ -16,10 +17,20 @@ def run_stage(name, main):
     try:
         status = main()
     except KeyboardInterrupt:
+        _quiet_abandoned_hardware()
         print(f"{name}: interrupted", file=sys.stderr)
         sys.exit(130)
     except LutmacError as e:
+        _quiet_abandoned_hardware()
         word = "interrupted" if e.exit_code == 130 else "error"
         print(f"{name}: {word}: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     sys.exit(status)
+
+
+
+def _quiet_abandoned_hardware():
+    # Amaranth warns "... created but never used" for every elaboratable still alive at exit; after work that stopped
+    # half-way those are expected, and they would bury the one line. (Amaranth silences them itself only for
+    # uncaught exceptions; common/ does not import amaranth, so match the message.)
+    warnings.filterwarnings("ignore", message=r".* created but never used")
