@@ -15,16 +15,21 @@ from dataclasses import dataclass
 
 from . import LutmacError
 
-__all__ = ["LayerError", "Layer", "Conv2d", "MaxPool2d", "Dense", "KINDS", "layer_from_dict", "check_chain",
-           "fold_cycles", "compute_layers"]
+__all__ = ["LayerError", "Layer", "Conv2d", "MaxPool2d", "Dense", "KINDS", "NAME_PREFIX", "layer_names",
+           "layer_from_dict", "check_chain", "check_names", "fold_cycles", "compute_layers"]
 
 
 class LayerError(LutmacError):
     """A layer whose shape or parameters do not work."""
 
 
+def _int(v):
+    """A real integer: not a bool, not a float (``8.0``), not a string."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _positive_int(v):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    return _int(v) and v >= 1
 
 
 def _shape(v, what):
@@ -54,8 +59,12 @@ class Layer:
             raise LayerError(f"layer name {self.name!r} is not an identifier")
         object.__setattr__(self, "in_shape", _shape(self.in_shape, f"layer {self.name!r} in_shape"))
         for p in self.params:
-            if not _positive_int(getattr(self, p)) and not (p == "padding" and getattr(self, p) == 0):
-                raise LayerError(f"layer {self.name!r}: {p} must be a positive integer, not {getattr(self, p)!r}")
+            v = getattr(self, p)
+            if p == "padding":
+                if not (_int(v) and v >= 0):
+                    raise LayerError(f"layer {self.name!r}: padding must be an integer >= 0, not {v!r}")
+            elif not _positive_int(v):
+                raise LayerError(f"layer {self.name!r}: {p} must be a positive integer, not {v!r}")
         self._check()
 
     def _check(self):
@@ -77,7 +86,11 @@ class Layer:
 
 @dataclass(frozen=True)
 class Conv2d(Layer):
-    """``out_channels`` filters of ``kernel`` x ``kernel`` x C, ``stride``, ``padding`` zeros on every side."""
+    """``out_channels`` filters of ``kernel`` x ``kernel`` x C, ``stride``, ``padding`` zeros on every side.
+
+    Bounds: ``0 <= padding < kernel``, the kernel fits the padded map (``kernel <= H + 2 * padding`` and the same for
+    W), and ``1 <= stride <= max(H, W) + 2 * padding`` (the padded map's larger side: any larger stride gives the
+    same output as that one, and only overflows index arithmetic)."""
     out_channels: int = 1
     kernel: int = 1
     stride: int = 1
@@ -95,6 +108,10 @@ class Conv2d(Layer):
         if self.kernel > h + 2 * self.padding or self.kernel > w + 2 * self.padding:
             raise LayerError(f"layer {self.name!r}: a {self.kernel}x{self.kernel} kernel does not fit a {h}x{w} map"
                              f"{f' padded by {self.padding}' if self.padding else ''}")
+        if self.stride > max(h, w) + 2 * self.padding:
+            raise LayerError(f"layer {self.name!r}: stride {self.stride} is larger than the {h}x{w} map"
+                             f"{f' padded by {self.padding}' if self.padding else ''} (at most "
+                             f"{max(h, w) + 2 * self.padding})")
 
     @property
     def out_shape(self):
@@ -151,6 +168,29 @@ class Dense(Layer):
 
 KINDS = {cls.kind: cls for cls in (Conv2d, MaxPool2d, Dense)}
 
+#: how layers are named: the kind's prefix and its position among the layers of that prefix (conv0, pool0, fc0, ...)
+NAME_PREFIX = {"conv2d": "conv", "maxpool2d": "pool", "dense": "fc"}
+
+
+def layer_names(kinds):
+    """The names of layers of ``kinds`` in order: ``conv0, conv1, ...``, ``pool0, ...``, ``fc0, ...``, each counted
+    per prefix (``16c3-mp2-32c3-10`` is conv0, pool0, conv1, fc0)."""
+    counts, names = {}, []
+    for kind in kinds:
+        prefix = NAME_PREFIX[kind]
+        names.append(f"{prefix}{counts.get(prefix, 0)}")
+        counts[prefix] = counts.get(prefix, 0) + 1
+    return names
+
+
+def check_names(layers):
+    """Check that ``layers`` are named by kind and position (:func:`layer_names`): two equal-shaped layers swapped,
+    or a layer dropped, then no longer pass as another valid network."""
+    for i, (layer, want) in enumerate(zip(layers, layer_names(layer.kind for layer in layers))):
+        if layer.name != want:
+            raise LayerError(f"layer {i} {layer.name!r}: name must be {want!r} (layers are named by kind and "
+                             f"position: conv0, conv1, ..., pool0, ..., fc0, ...)")
+
 
 def layer_from_dict(d, where="layer"):
     """The :class:`Layer` of a manifest entry (``kind``, ``name``, ``in_shape`` and the kind's parameters);
@@ -158,7 +198,7 @@ def layer_from_dict(d, where="layer"):
     if not isinstance(d, dict):
         raise LayerError(f"{where} must be an object, not {type(d).__name__}")
     kind = d.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise LayerError(f"{where}: kind {kind!r} is unknown; kinds are {', '.join(KINDS)}")
     cls = KINDS[kind]
     for key in ("name", "in_shape", *cls.params):
@@ -168,7 +208,8 @@ def layer_from_dict(d, where="layer"):
         layer = cls(name=d["name"], in_shape=d["in_shape"], **{p: d[p] for p in cls.params})
     except LayerError as e:
         raise LayerError(f"{where}: {e}") from None
-    if "out_shape" in d and d["out_shape"] != list(layer.out_shape):
+    out = d.get("out_shape", list(layer.out_shape))
+    if not (isinstance(out, list) and all(_int(v) for v in out) and out == list(layer.out_shape)):
         raise LayerError(f"{where}: out_shape {d['out_shape']!r} is not what a {kind} of in_shape "
                          f"{list(layer.in_shape)} gives ({list(layer.out_shape)})")
     return layer

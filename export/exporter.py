@@ -14,7 +14,7 @@ import numpy as np
 from . import ExportError
 from .folding import accumulator_bounds, apply_scores, fold_scores, fold_thresholds, signed_bits
 from .golden import GoldenModel
-from .manifest import INPUT_BITS, MANIFEST, MANIFEST_VERSION
+from .manifest import INPUT_BITS, MANIFEST, MANIFEST_VERSION, scores_sha256
 from .packing import encode_thresholds, encode_weights
 
 __all__ = ["export_checkpoint", "EXPORTERS"]
@@ -67,7 +67,8 @@ def _export_compute(tmp, layer, ctx):
         m, b, shift = fold_scores(**bnp, acc_bound=hi)
         extremes = apply_scores(np.array([[lo] * layer.rows, [hi] * layer.rows]), m, b)
         entry["activation"] = {"kind": "scores", "scale": m.tolist(), "offset": b.tolist(), "shift": shift,
-                               "score_bits": signed_bits(int(extremes.min()), int(extremes.max()))}
+                               "score_bits": signed_bits(int(extremes.min()), int(extremes.max())),
+                               "scores_sha256": scores_sha256(m.tolist(), b.tolist())}
     return entry
 
 

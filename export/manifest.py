@@ -9,20 +9,21 @@ hardware that disagrees with the golden model. ``docs/weight-format.md`` specifi
 import hashlib
 import json
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from common.idx import IDXError, read_idx
-from common.layers import LayerError, check_chain, layer_from_dict
+from common.layers import LayerError, check_chain, check_names, layer_from_dict
 
 from . import ExportError, WeightFormatError
 from .folding import MAX_SCORE_BITS, SCALE_BITS, accumulator_bounds, apply_scores, signed_bits
 from .packing import decode_thresholds, decode_weights
 
 __all__ = ["MANIFEST", "MANIFEST_VERSION", "REQUIRED_KEYS", "LayerParams", "read_manifest", "load_layers",
-           "load_test_set", "sha256_file", "upgrade_v1", "MAX_SCORE_BITS", "INPUT_BITS"]
+           "load_test_set", "sha256_file", "scores_sha256", "upgrade_v1", "MAX_SCORE_BITS", "INPUT_BITS"]
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 2
@@ -81,6 +82,19 @@ def sha256_file(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def scores_sha256(scale, offset):
+    """The output layer's ``scores_sha256``: SHA-256 of the little-endian signed 64-bit integers ``scale[0..n-1]``,
+    then ``offset[c] - offset[0]`` for ``c`` in ``0..n-1`` -- the score constants up to a common offset, which moves
+    every score alike and changes no class."""
+    scale, offset = [int(x) for x in scale], [int(x) for x in offset]
+    values = scale + [b - offset[0] for b in offset]
+    return hashlib.sha256(struct.pack(f"<{len(values)}q", *values)).hexdigest()
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 class _Checker:
     """Type checks that name the manifest, the layer and the key."""
 
@@ -132,22 +146,28 @@ class _Checker:
         return v
 
     def equal(self, obj, key, expected, where, why):
-        if obj.get(key) != expected:
-            self.fail(where, f"{key} is {obj.get(key)!r}, {why} gives {expected!r}")
+        """``obj[key] == expected``, and of its type: an integer must be a JSON integer (not 13.0, not true)."""
+        v = obj.get(key)
+        if v != expected or (_is_int(expected) and not _is_int(v)):
+            self.fail(where, f"{key} is {v!r}, {why} gives {expected!r}")
 
 
 def upgrade_v1(m):
     """A format-version-1 manifest (dense layers only, ``in_features``/``out_features``, ``input.shape`` [H, W])
     as version 2, in memory. Its files are unchanged: a v1 export is a valid v2 export of an MLP."""
     m = dict(m)
-    inp = dict(m.get("input") or {})
-    shape = inp.get("shape")
-    if isinstance(shape, list) and len(shape) == 2:
-        inp["shape"] = [1, *shape]
+    inp = m.get("input")
+    if inp is None:
+        inp = {}
+    if isinstance(inp, dict):   # anything else is left for read_manifest to refuse ("input must be an object")
+        inp = dict(inp)
+        shape = inp.get("shape")
+        if isinstance(shape, list) and len(shape) == 2:
+            inp["shape"] = [1, *shape]
     m["input"] = inp
     layers = []
     if isinstance(m.get("layers"), list):
-        shape = inp.get("shape")
+        shape = inp.get("shape") if isinstance(inp, dict) else None
         for e in m["layers"]:
             if isinstance(e, dict):
                 e = {**e, "kind": "dense", "in_shape": shape, "out_features": e.get("out_features")}
@@ -173,12 +193,12 @@ def read_manifest(directory):
     c = _Checker(path)
     if not isinstance(m, dict):
         c.fail("", "manifest is not a JSON object")
-    if m.get("format_version") == 1:
+    if _is_int(m.get("format_version")) and m["format_version"] == 1:
         m = upgrade_v1(m)
     for key in REQUIRED_KEYS:
         if key not in m:
             c.fail("", f"missing key {key!r}")
-    if m["format_version"] != MANIFEST_VERSION:
+    if m["format_version"] != MANIFEST_VERSION or not _is_int(m["format_version"]):
         c.fail("", f"format_version {m['format_version']!r}, this reader knows 1 and {MANIFEST_VERSION}")
     if not isinstance(m["dataset"], str):
         c.fail("", f"dataset must be a string, not {m['dataset']!r}")
@@ -202,11 +222,15 @@ def read_manifest(directory):
             c.fail("", str(err))
     try:
         check_chain(specs, tuple(shape), classes)
+        check_names(specs)
     except LayerError as err:
         c.fail("", str(err))
+    abits = m.get("abits")
+    if abits is not None and not _is_int(abits):
+        c.fail("", f"abits must be an integer or null, not {abits!r}")
     bits = INPUT_BITS
     for i, (e, spec) in enumerate(zip(m["layers"], specs)):
-        bits = _check_layer(c, e, spec, bits, last=i == len(specs) - 1, abits=m.get("abits"))
+        bits = _check_layer(c, e, spec, bits, last=i == len(specs) - 1, abits=abits)
     ts = c.dict(m, "test_set", "")
     for key in ("images", "labels"):
         c.file(ts, key, "test_set")
@@ -229,14 +253,18 @@ def _check_layer(c, e, spec, in_bits, *, last, abits):
         c.equal(e, "in_features", spec.columns, where, "its in_shape")
         c.equal(e, "out_features", spec.rows, where, "its kind")
     c.file(e, "weights", where)
+    if e["weights"] != f"{spec.name}.weights":
+        c.fail(where, f"weights {e['weights']!r} must be '{spec.name}.weights' (a layer's files carry its name)")
     c.sha(e, "sha256", where)
     lo, hi = accumulator_bounds(spec.columns, (1 << in_bits) - 1)
     c.equal(e, "acc_min", lo, where, f"the worst case of {spec.columns} inputs of {in_bits} bits")
     c.equal(e, "acc_max", hi, where, f"the worst case of {spec.columns} inputs of {in_bits} bits")
     c.equal(e, "acc_bits", signed_bits(lo, hi), where, f"acc range [{lo}, {hi}]")
     act = c.dict(e, "activation", where)
+    if "abits" not in e:
+        c.fail(where, "missing key 'abits' (null for the output layer)")
     if last:
-        if e.get("abits") is not None:
+        if e["abits"] is not None:
             c.fail(where, f"abits must be null for the output layer, not {e.get('abits')!r}")
         if act.get("kind") != "scores":
             c.fail(where, f"the output layer's activation kind must be 'scores', not {act.get('kind')!r}")
@@ -248,6 +276,9 @@ def _check_layer(c, e, spec, in_bits, *, last, abits):
     if act.get("kind") != "thresholds":
         c.fail(where, f"a hidden layer's activation kind must be 'thresholds', not {act.get('kind')!r}")
     c.file(act, "file", where + " activation")
+    if act["file"] != f"{spec.name}.thresholds":
+        c.fail(where + " activation", f"file {act['file']!r} must be '{spec.name}.thresholds' (a layer's files "
+                                      f"carry its name)")
     c.sha(act, "sha256", where + " activation")
     c.equal(act, "levels", (1 << layer_abits) - 1, where + " activation", f"abits {layer_abits}")
     c.equal(act, "threshold_bits", signed_bits(lo, hi + 1), where + " activation", f"acc range [{lo}, {hi}]")
@@ -272,6 +303,10 @@ def _check_scores(c, act, spec, lo, hi, where):
     extremes = apply_scores(np.array([[lo] * spec.rows, [hi] * spec.rows]), m, b)
     c.equal(act, "score_bits", signed_bits(int(extremes.min()), int(extremes.max())), where,
             f"the worst case of scale * acc + offset over acc in [{lo}, {hi}]")
+    if "scores_sha256" in act:   # every export writes it; exports made before it was recorded lack it
+        c.sha(act, "scores_sha256", where)
+        if scores_sha256(act["scale"], act["offset"]) != act["scores_sha256"]:
+            c.fail(where, "scale/offset do not match scores_sha256 (score constants changed, swapped or corrupt)")
 
 
 def _checked_bytes(directory, fname, sha, what):

@@ -23,13 +23,16 @@ SIM_MODELS = "sim_models.v"  # primitive models for simulation only (synthesis m
 
 
 def load_export(export_dir):
-    """Layers of an export directory that passes the same checks as ``python -m export check`` (hashes, headers,
-    shapes), or :class:`HardwareError`."""
+    """Manifest and layers of an export directory that passes the reader's checks that ``python -m export check``
+    makes (manifest, layer files' hashes, headers, shapes and ranges, and the test set: hashes, ``count``, labels;
+    only the golden accuracy is not recomputed), or :class:`HardwareError`."""
     from export import ExportError
-    from export.manifest import load_layers, read_manifest
+    from export.manifest import load_layers, load_test_set, read_manifest
     try:
         manifest = read_manifest(export_dir)
-        return manifest, load_layers(export_dir, manifest)
+        layers = load_layers(export_dir, manifest)
+        load_test_set(export_dir, manifest)     # sim judges the hardware on this test set: a lie in it is refused here
+        return manifest, layers
     except ExportError as e:
         raise HardwareError(f"export check failed: {e}") from None
 
