@@ -39,6 +39,10 @@ FAMILY   ?= xc7
 SWEEP_PE ?= 1-16
 SWEEP_SIMD ?= $(SIMD)
 CLOCK_MHZ ?= 100
+# make report: where the syntheses run, local (threads) | dask; SCHEDULER: a running `dask scheduler` (tcp://host:8786),
+# empty with EXECUTOR=dask starts a LocalCluster on this machine
+EXECUTOR ?= local
+SCHEDULER ?=
 BAUD     ?= 115200
 # pnr: board (board top with UART, bitstream) or network (the network alone, out of context, timed at TARGET_MHZ)
 PNR_SCOPE ?= board
@@ -77,6 +81,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	@# the project root on sys.path as well: setuptools' editable finder runs after the path search, so a folder named
+	@# export/ or train/ in the working directory (an OUT folder) would shadow the stages as namespace packages
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "lutmac-root.pth").write_text("$(CURDIR)\n")'
 	touch $@
 
 TRAIN_ARGS = --dataset $(DATASET) --arch $(ARCH) --binarize $(BINARIZE) --abits $(ABITS) --seed $(SEED) \
@@ -102,9 +109,11 @@ synth: setup
 	$(PY) -m boards synth --rtl $(OUT)/rtl --family $(FAMILY) -o $(OUT)/synth
 
 # PE sweep of the current export (SWEEP_PE: 1,2,4 or a power-of-two range 1-16), synthesised in parallel
+# (EXECUTOR=dask SCHEDULER=tcp://host:8786: on a Dask cluster)
 report: setup
 	$(PY) -m boards report --export $(OUT)/export --pe $(SWEEP_PE) --simd $(SWEEP_SIMD) --family $(FAMILY) \
-	  --clock-mhz $(CLOCK_MHZ) -o $(OUT)/report
+	  --clock-mhz $(CLOCK_MHZ) --executor $(EXECUTOR) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
+	  -o $(OUT)/report
 
 # ECP5 boards (e.g. BOARD=ulx3s_85f): open place and route, Fmax, bitstream. Needs `make gen` (portable RTL).
 # PNR_SCOPE=network places the network alone on the board's device (no pins, no bitstream): pnr/BOARD-network

@@ -30,3 +30,13 @@ def test_ctrl_c_is_one_line_and_exit_130(digits_export, tmp_path, stage, args):
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-1] == f"{stage}: interrupted" and "Traceback" not in err
     assert not (tmp_path / "rtl").exists() and not (tmp_path / "synth").exists()
+
+
+@pytest.mark.parametrize("stage", ["train", "export", "hw", "sim", "boards"])
+def test_stages_run_from_an_out_folder(tmp_path, stage):
+    """`cd build/digits-tfc && python -m hw gen --export export ...`: folders named like the stages in the working
+    directory (an OUT folder holds train/ and export/) must not shadow them."""
+    for name in ("train", "export", "common"):
+        (tmp_path / name).mkdir()
+    r = subprocess.run([sys.executable, "-m", stage, "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-1000:]
