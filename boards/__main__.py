@@ -11,11 +11,12 @@ from . import BoardsError
 
 
 def _synth(a):
-    from .synth import synthesize
+    from .synth import format_breakdown, synthesize
     r = synthesize(a.rtl, a.out, family=a.family, timeout=a.timeout)
     print(f"{a.out}/utilization.json: {a.family} LUT {r['LUT']} LUTRAM {r['LUTRAM']} FF {r['FF']} CARRY {r['CARRY']} "
           f"BRAM {r['BRAM']} DSP {r['DSP']}; {r['lut_per_mac_lane']} LUT per MAC lane ({r['mac_lanes']} lanes), "
           f"{r['logic_levels']} logic levels, {r['synth_seconds']} s")
+    print(format_breakdown(r))
     return 0
 
 

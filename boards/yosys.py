@@ -9,7 +9,8 @@ from pathlib import Path
 
 from . import BoardsError
 
-__all__ = ["yosys_executable", "run_yosys", "xilinx_flow", "classify_cells", "FAMILIES", "memory_init_files"]
+__all__ = ["yosys_executable", "run_yosys", "xilinx_flow", "classify_cells", "FAMILIES", "memory_init_files",
+           "cone_stat_commands", "read_stat_stream", "RESOURCES"]
 
 FAMILIES = ("xc7", "xcu", "xcup")
 
@@ -25,6 +26,17 @@ _CELL_CLASSES = [
     (r"DSP48E[12]?$|DSP48E1|DSP48E2", "DSP"),
     (r"MUXF[78]$|MUXF9$", "MUXF"),
 ]
+
+
+#: the resource classes :func:`classify_cells` counts, in report order
+RESOURCES = ("LUT", "LUTRAM", "SRL", "FF", "CARRY", "BRAM", "URAM", "DSP", "MUXF")
+
+# the Xilinx primitives a fan-in cone may run through (never a submodule instance: a cone stays in its module)
+_PRIMITIVES = ",".join(
+    [f"LUT{k}" for k in range(1, 7)] + ["LUT6_2", "INV", "MUXF7", "MUXF8", "MUXF9", "CARRY4", "CARRY8"]
+    + [f"FD{t}E{s}" for t in "RSCP" for s in ("", "_1")] + ["SRL16E", "SRLC16E", "SRLC32E"]
+    + [f"RAM{d}X1{t}" for d in (32, 64, 128, 256) for t in "SD"] + ["RAM32M", "RAM32M16", "RAM64M", "RAM64M8"]
+    + [f"RAMB{k}E{v}" for k in (18, 36) for v in (1, 2)])
 
 
 _MEMORY = re.compile(r"^(\s*)reg \[(\d+):0\] (\S+) \[(\d+):0\];\n\s*initial begin\n((?:\s*\3\[\d+\] = [^;]+;\n)+)\s*end\n",
@@ -81,9 +93,12 @@ def run_yosys(script, cwd, *, log_name="yosys.log", timeout=None):
     return log
 
 
-def xilinx_flow(verilog, top, family):
+def xilinx_flow(verilog, top, family, *, extra=()):
     """``synth_xilinx`` with LUT mapping by classic ``abc``: the WebAssembly build's ``abc9`` (synth_xilinx's own
-    mapper) dies without a message on designs of a few hundred cells, so the ``map_luts`` step is spelled out."""
+    mapper) dies without a message on designs of a few hundred cells, so the ``map_luts`` step is spelled out.
+    synth_xilinx keeps the module hierarchy (it flattens only with ``-flatten``), so ``stat.json`` has every module's
+    own cells and the design totals are their sum over the instance tree. ``extra``: commands run after the
+    reports (on the mapped netlist; they change nothing in it)."""
     if family not in FAMILIES:
         raise BoardsError(f"family {family!r} is unknown; choose one of {', '.join(FAMILIES)}")
     return "\n".join([
@@ -99,8 +114,31 @@ def xilinx_flow(verilog, top, family):
         f"synth_xilinx -family {family} -top {top} -run finalize:",
         "tee -o stat.json stat -json",
         "tee -o ltp.txt ltp -noff",
+        *extra,
         "",
     ])
+
+
+def cone_stat_commands(module, sinks, stop, out):
+    """yosys commands appending to ``out`` the ``stat -json`` of the cells in ``module`` that feed the wires
+    ``sinks`` (a wildcard name) but not the wires ``stop``: both fan-in cones through primitives only (they end at
+    the module's ports and at submodule instances), the second subtracted from the first."""
+    cone = f"%ci*:+{_PRIMITIVES}"
+    return [f"cd {module}", f"tee -q -a {out} stat -json w:{sinks} {cone} w:{stop} {cone} %d", "cd .."]
+
+
+def read_stat_stream(text):
+    """The ``modules`` tables of one or more ``stat -json`` reports written one after another into one file:
+    {module name without the leading backslash: num_cells_by_type}."""
+    decoder, i, out = json.JSONDecoder(), 0, {}
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            return out
+        obj, i = decoder.raw_decode(text, i)
+        for name, mod in (obj.get("modules") or {}).items():
+            out[name.lstrip("\\")] = dict(mod.get("num_cells_by_type") or {})
 
 
 def classify_cells(stat_json):
@@ -116,7 +154,7 @@ def classify_cells(stat_json):
                 cells[k] = cells.get(k, 0) + v
     else:
         cells = dict(source)
-    out = {"LUT": 0, "LUTRAM": 0, "SRL": 0, "FF": 0, "CARRY": 0, "BRAM": 0.0, "URAM": 0, "DSP": 0, "MUXF": 0}
+    out = {k: 0.0 if k == "BRAM" else 0 for k in RESOURCES}
     for name, count in cells.items():
         base = name.lstrip("\\$")
         for pattern, cls in _CELL_CLASSES:

@@ -37,6 +37,61 @@ def test_synth_tiny_network_is_dsp_free(tiny_rtl, tmp_path):
     assert (tmp_path / "s" / "yosys.log").exists()
 
 
+def test_synth_reports_utilisation_per_unit_kind(tiny_export, tmp_path):
+    """`boards synth` splits the totals by unit kind and by layer: the kinds add up to the totals exactly (the
+    netlist keeps the module hierarchy), the adder trees are there, every layer is there, nothing is "other"."""
+    from boards.yosys import RESOURCES
+    rtl = tmp_path / "rtl"
+    r = subprocess.run([sys.executable, "-m", "hw", "gen", "--export", str(tiny_export), "--pe", "2", "--simd", "8",
+                        "-o", str(rtl)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "boards", "synth", "--rtl", str(rtl), "-o", str(tmp_path / "s")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    u = json.loads((tmp_path / "s" / "utilization.json").read_text())
+    by_unit, by_layer = u["by_unit"], u["by_layer"]
+    for k in RESOURCES:
+        assert sum(x[k] for x in by_unit.values()) == u[k], k
+        assert sum(x[k] for kinds in by_layer.values() for x in kinds.values()) == u[k], k
+    assert "other" not in by_unit and u["DSP"] == 0
+    assert by_unit["trees"]["LUT"] > 0 and by_unit["trees"]["CARRY"] > 0
+    for kind in ("input_buffer", "requantiser", "accumulator", "weights", "fifo", "argmax"):
+        assert by_unit[kind]["LUT"] + by_unit[kind]["FF"] > 0, kind
+    assert set(u["layers"]) <= set(by_layer) and set(by_layer) <= set(u["layers"]) | {"network"}
+    for layer in u["layers"]:
+        assert by_layer[layer]["trees"]["LUT"] > 0 and by_layer[layer]["weights"]["FF"] > 0
+    assert "argmax" in by_layer["network"]
+    table = r.stdout.splitlines()
+    assert table[1].split()[0] == "unit" and table[-1].split()[:2] == ["total", str(u["LUT"])]
+    assert any(line.split()[0] == "trees" for line in table[2:-1])
+
+
+def test_breakdown_walks_instances_and_keeps_unmatched_cells():
+    """Each instance's own cells go to the kind its name gives; a module used twice counts twice; an MVU's weight
+    ROM cone is taken out of its own cells; unknown names land in "other"."""
+    from boards.synth import breakdown
+    stat = {"modules": {
+        "\\top": {"num_cells_by_type": {"IBUF": 3, "LUT2": 1, "top.fc0": 1, "top.mystery": 1}},
+        "\\top.fc0": {"num_cells_by_type": {"FDRE": 10, "LUT6": 4, "top.fc0.buffer": 1, "top.fc0.requant": 1,
+                                             "tree": 2}},
+        "\\top.fc0.buffer": {"num_cells_by_type": {"FDRE": 7}},
+        "\\top.fc0.requant": {"num_cells_by_type": {"LUT3": 2, "RAMB18E1": 1}},
+        "\\tree": {"num_cells_by_type": {"LUT6_2": 5, "CARRY4": 2}},
+        "\\top.mystery": {"num_cells_by_type": {"LUT1": 1}},
+    }, "design": {"num_cells_by_type": {"LUT2": 1, "FDRE": 17, "LUT6": 4, "LUT3": 2, "RAMB18E1": 1,
+                                         "LUT6_2": 10, "CARRY4": 4, "LUT1": 1}}}
+    instances = {"top": [("top.fc0", "fc0"), ("top.mystery", "mystery")],
+                 "top.fc0": [("top.fc0.buffer", "buffer"), ("top.fc0.requant", "requant"), ("tree", "pe0"),
+                             ("tree", "pe1")]}
+    by_unit, by_layer = breakdown(stat, instances, {"top.fc0": {"FDRE": 4, "LUT6": 3}}, "top", {"fc0": "dense"})
+    assert by_unit["trees"]["LUT"] == 10 and by_unit["trees"]["CARRY"] == 4
+    assert (by_unit["weights"]["LUT"], by_unit["weights"]["FF"]) == (3, 4)
+    assert (by_unit["accumulator"]["LUT"], by_unit["accumulator"]["FF"]) == (1, 6)
+    assert by_unit["input_buffer"]["FF"] == 7 and by_unit["requantiser"]["BRAM"] == 0.5
+    assert by_unit["control"]["LUT"] == 1 and by_unit["other"]["LUT"] == 1
+    assert by_layer["fc0"]["trees"]["LUT"] == 10 and by_layer["network"]["other"]["LUT"] == 1
+
+
 def test_multiplier_baseline_lands_in_dsps(tmp_path):
     (tmp_path / "mul.v").write_text(MULTIPLIER)
     u = utilization(tmp_path / "mul.v", "mul_baseline", "xc7", tmp_path / "w")
