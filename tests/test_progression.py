@@ -287,3 +287,26 @@ def test_progression_network_bit_exact_on_verilator(tiny_a3_progression, tmp_pat
     s = simulate_network(tiny_a3_progression, tmp_path / "rtl", sim="verilator", n=30, work_dir=tmp_path / "sim",
                          progress=False)
     assert s["passed"] and s["mismatches"] == 0 and s["images"] == 30
+
+
+def test_no_exact_progression_refused_or_kept_as_table(digits_export, tmp_path, monkeypatch):
+    """Where no F fits exactly: --thresholds progression refuses the layer (one line naming it), auto keeps tables."""
+    import export.exporter as exporter
+    monkeypatch.setattr(exporter, "fit_progression", lambda *a, **k: None)
+    with pytest.raises(ExportError, match=r"^layer 'fc0': no progression .* --thresholds table or auto$"):
+        exporter.export_checkpoint(digits_export[0], tmp_path / "p", thresholds="progression")
+    m = exporter.export_checkpoint(digits_export[0], tmp_path / "a")
+    assert all(e["activation"]["kind"] == "thresholds" for e in m["layers"][:-1])
+    with pytest.raises(ExportError, match="thresholds 'tables'"):
+        exporter.export_checkpoint(digits_export[0], tmp_path / "x", thresholds="tables")
+
+
+def test_cli_thresholds_option(digits_export, tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "export", "--checkpoint", str(digits_export[0]), "-o",
+                        str(tmp_path / "t"), "--thresholds", "table"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "thresholds: fc0 table" in r.stdout and "(1.0x)" in r.stdout
+    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert [e["activation"]["kind"] for e in m["layers"]] == ["thresholds"] * 3 + ["scores"]
