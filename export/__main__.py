@@ -7,7 +7,7 @@ from pathlib import Path
 
 from . import ExportError
 
-_USAGE = """python -m export --checkpoint OUT/train/model.pt -o OUT/export
+_USAGE = """python -m export --checkpoint OUT/train/model.pt -o OUT/export [--thresholds auto|table|progression]
        python -m export check OUT/export
        python -m export qonnx OUT/export -o model.onnx [--check [N]]"""
 
@@ -83,9 +83,13 @@ def main(argv=None):
                                 description="Export a trained BinaryConnect checkpoint for the hardware generator.")
     p.add_argument("--checkpoint", required=True, help="train/model.pt")
     p.add_argument("-o", "--out", required=True, help="export directory to (re)write atomically")
+    p.add_argument("--thresholds", choices=("auto", "table", "progression"), default="auto",
+                   help="hidden layers' thresholds: a table of 2^abits-1 per neuron, a progression (two fixed-point "
+                        "constants per neuron, exact; refused where none is), or auto (default): the progression "
+                        "where it is exact and stores fewer bits (docs/folding.md)")
     a = p.parse_args(argv)
     from .exporter import export_checkpoint
-    m = export_checkpoint(a.checkpoint, a.out, warn=lambda s: print(s, file=sys.stderr))
+    m = export_checkpoint(a.checkpoint, a.out, warn=lambda s: print(s, file=sys.stderr), thresholds=a.thresholds)
     from .golden import GoldenModel
     layers = GoldenModel(a.out).layers
     nweights = sum(p.weights.size for p in layers if p.weights is not None)
@@ -93,7 +97,30 @@ def main(argv=None):
     print(f"{a.out}: {len(layers)} layers, {nweights} weights in {size} bytes; float model (sign weights) "
           f"{100 * m['float_test_accuracy']:.2f}%, golden {100 * m['golden_test_accuracy']:.2f}% on "
           f"{m['test_set']['count']} test images{' [synthetic data: accuracy is meaningless]' if m['synthetic'] else ''}")
+    print(_threshold_summary(m))
     return 0
+
+
+def _threshold_summary(m):
+    """One line: each hidden layer's threshold representation and its storage bits against the table's."""
+    from .folding import threshold_storage_bits
+    parts, total, table_total = [], 0, 0
+    for e in m["layers"]:
+        act = e.get("activation", {})
+        if act.get("kind") not in ("thresholds", "progression"):
+            continue
+        rows = e["out_features"] if e["kind"] == "dense" else e["out_channels"]
+        kw = dict(rows=rows, levels=act["levels"], acc_min=e["acc_min"], acc_max=e["acc_max"])
+        table = threshold_storage_bits("table", **kw)
+        if act["kind"] == "progression":
+            bits = threshold_storage_bits("progression", **kw, frac_bits=act["frac_bits"])
+            parts.append(f"{e['name']} progression F={act['frac_bits']} {bits} bits")
+        else:
+            bits = table
+            parts.append(f"{e['name']} table {bits} bits")
+        total, table_total = total + bits, table_total + table
+    return (f"thresholds: {'; '.join(parts)}; {total} bits in all, tables would take {table_total} "
+            f"({table_total / max(1, total):.1f}x)")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,17 @@ from pathlib import Path
 import numpy as np
 
 from . import ExportError
-from .folding import accumulator_bounds, apply_scores, fold_scores, fold_thresholds, signed_bits
+from .folding import (accumulator_bounds, apply_scores, fit_progression, fold_scores, fold_thresholds,
+                      progression_terms, progression_widths, signed_bits, threshold_storage_bits)
 from .golden import GoldenModel
 from .manifest import INPUT_BITS, MANIFEST, MANIFEST_VERSION, scores_sha256
-from .packing import encode_thresholds, encode_weights
+from .packing import encode_progression, encode_thresholds, encode_weights
 
-__all__ = ["export_checkpoint", "EXPORTERS"]
+__all__ = ["export_checkpoint", "EXPORTERS", "THRESHOLD_MODES"]
+
+#: ``--thresholds``: every hidden layer a table, every one a progression (refused where none is exact), or per layer
+#: the progression where it is exact and stores fewer bits than the table
+THRESHOLD_MODES = ("auto", "table", "progression")
 
 
 def _write(directory, fname, data):
@@ -57,11 +62,20 @@ def _export_compute(tmp, layer, ctx):
     if not ctx["last"]:
         abits = ctx["abits"]
         orient, thr = fold_thresholds(**bnp, abits=abits, act_range=ctx["act_range"], acc_min=lo, acc_max=hi)
+        levels = 2 ** abits - 1
         entry["abits"] = abits
-        entry["activation"] = {
-            "kind": "thresholds", "file": f"{layer.name}.thresholds", "levels": 2 ** abits - 1,
-            "sha256": _write(tmp, f"{layer.name}.thresholds", encode_thresholds(orient, thr)),
-            "threshold_bits": signed_bits(lo, hi + 1), "negative_orientation": int((orient < 0).sum())}
+        fname = f"{layer.name}.thresholds"
+        act = {"file": fname, "levels": levels, "threshold_bits": signed_bits(lo, hi + 1),
+               "negative_orientation": int((orient < 0).sum())}
+        fit = _choose_progression(layer, thr, bnp, ctx, lo, hi)
+        if fit is None:
+            entry["activation"] = {"kind": "thresholds", **act,
+                                   "sha256": _write(tmp, fname, encode_thresholds(orient, thr))}
+        else:
+            f, a_fx, d_fx = fit
+            a_bits, d_bits = progression_widths(lo, hi, levels, f)
+            entry["activation"] = {"kind": "progression", **act, "frac_bits": f, "a_bits": a_bits, "d_bits": d_bits,
+                                   "sha256": _write(tmp, fname, encode_progression(orient, a_fx, d_fx, f, levels))}
         ctx["bits"] = abits
     else:
         m, b, shift = fold_scores(**bnp, acc_bound=hi)
@@ -70,6 +84,26 @@ def _export_compute(tmp, layer, ctx):
                                "score_bits": signed_bits(int(extremes.min()), int(extremes.max())),
                                "scores_sha256": scores_sha256(m.tolist(), b.tolist())}
     return entry
+
+
+def _choose_progression(layer, table, bnp, ctx, lo, hi):
+    """``(F, A_fx, D_fx)`` when this hidden layer stores a progression (``ctx["thresholds"]``), else None."""
+    mode = ctx["thresholds"]
+    if mode == "table":
+        return None
+    rows, levels = table.shape
+    a_est, d_est = progression_terms(**bnp, abits=ctx["abits"], act_range=ctx["act_range"])
+    fit = fit_progression(table, a_est, d_est, acc_min=lo, acc_max=hi)
+    if fit is None:
+        if mode == "progression":
+            raise ExportError(f"layer {layer.name!r}: no progression with up to the allowed fractional bits "
+                              f"reproduces its thresholds exactly; export with --thresholds table or auto")
+        return None
+    if mode == "auto" and threshold_storage_bits("progression", rows=rows, levels=levels, acc_min=lo, acc_max=hi,
+                                                 frac_bits=fit[0]) >= threshold_storage_bits(
+            "table", rows=rows, levels=levels, acc_min=lo, acc_max=hi):
+        return None
+    return fit
 
 
 def _export_pool(tmp, layer, ctx):
@@ -101,8 +135,12 @@ def _float_accuracy(model, images, labels):
     return float((scores.argmax(1).numpy() == labels).mean())
 
 
-def export_checkpoint(checkpoint, out_dir, *, warn=print):
-    """Export ``checkpoint`` (``train/model.pt``) into ``out_dir`` atomically; returns the manifest."""
+def export_checkpoint(checkpoint, out_dir, *, warn=print, thresholds="auto"):
+    """Export ``checkpoint`` (``train/model.pt``) into ``out_dir`` atomically; returns the manifest.
+
+    ``thresholds`` (:data:`THRESHOLD_MODES`) chooses each hidden layer's threshold representation."""
+    if thresholds not in THRESHOLD_MODES:
+        raise ExportError(f"thresholds {thresholds!r}: choose one of {', '.join(THRESHOLD_MODES)}")
     from common import LutmacError
     from common.files import atomic_directory, check_output_dir
     from common.idx import write_idx
@@ -129,7 +167,8 @@ def export_checkpoint(checkpoint, out_dir, *, warn=print):
     synthetic = bool(getattr(splits, "synthetic", False))
 
     with atomic_directory(out_dir, stage="export", inputs=(Path(checkpoint).parent,)) as tmp:
-        ctx = {"modules": list(modules), "bits": INPUT_BITS, "abits": mc["abits"], "act_range": mc["act_range"]}
+        ctx = {"modules": list(modules), "bits": INPUT_BITS, "abits": mc["abits"], "act_range": mc["act_range"],
+               "thresholds": thresholds}
         entries = []
         for i, layer in enumerate(layers):
             ctx["last"] = i == len(layers) - 1

@@ -19,7 +19,9 @@ from . import ExportError
 
 __all__ = [
     "accumulator_bounds", "signed_bits", "reference_activation", "fold_thresholds", "apply_thresholds",
-    "fold_scores", "apply_scores", "reference_scores", "SCALE_BITS", "MAX_SCORE_BITS",
+    "fold_scores", "apply_scores", "reference_scores", "SCALE_BITS", "MAX_SCORE_BITS", "FRAC_BITS_MAX",
+    "progression_bounds", "progression_widths", "progression_fits_int64", "expand_progression", "apply_progression",
+    "progression_terms", "fit_progression", "threshold_storage_bits",
 ]
 
 SCALE_BITS = 12
@@ -133,3 +135,136 @@ def apply_scores(acc, m, b):
 def reference_scores(acc, *, mean, var, gamma, beta, bias, eps):
     centre, std, g, beta = _bn_terms(mean, var, gamma, beta, bias, eps)
     return (np.asarray(acc, np.float64) - centre) / std * g + beta
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Progression thresholds (docs/folding.md, "Progression thresholds"): before rounding a row's thresholds are
+# theta_k = A + k*D (oriented, D > 0). The export may store integers (frac_bits F; A_fx, D_fx per row) instead of the
+# table, the level being DEFINED as  #{k in 1..L : s*acc*2^F >= A_fx + k*D_fx}.
+
+FRAC_BITS_MAX = 20          # the largest F the exporter tries (and readers accept)
+
+
+def progression_bounds(acc_min, acc_max, levels, frac_bits):
+    """``(a_lo, a_hi, d_lo, d_hi)``: the ranges every ``A_fx`` and ``D_fx`` of a progression layer lies in.
+
+    ``D_fx`` in ``[1, span * 2^F]`` (``span = acc_max - acc_min + 1``: a larger step leaves at most one threshold
+    inside the accumulator range, which this step does too); ``A_fx`` in ``[(acc_min - 1 - L*span) * 2^F,
+    (acc_max + 1) * 2^F]`` (a row with a threshold inside the range has ``A_fx + k*D_fx`` there for some
+    ``k <= L``; constant rows use the canonical constants of :func:`fit_progression`)."""
+    span = acc_max - acc_min + 1
+    one = 1 << frac_bits
+    return (acc_min - 1 - levels * span) * one, (acc_max + 1) * one, 1, span * one
+
+
+def progression_widths(acc_min, acc_max, levels, frac_bits):
+    """``(a_bits, d_bits)``: two's complement width of the ``A_fx`` range, unsigned width of the ``D_fx`` range."""
+    a_lo, a_hi, _, d_hi = progression_bounds(acc_min, acc_max, levels, frac_bits)
+    return signed_bits(a_lo, a_hi), int(d_hi).bit_length()
+
+
+def progression_fits_int64(acc_min, acc_max, levels, frac_bits):
+    """Whether every ``A_fx + k*D_fx`` and ``s*acc*2^F - A_fx`` stays far inside 64-bit integers."""
+    a_lo, a_hi, _, d_hi = progression_bounds(acc_min, acc_max, levels, frac_bits)
+    worst = max(-a_lo, a_hi) + levels * d_hi + (max(-acc_min, acc_max) << frac_bits)
+    return worst < 1 << 62
+
+
+def expand_progression(a_fx, d_fx, frac_bits, levels, acc_min, acc_max):
+    """The table ``(rows, L)`` of a progression: ``T_k = ceil((A_fx + k*D_fx) / 2^F)`` clipped to
+    ``[acc_min, acc_max + 1]`` -- the same level as the progression for every ``acc`` in ``[acc_min, acc_max]``."""
+    a = np.asarray(a_fx, np.int64)[:, None]
+    d = np.asarray(d_fx, np.int64)[:, None]
+    k = np.arange(1, levels + 1, dtype=np.int64)[None, :]
+    num = a + k * d
+    t = -((-num) >> frac_bits)               # ceil(num / 2^F), exact on integers
+    return np.clip(t, acc_min, acc_max + 1)
+
+
+def apply_progression(acc, orientation, a_fx, d_fx, frac_bits, levels):
+    """``clamp(floor((s*acc*2^F - A_fx) / D_fx), 0, L)`` for ``acc`` ``(N, rows)``: the progression's definition,
+    computed directly (what the hardware's restoring search finds)."""
+    v = np.asarray(acc, np.int64) * np.asarray(orientation, np.int64)[None, :]
+    r = (v << frac_bits) - np.asarray(a_fx, np.int64)[None, :]
+    return np.clip(r // np.asarray(d_fx, np.int64)[None, :], 0, levels)
+
+
+def progression_terms(*, mean, var, gamma, beta, bias, eps, abits, act_range):
+    """Float ``(A, D)`` per row with the oriented thresholds ``s * theta_k = A + k*D`` (``D > 0``; ``nan`` where
+    ``gamma == 0``)."""
+    centre, std, g, beta = _bn_terms(mean, var, gamma, beta, bias, eps)
+    levels = 2 ** abits - 1
+    s = np.where(g < 0, -1.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = s * (centre + (-0.5 * act_range / levels - beta) * std / g)
+        d = s * (act_range / levels) * std / g
+    bad = ~np.isfinite(a) | ~np.isfinite(d) | (d <= 0)
+    return np.where(bad, np.nan, a), np.where(bad, np.nan, d)
+
+
+def _fit_rows(table, a_est, d_est, frac_bits, acc_min, acc_max, d_tries=3):
+    """Per row, integers ``(A_fx, D_fx)`` whose expansion equals ``table`` exactly, or a row mask of failures."""
+    rows, levels = table.shape
+    one = 1 << frac_bits
+    a_lo_b, a_hi_b, d_lo_b, d_hi_b = progression_bounds(acc_min, acc_max, levels, frac_bits)
+    k = np.arange(1, levels + 1, dtype=np.int64)[None, :]
+    t = np.asarray(table, np.int64)
+    below, above = t <= acc_min, t >= acc_max + 1
+    # A_fx + k D_fx in ((T-1) 2^F, T 2^F] inside the range; <= acc_min 2^F at the bottom; > acc_max 2^F at the top
+    low_base = np.where(below, np.iinfo(np.int64).min // 4, np.where(above, acc_max * one + 1, (t - 1) * one + 1))
+    high_base = np.where(above, np.iinfo(np.int64).max // 4, np.where(below, acc_min * one, t * one))
+    a_fx = np.zeros(rows, np.int64)
+    d_fx = np.ones(rows, np.int64)
+    ok = np.zeros(rows, bool)
+    const = (below | above).all(axis=1)
+    c = below.sum(axis=1)
+    # constant rows (gamma == 0, or every threshold clipped): canonical constants
+    a_fx[const & (c == levels)] = acc_min * one - levels
+    a_fx[const & (c == 0)] = acc_max * one
+    mid = const & (c > 0) & (c < levels)
+    d_fx[mid] = d_hi_b
+    a_fx[mid] = acc_min * one - c[mid] * d_hi_b
+    ok[const] = True
+    finite = np.isfinite(d_est) & np.isfinite(a_est)
+    d0 = np.where(finite, np.clip(np.round(np.nan_to_num(d_est) * one), d_lo_b, d_hi_b), d_lo_b).astype(np.int64)
+    a0 = np.where(finite, np.clip(np.round(np.nan_to_num(a_est) * one), a_lo_b, a_hi_b), 0).astype(np.int64)
+    todo = ~ok
+    for off in [0] + [s * i for i in range(1, d_tries + 1) for s in (-1, 1)]:
+        if not todo.any():
+            break
+        d = np.clip(d0 + off, d_lo_b, d_hi_b)
+        lo = (low_base - k * d[:, None]).max(axis=1)
+        hi = (high_base - k * d[:, None]).min(axis=1)
+        lo, hi = np.maximum(lo, a_lo_b), np.minimum(hi, a_hi_b)
+        hit = todo & (lo <= hi)
+        a_fx[hit] = np.clip(a0[hit], lo[hit], hi[hit])
+        d_fx[hit] = d[hit]
+        todo &= ~hit
+    return a_fx, d_fx, ~todo
+
+
+def fit_progression(table, a_est, d_est, *, acc_min, acc_max, max_frac_bits=FRAC_BITS_MAX):
+    """The smallest ``F`` (0..``max_frac_bits``) and integers ``A_fx``, ``D_fx`` per row whose progression levels
+    equal the exact ``table``'s on every ``acc`` in ``[acc_min, acc_max]``, as ``(F, A_fx, D_fx)``; ``None`` when no
+    ``F`` up to the cap fits every row (the layer then keeps its table).
+
+    For a candidate ``D_fx`` (``round(D * 2^F)`` and its neighbours) the admissible ``A_fx`` form one interval (the
+    intersection of every ``k``'s), so a fit is exact by construction; :func:`expand_progression` re-checks it."""
+    table = np.asarray(table, np.int64)
+    levels = table.shape[1]
+    for f in range(max_frac_bits + 1):
+        if not progression_fits_int64(acc_min, acc_max, levels, f):
+            break
+        a_fx, d_fx, ok = _fit_rows(table, a_est, d_est, f, acc_min, acc_max)
+        if ok.all() and np.array_equal(expand_progression(a_fx, d_fx, f, levels, acc_min, acc_max), table):
+            return f, a_fx, d_fx
+    return None
+
+
+def threshold_storage_bits(kind, *, rows, levels, acc_min, acc_max, frac_bits=None):
+    """Bits a layer's thresholds take in the format's worst-case widths: a table ``rows * L * threshold_bits``, a
+    progression ``rows * (a_bits + d_bits)`` (orientation, one bit per row, is the same for both and left out)."""
+    if kind == "table":
+        return rows * levels * signed_bits(acc_min, acc_max + 1)
+    a_bits, d_bits = progression_widths(acc_min, acc_max, levels, frac_bits)
+    return rows * (a_bits + d_bits)

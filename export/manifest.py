@@ -19,8 +19,9 @@ from common.idx import IDXError, read_idx
 from common.layers import LayerError, check_chain, check_names, layer_from_dict
 
 from . import ExportError, WeightFormatError
-from .folding import MAX_SCORE_BITS, SCALE_BITS, accumulator_bounds, apply_scores, signed_bits
-from .packing import decode_thresholds, decode_weights
+from .folding import (FRAC_BITS_MAX, MAX_SCORE_BITS, SCALE_BITS, accumulator_bounds, apply_scores, expand_progression,
+                      progression_bounds, progression_fits_int64, progression_widths, signed_bits)
+from .packing import decode_progression, decode_thresholds, decode_weights
 
 __all__ = ["MANIFEST", "MANIFEST_VERSION", "REQUIRED_KEYS", "LayerParams", "read_manifest", "load_layers",
            "load_test_set", "sha256_file", "scores_sha256", "upgrade_v1", "MAX_SCORE_BITS", "INPUT_BITS"]
@@ -44,7 +45,9 @@ class LayerParams:
     in_bits : int
         Width of the unsigned values entering the layer.
     weights : ``(rows, columns)`` int8 array of ±1 (compute layers only)
-    orientation, thresholds : hidden compute layers only: ``a = #{k : orientation * acc >= thresholds[k]}``
+    orientation, thresholds : hidden compute layers only: ``a = #{k : orientation * acc >= thresholds[k]}`` (a
+        progression layer's table is its expansion, :func:`export.folding.expand_progression`)
+    progression : ``(frac_bits, a_fx, d_fx)`` for a hidden layer stored as a progression, else None
     scale, offset : output layer only: ``score = scale * acc + offset``
     """
     spec: object
@@ -57,6 +60,7 @@ class LayerParams:
     abits: int | None = None
     orientation: np.ndarray | None = None
     thresholds: np.ndarray | None = None
+    progression: tuple | None = None
     scale: np.ndarray | None = None
     offset: np.ndarray | None = None
     score_bits: int | None = None
@@ -273,8 +277,9 @@ def _check_layer(c, e, spec, in_bits, *, last, abits):
     layer_abits = c.int(e, "abits", where, lo=1, hi=16)
     if abits is not None and layer_abits != abits:
         c.fail(where, f"abits {layer_abits} differs from the network's {abits!r}")
-    if act.get("kind") != "thresholds":
-        c.fail(where, f"a hidden layer's activation kind must be 'thresholds', not {act.get('kind')!r}")
+    if act.get("kind") not in ("thresholds", "progression"):
+        c.fail(where, f"a hidden layer's activation kind must be 'thresholds' or 'progression', not "
+                      f"{act.get('kind')!r}")
     c.file(act, "file", where + " activation")
     if act["file"] != f"{spec.name}.thresholds":
         c.fail(where + " activation", f"file {act['file']!r} must be '{spec.name}.thresholds' (a layer's files "
@@ -283,6 +288,15 @@ def _check_layer(c, e, spec, in_bits, *, last, abits):
     c.equal(act, "levels", (1 << layer_abits) - 1, where + " activation", f"abits {layer_abits}")
     c.equal(act, "threshold_bits", signed_bits(lo, hi + 1), where + " activation", f"acc range [{lo}, {hi}]")
     c.int(act, "negative_orientation", where + " activation", lo=0, hi=spec.rows)
+    if act["kind"] == "progression":
+        levels = (1 << layer_abits) - 1
+        f = c.int(act, "frac_bits", where + " activation", lo=0, hi=FRAC_BITS_MAX)
+        if not progression_fits_int64(lo, hi, levels, f):
+            c.fail(where + " activation", f"frac_bits {f} with acc range [{lo}, {hi}] and {levels} levels leaves "
+                                          f"64-bit integers")
+        a_bits, d_bits = progression_widths(lo, hi, levels, f)
+        c.equal(act, "a_bits", a_bits, where + " activation", f"acc range [{lo}, {hi}], {levels} levels, frac_bits {f}")
+        c.equal(act, "d_bits", d_bits, where + " activation", f"acc range [{lo}, {hi}], frac_bits {f}")
     return layer_abits
 
 
@@ -339,7 +353,10 @@ def load_layers(directory, manifest=None):
         common = dict(spec=spec, index=i, in_bits=bits, weights=w, acc_bits=e["acc_bits"], acc_min=e["acc_min"],
                       acc_max=e["acc_max"], abits=e["abits"])
         act = e["activation"]
-        if act["kind"] == "thresholds":
+        if act["kind"] == "progression":
+            layers.append(LayerParams(**common, **_load_progression(directory, mpath, spec, e, act)))
+            bits = e["abits"]
+        elif act["kind"] == "thresholds":
             data, tname = _checked_bytes(directory, act["file"], act["sha256"], "thresholds")
             orient, thr = decode_thresholds(data, tname)
             if thr.shape != (spec.rows, act["levels"]):
@@ -357,6 +374,31 @@ def load_layers(directory, manifest=None):
             layers.append(LayerParams(**common, scale=np.asarray(act["scale"], np.int64),
                                       offset=np.asarray(act["offset"], np.int64), score_bits=act["score_bits"]))
     return layers
+
+
+def _load_progression(directory, mpath, spec, e, act):
+    """A progression threshold file, checked against the manifest and the format's bounds, with its expansion."""
+    data, tname = _checked_bytes(directory, act["file"], act["sha256"], "thresholds")
+    orient, a_fx, d_fx, f, levels = decode_progression(data, tname)
+    where = f"{tname}: layer {spec.name!r}"
+    if len(orient) != spec.rows:
+        raise WeightFormatError(f"{where}: {len(orient)} rows, the layer has {spec.rows}")
+    if levels != act["levels"]:
+        raise ExportError(f"{mpath}: layer {spec.name!r} activation levels is {act['levels']}, {tname} has {levels}")
+    if f != act["frac_bits"]:
+        raise ExportError(f"{mpath}: layer {spec.name!r} activation frac_bits is {act['frac_bits']}, {tname} has {f}")
+    lo, hi = e["acc_min"], e["acc_max"]
+    a_lo, a_hi, d_lo, d_hi = progression_bounds(lo, hi, levels, f)
+    for key, v, vlo, vhi in (("A_fx", a_fx, a_lo, a_hi), ("D_fx", d_fx, d_lo, d_hi)):
+        bad = np.flatnonzero((v < vlo) | (v > vhi))
+        if len(bad):
+            raise WeightFormatError(f"{where}: {key} of row {int(bad[0])} is {int(v[bad[0]])}, outside "
+                                    f"{vlo}..{vhi} (acc range [{lo}, {hi}], frac_bits {f})")
+    if int((orient < 0).sum()) != act["negative_orientation"]:
+        raise ExportError(f"{mpath}: layer {spec.name!r} activation negative_orientation is "
+                          f"{act['negative_orientation']}, {tname} has {int((orient < 0).sum())}")
+    return dict(orientation=orient, thresholds=expand_progression(a_fx, d_fx, f, levels, lo, hi),
+                progression=(f, a_fx, d_fx))
 
 
 def load_test_set(directory, manifest=None):

@@ -15,6 +15,8 @@ offset  size   field
 Weights: each row is ``ceil(columns / 8)`` bytes; weight ``(r, c)`` is bit ``c % 8`` (LSB first) of byte ``c // 8`` of
 row ``r``; ``1`` is +1, ``0`` is −1; the unused high bits of a row's last byte are 0.
 Thresholds: ``rows`` signed bytes (orientation, +1 or −1), then ``rows × columns`` little-endian int32 thresholds.
+Progression thresholds (magic ``LMTP``, columns = the levels ``L``): a u32 ``frac_bits`` F, ``rows`` signed bytes
+(orientation), then per row two little-endian int64, ``A_fx`` and ``D_fx``.
 """
 
 import struct
@@ -26,11 +28,13 @@ from . import WeightFormatError
 __all__ = [
     "FORMAT_VERSION", "WEIGHT_MAGIC", "THRESHOLD_MAGIC", "HEADER_BYTES",
     "pack_rows", "unpack_rows", "encode_weights", "decode_weights", "encode_thresholds", "decode_thresholds",
+    "PROGRESSION_MAGIC", "encode_progression", "decode_progression",
 ]
 
 FORMAT_VERSION = 1
 WEIGHT_MAGIC = b"LMWB"
 THRESHOLD_MAGIC = b"LMTH"
+PROGRESSION_MAGIC = b"LMTP"
 HEADER_BYTES = 16
 _HEADER = struct.Struct("<4sHHII")
 
@@ -108,3 +112,31 @@ def decode_thresholds(data, name="thresholds"):
     if levels > 1 and np.any(np.diff(thr, axis=1) < 0):
         raise WeightFormatError(f"{name}: thresholds of a row must be non-decreasing")
     return orientation, thr
+
+
+def encode_progression(orientation, a_fx, d_fx, frac_bits, levels):
+    """Bytes of a progression threshold file: header (columns = ``levels``), u32 ``frac_bits``, per-row orientation
+    (±1), then ``(A_fx, D_fx)`` per row as little-endian int64."""
+    orientation = np.asarray(orientation, dtype=np.int8)
+    pairs = np.stack([np.asarray(a_fx, np.int64), np.asarray(d_fx, np.int64)], axis=1).astype("<i8")
+    return (_header(PROGRESSION_MAGIC, len(orientation), levels) + struct.pack("<I", frac_bits)
+            + orientation.tobytes() + pairs.tobytes())
+
+
+def decode_progression(data, name="thresholds"):
+    """Parse a progression threshold file into ``(orientation, a_fx, d_fx, frac_bits, levels)``;
+    :class:`WeightFormatError` if malformed (``D_fx`` must be positive)."""
+    rows, levels = _parse_header(data, PROGRESSION_MAGIC, name)
+    expected = HEADER_BYTES + 4 + rows + 16 * rows
+    if len(data) != expected:
+        raise WeightFormatError(f"{name}: {len(data)} bytes, {rows} progression rows need {expected}")
+    (frac_bits,) = struct.unpack_from("<I", data, HEADER_BYTES)
+    orientation = np.frombuffer(data, dtype=np.int8, count=rows, offset=HEADER_BYTES + 4).astype(np.int64)
+    if not np.all(np.abs(orientation) == 1):
+        raise WeightFormatError(f"{name}: orientation bytes must be +1 or -1")
+    pairs = np.frombuffer(data, dtype="<i8", offset=HEADER_BYTES + 4 + rows).reshape(rows, 2).astype(np.int64)
+    a_fx, d_fx = pairs[:, 0].copy(), pairs[:, 1].copy()
+    if np.any(d_fx <= 0):
+        raise WeightFormatError(f"{name}: D_fx of row {int(np.flatnonzero(d_fx <= 0)[0])} is {int(d_fx[d_fx <= 0][0])}, "
+                                f"it must be positive")
+    return orientation, a_fx, d_fx, int(frac_bits), levels

@@ -19,7 +19,8 @@ from .patch_window import PatchWindow
 from .sliding_window import SlidingWindow
 
 __all__ = ["LayerFolding", "LayerHardware", "LayerChain", "UNITS", "build_layers", "input_format", "image_beats",
-           "geometry_only", "conv_window", "window_cycles", "PATCH_WINDOW_BITS"]
+           "geometry_only", "conv_window", "window_cycles", "PATCH_WINDOW_BITS", "requant_kind",
+           "PROGRESSION_MIN_LEVELS"]
 
 #: a conv layer whose whole patch is at most this many bits may get a :class:`~hw.patch_window.PatchWindow`
 PATCH_WINDOW_BITS = 4608   # 3 x 3 x 64 values of 8 bits
@@ -94,16 +95,36 @@ def _mvu(p, f, *, in_lanes, group, ctx):
               tree_target=ctx["tree_target"], hardwired=f.hardwired)
     if p.is_output:
         kw["scores"] = (p.scale, p.offset, p.score_bits)
+    elif requant_kind(p) == "progression":
+        frac_bits, a_fx, d_fx = p.progression
+        kw["progression"] = (p.orientation, a_fx, d_fx, frac_bits, p.thresholds.shape[1])
     else:
         kw["thresholds"] = (p.orientation, p.thresholds)
     return MatrixVectorUnit(**kw)
+
+
+#: a progression layer with at most this many levels gets the threshold table's unit (its expansion: the same
+#: levels), where a few thresholds cost less than the progression's wide subtractors
+PROGRESSION_MIN_LEVELS = 4
+
+
+def requant_kind(p):
+    """The hidden layer requantiser the export's representation gets: ``"progression"``
+    (:class:`~hw.requant.ProgressionRequantizer`) for a progression export of more than
+    :data:`PROGRESSION_MIN_LEVELS` levels, else ``"thresholds"`` (:class:`~hw.requant.ThresholdRequantizer` over the
+    table, or the progression's expansion -- identical levels either way); ``None`` for the output layer."""
+    if p.is_output:
+        return None
+    if p.progression is not None and p.thresholds.shape[1] > PROGRESSION_MIN_LEVELS:
+        return "progression"
+    return "thresholds"
 
 
 def _compute_info(p, f, mvu, vectors):
     # in_features/out_features: the matrix a PE row folds over (a conv layer's columns are its K*K*C patch)
     return {"in_features": p.columns, "out_features": p.rows, "pe": f.pe, "simd": f.simd, "sf": mvu.sf, "nf": mvu.nf, "vectors": vectors,
             "in_bits": p.in_bits, "out_bits": mvu.out_shape.width, "acc_bits": p.acc_bits,
-            "unit_latency": mvu.latency, "hardwired": f.hardwired}
+            "unit_latency": mvu.latency, "hardwired": f.hardwired, "requant": requant_kind(p) or "scores"}
 
 
 def _dense(p, f, *, in_lanes, in_group, ctx):

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .credit_fifo import RETURN_DELAY, CreditedOutput
 from .input_buffer import InputBuffer
 from .matrix import ConstantMatrix, plan_matrix
-from .requant import ScoreRequantizer, ThresholdRequantizer
+from .requant import ProgressionRequantizer, ScoreRequantizer, ThresholdRequantizer
 from .targets import make_tree, tree_latency
 
 __all__ = ["MatrixVectorUnit", "weight_words", "tree_module_name", "mvu_latency"]
@@ -69,7 +69,9 @@ class MatrixVectorUnit(wiring.Component):
     acc_width : int
         Accumulator width (the exporter's worst case).
     thresholds : ``(orientation, thresholds)``, optional
-        Hidden layer requantisation.
+        Hidden layer requantisation by a threshold table (:class:`~hw.requant.ThresholdRequantizer`).
+    progression : ``(orientation, a_fx, d_fx, frac_bits, levels)``, optional
+        Hidden layer requantisation by progression thresholds (:class:`~hw.requant.ProgressionRequantizer`).
     scores : ``(scale, offset, score_width)``, optional
         Output layer requantisation.
     tree_pipeline : int
@@ -96,9 +98,9 @@ class MatrixVectorUnit(wiring.Component):
     """
 
     def __init__(self, *, weights, in_bits, in_lanes, pe, simd, acc_width, group=None, thresholds=None, scores=None,
-                 tree_pipeline=0, tree_modules=None, tree_target="portable", hardwired=False):
-        if (thresholds is None) == (scores is None):
-            raise ValueError("exactly one of thresholds= or scores= is needed")
+                 progression=None, tree_pipeline=0, tree_modules=None, tree_target="portable", hardwired=False):
+        if sum(x is not None for x in (thresholds, progression, scores)) != 1:
+            raise ValueError("exactly one of thresholds=, progression= or scores= is needed")
         self.out_features, self.in_features = weights.shape
         for name, v, hi in (("pe", pe, self.out_features), ("simd", simd, self.in_features)):
             if not isinstance(v, int) or not 1 <= v <= hi:
@@ -122,7 +124,14 @@ class MatrixVectorUnit(wiring.Component):
             self.tree_latency = ConstantMatrix.latency_for(self._matrix_plan.depth, tree_pipeline)
         else:
             self.tree_latency = tree_latency(target=tree_target, lanes=simd, pipeline=tree_pipeline)
-        if thresholds is not None:
+        if progression is not None:
+            orient, a_fx, d_fx, frac_bits, levels = progression
+            self._make_requant = lambda: ProgressionRequantizer(
+                orientation=orient, a_fx=a_fx, d_fx=d_fx, frac_bits=frac_bits, levels=levels, lanes=pe,
+                acc_width=acc_width)
+            out_shape = hdl.unsigned((levels + 1).bit_length() - 1)
+            requant_latency = ProgressionRequantizer.latency_for(out_shape.width)
+        elif thresholds is not None:
             self._make_requant = lambda: ThresholdRequantizer(
                 orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width)
             levels = thresholds[1].shape[1]

@@ -2,14 +2,14 @@
 (output layer). Both work on ``lanes`` accumulators at once whose neuron index is ``fold * lanes + lane``."""
 
 from amaranth import hdl
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .widths import signed_width
+from .widths import signed_width, unsigned_width
 
-__all__ = ["ThresholdRequantizer", "ScoreRequantizer", "csd_digits"]
+__all__ = ["ThresholdRequantizer", "ProgressionRequantizer", "ScoreRequantizer", "csd_digits"]
 
 
 def csd_digits(value):
@@ -161,6 +161,125 @@ class ThresholdRequantizer(wiring.Component):
         for p in range(lanes):
             m.d.comb += self.result[p].eq(cur_keys[p])
         m.d.comb += self.result_valid.eq(cur_valid)
+        return m
+
+
+class ProgressionRequantizer(wiring.Component):
+    """``level = clamp(floor((s * acc * 2^F - A) / D), 0, L)`` -- the export's progression thresholds,
+    ``#{k in 1..L : s * acc * 2^F >= A + k * D}`` (``docs/folding.md``) -- by a pipelined restoring search.
+
+    Per neuron three constants (orientation, ``A`` = A_fx, ``D`` = D_fx > 0) sit in one small memory per lane, one
+    word per fold (instead of ``L`` thresholds). ``r = s * acc * 2^F - A``, then for ``j = abits-1 .. 0`` one stage
+    each: if ``r >= D << j`` then ``r -= D << j`` and level bit ``j`` is set. ``D << j`` is wiring: adders and
+    comparators only, no multiplier. A negative ``r`` never passes a stage (level 0); a large one passes every stage
+    (level ``2^abits - 1 = L``), so both clamps come for free. Stages: the memory read, its output register, the
+    orientation (a negation), ``r``, then one per output bit: ``latency = abits + 4`` (:meth:`latency_for`).
+
+    Parameters
+    ----------
+    orientation : array of ±1, shape ``(neurons,)``
+    a_fx, d_fx : int arrays, shape ``(neurons,)``; ``d_fx > 0``
+    frac_bits : int
+        ``F``.
+    levels : int
+        ``L = 2**abits - 1``.
+    lanes, acc_width : int
+        As :class:`ThresholdRequantizer`.
+
+    Members
+    -------
+    acc, fold, valid, result, result_valid : as :class:`ThresholdRequantizer`
+    """
+
+    def __init__(self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width):
+        self.neurons = len(orientation)
+        self.abits = (levels + 1).bit_length() - 1
+        if levels != 2 ** self.abits - 1:
+            raise ValueError(f"levels must be 2**abits - 1, not {levels!r}")
+        if len(a_fx) != self.neurons or len(d_fx) != self.neurons:
+            raise ValueError("orientation, a_fx and d_fx must have one entry per neuron")
+        self._orientation = [int(v) for v in orientation]
+        self._a, self._d = [int(v) for v in a_fx], [int(v) for v in d_fx]
+        if min(self._d) <= 0:
+            raise ValueError("d_fx must be positive")
+        self.frac_bits, self.levels = int(frac_bits), levels
+        self.lanes, self.acc_width = lanes, acc_width
+        self.folds = -(-self.neurons // lanes)
+        self.a_width = signed_width(min(0, *self._a), max(0, *self._a))
+        self.d_width = unsigned_width(max(self._d))
+        vmax = 1 << (acc_width - 1)          # |s * acc|, -(-2^(w-1)) included
+        self.v_width = signed_width(-vmax, vmax)
+        r_lo = -(vmax << self.frac_bits) - max(0, *self._a)
+        r_hi = (vmax << self.frac_bits) - min(0, *self._a)
+        self.r_width = signed_width(r_lo, r_hi)
+        self.trial_width = signed_width(r_lo - (max(self._d) << (self.abits - 1)), r_hi)
+        self.word_width = 1 + self.a_width + self.d_width   # per neuron: negate, A, D
+        self.latency = self.latency_for(self.abits)
+        super().__init__({
+            "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
+            "fold": In(range(max(2, self.folds))),
+            "valid": In(1),
+            "result": Out(data.ArrayLayout(hdl.unsigned(self.abits), lanes)),
+            "result_valid": Out(1),
+        })
+
+    @staticmethod
+    def latency_for(abits):
+        """Cycles from ``acc`` to ``level``: memory read, its register, orientation, ``r``, then one per bit."""
+        return abits + 4
+
+    def constant_words(self):
+        """Memory contents, one list per lane: word ``fold`` = ``negate | A << 1 | D << (1 + a_width)`` of neuron
+        ``fold * lanes + lane`` (0 beyond the layer)."""
+        amask = (1 << self.a_width) - 1
+        words = [int(s < 0) | (a & amask) << 1 | d << (1 + self.a_width)
+                 for s, a, d in zip(self._orientation, self._a, self._d)]
+        return [list(col) for col in zip(*_neuron_rows(words, self.folds, self.lanes, 0))]
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, b, F = self.lanes, self.abits, self.frac_bits
+        valid = self.valid
+        for k in range(self.latency):      # valid travels beside the lanes
+            nxt = Signal(name=f"valid_d{k + 1}")
+            m.d.sync += nxt.eq(valid)
+            valid = nxt
+        m.d.comb += self.result_valid.eq(valid)
+        for p, init in enumerate(self.constant_words()):
+            mem = Memory(shape=self.word_width, depth=max(2, len(init)), init=init)
+            m.submodules[f"const{p}"] = mem
+            port = mem.read_port()
+            m.d.comb += port.addr.eq(self.fold)
+            # cycle 1: the word is read beside the registered acc; cycle 2: both registered again (the ROM output
+            # register, inside the block RAM where the flow can put it)
+            acc1 = Signal(hdl.signed(self.acc_width), name=f"acc1_{p}")
+            acc2 = Signal(hdl.signed(self.acc_width), name=f"acc2_{p}")
+            word = Signal(self.word_width, name=f"word2_{p}", reset_less=True)
+            m.d.sync += [acc1.eq(self.acc[p]), acc2.eq(acc1), word.eq(port.data)]
+            neg = word[0]
+            a_val = word[1:1 + self.a_width].as_signed()
+            d_val = word[1 + self.a_width:]
+            # cycle 3: v = s * acc (a negation), A and D along
+            v = Signal(hdl.signed(self.v_width), name=f"v3_{p}")
+            a3 = Signal(hdl.signed(self.a_width), name=f"a3_{p}", reset_less=True)
+            d3 = Signal(self.d_width, name=f"d3_{p}", reset_less=True)
+            m.d.sync += [v.eq(Mux(neg, -acc2, acc2)), a3.eq(a_val), d3.eq(d_val)]
+            # cycle 4: r = v * 2^F - A (a shift is wiring)
+            r = Signal(hdl.signed(self.r_width), name=f"r4_{p}")
+            d = Signal(self.d_width, name=f"d4_{p}", reset_less=True)
+            m.d.sync += [r.eq((v << F) - a3), d.eq(d3)]
+            level = hdl.Const(0, 1)
+            for j in range(b - 1, -1, -1):
+                # one stage: r >= D << j as the sign of r - (D << j), a single carry chain
+                trial = Signal(hdl.signed(self.trial_width), name=f"trial{j}_{p}")
+                m.d.comb += trial.eq(r - (d << j))
+                take = ~trial[-1]
+                r_n = Signal(hdl.signed(self.r_width), name=f"r_b{j}_{p}")
+                d_n = Signal(self.d_width, name=f"d_b{j}_{p}", reset_less=True)
+                lv = Signal(b - j, name=f"level_b{j}_{p}")
+                m.d.sync += [r_n.eq(Mux(take, trial, r)), d_n.eq(d), lv.eq(Cat(take, level) if j < b - 1 else take)]
+                r, d, level = r_n, d_n, lv
+            m.d.comb += self.result[p].eq(level)
         return m
 
 

@@ -163,7 +163,7 @@ def test_pools_carry_no_files_and_one_bit_per_weight(which, request):
         size = (d / e["weights"]).stat().st_size
         assert size == HEADER_BYTES + rows * -(-cols // 8), e["name"]   # one bit per weight, rows byte-aligned
         assert (size - HEADER_BYTES) * 8 - rows * cols < 8 * rows
-        if e["activation"]["kind"] == "thresholds":
+        if e["activation"]["kind"] in ("thresholds", "progression"):
             files.add(e["activation"]["file"])
     files |= {m["test_set"]["images"], m["test_set"]["labels"], "manifest.json"}
     assert {p.name for p in d.iterdir() if not p.name.startswith(".")} == files

@@ -20,7 +20,8 @@ from common.idx import read_idx, write_idx
 from export import ExportError
 from export.golden import GoldenModel
 from export.manifest import MANIFEST, load_layers, load_test_set, read_manifest
-from export.packing import decode_thresholds, encode_thresholds
+from export.folding import expand_progression
+from export.packing import decode_progression, decode_thresholds, encode_thresholds
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("torch_single_thread")]
 
@@ -57,7 +58,14 @@ def _rewrite_thresholds(d, m, name, change):
     that only the values are wrong."""
     e = _layer(m, name)
     path = d / e["activation"]["file"]
-    orient, thr = decode_thresholds(path.read_bytes())
+    if e["activation"]["kind"] == "progression":   # stored as its expansion, a table (what the range check reads)
+        orient, a_fx, d_fx, f, levels = decode_progression(path.read_bytes())
+        thr = expand_progression(a_fx, d_fx, f, levels, e["acc_min"], e["acc_max"])
+        for key in ("frac_bits", "a_bits", "d_bits"):
+            del e["activation"][key]
+        e["activation"]["kind"] = "thresholds"
+    else:
+        orient, thr = decode_thresholds(path.read_bytes())
     thr = thr.copy()
     change(thr, e)
     data = encode_thresholds(orient, thr)

@@ -17,7 +17,7 @@ from common.cli import run_stage  # noqa: E402
 from export.folding import apply_scores, signed_bits  # noqa: E402
 from export.golden import GoldenModel  # noqa: E402
 from export.manifest import load_test_set  # noqa: E402
-from export.packing import encode_thresholds, encode_weights  # noqa: E402
+from export.packing import encode_progression, encode_thresholds, encode_weights  # noqa: E402
 from export.qonnx import build_model, check_model, load_model, run_model  # noqa: E402
 
 
@@ -111,7 +111,12 @@ def _flip_rows(src, dst, plan):
             p, rows = layers[e["name"]], plan[e["name"]]
             w, s = p.weights.copy(), p.orientation.copy()
             w[rows], s[rows] = -w[rows], -s[rows]
-            wb, tb = encode_weights(w), encode_thresholds(s, p.thresholds)
+            if p.progression is not None:      # a progression row keeps its constants: s * acc is unchanged
+                f, a_fx, d_fx = p.progression
+                tb = encode_progression(s, a_fx, d_fx, f, p.thresholds.shape[1])
+            else:
+                tb = encode_thresholds(s, p.thresholds)
+            wb = encode_weights(w)
             (directory / e["weights"]).write_bytes(wb)
             (directory / e["activation"]["file"]).write_bytes(tb)
             e["sha256"], e["activation"]["sha256"] = hashlib.sha256(wb).hexdigest(), hashlib.sha256(tb).hexdigest()
