@@ -44,6 +44,7 @@ def two_workers():
         yield c
 
 
+@pytest.mark.slow   # ~45 s; the retry test below also checks rows equal to the local run on a real cluster
 def test_local_cluster_matches_local_run(tiny_export, local_sweep, tmp_path, capsys):
     from boards.report import sweep
     rows, local_out = local_sweep
