@@ -156,6 +156,22 @@ class SlidingWindow(wiring.Component):
             m.d.sync += [col.eq(_wrap_inc(col, W)), addr.eq(_wrap_inc(addr, self.rows * W))]
         return last_beat & (col == W - 1)
 
+    def _row_tables(self):
+        """Per output row: map rows inside its window (``need``), rows given back at its end (``advance``: to the
+        next row's window, or past the image's last row), and that move in buffer rows (``advance_slots``)."""
+        H, K, S, P, R = self.height, self.kernel, self.stride, self.padding, self.rows
+        lo_last = max(0, (self.out_height - 1) * S - P)
+        need, advance, advance_slots = [], [], []
+        for oy in range(self.out_height):
+            top = oy * S - P
+            lo, hi = max(top, 0), min(top + K - 1, H - 1)
+            last = oy == self.out_height - 1
+            need.append(hi - lo + 1)
+            advance.append(H - lo_last if last else max(top + S, 0) - lo)
+            # within an image at most S < R rows; an image's end may pass more, reduced modulo R
+            advance_slots.append((H - lo_last) % R if last else advance[-1])
+        return need, advance, advance_slots
+
     def _reader(self, m, port, out, complete):
         """Walk ``(oy, ox, ky, kx)``, issuing one read per credit; returns how many rows are given back now."""
         H, W, K, S, P, R = self.height, self.width, self.kernel, self.stride, self.padding, self.rows
@@ -168,30 +184,27 @@ class SlidingWindow(wiring.Component):
         slot = Signal(range(R))                          # buffer row holding map row iy (once iy >= 0)
         behind = Signal(range(H + S + 1))                # rows before the window's first, not yet given back
 
-        # rows of the current window inside the map: lo .. hi
-        lo = Mux(top < 0, 0, top)
-        hi = Mux(top + K > H, H - 1, top + K - 1)
-        lo_last = max(0, (self.out_height - 1) * S - P)
-        next_top = top + S
+        # per output row oy, constants: the window's rows inside the map, and the rows it moves past at the row's end
+        # (registered from tables, so no adder chain runs from `top` into the issue decision and `behind`)
+        need, advance, advance_slots = self._row_tables()
+        cur_need = Signal(range(K + 1), init=need[0])
+        cur_advance = Signal(range(H + S + 1), init=advance[0])
+        cur_advance_slots = Signal(range(R), init=advance_slots[0])
         end_kx = kx == K - 1
         end_ky = end_kx & (ky == K - 1)
         end_ox = end_ky & (ox == self.out_width - 1)
         end_oy = end_ox & (oy == self.out_height - 1)
-        # rows the window moves past: to the next window's first row, or past the image's last row
-        advance = Mux(end_oy, H - lo_last, Mux(next_top < 0, 0, next_top) - lo)
-        # in buffer rows: at most S < R within an image; an image's end may pass more, reduced modulo R here
-        advance_slots = Mux(end_oy, (H - lo_last) % R, advance)
         moved = Signal(range(2 * R))
-        m.d.comb += moved.eq(win_slot + advance_slots)
+        m.d.comb += moved.eq(win_slot + cur_advance_slots)
         next_win_slot = Mux(moved >= R, moved - R, moved)
 
         # a row of output starts once all of its rows are written; it then holds them to its end
         first = (kx == 0) & (ky == 0) & (ox == 0)
-        issue = out.has_credit & (~first | (complete >= behind + (hi - lo + 1)))
+        issue = out.has_credit & (~first | (complete >= behind + cur_need))
         # rows behind the window go back once written (a row a stride skips may not be yet), oldest first
         release = Signal.like(behind)
         m.d.comb += [out.take.eq(issue), release.eq(Mux(complete < behind, complete, behind))]
-        m.d.sync += behind.eq(behind - release + Mux(issue & end_ox, advance, 0))
+        m.d.sync += behind.eq(behind - release + Mux(issue & end_ox, cur_advance, 0))
         with m.If(issue):
             m.d.sync += kx.eq(_wrap_inc(kx, K))
             with m.If(end_kx):
@@ -202,8 +215,11 @@ class SlidingWindow(wiring.Component):
                 m.d.sync += [ox.eq(_wrap_inc(ox, self.out_width)), left.eq(Mux(end_ox, -P, left + S)),
                              slot.eq(Mux(end_ox, next_win_slot, win_slot))]
             with m.If(end_ox):
-                m.d.sync += [oy.eq(_wrap_inc(oy, self.out_height)), top.eq(Mux(end_oy, -P, next_top)),
+                m.d.sync += [oy.eq(_wrap_inc(oy, self.out_height)), top.eq(Mux(end_oy, -P, top + S)),
                              win_slot.eq(next_win_slot)]
+                # the next output row's constants (row 0 after the last)
+                for reg, table in ((cur_need, need), (cur_advance, advance), (cur_advance_slots, advance_slots)):
+                    m.d.sync += reg.eq(Array(table[1:] + table[:1])[oy])
 
         # the read: slot base + column (a table of R constants, no multiplier); zeros outside the map
         bases = Array(s * W for s in range(R))
