@@ -105,3 +105,11 @@ def digits_conv_ps_export(tmp_path_factory):
         torch.set_num_threads(threads)
     export_checkpoint(root / "train" / "model.pt", root / "export", warn=lambda s: None)
     return root / "export"
+
+
+def sigint_default():
+    """``preexec_fn`` for a child that a test interrupts: SIGINT back to its default, because a shell running the
+    suite in the background (``make test &``, some CI runners) starts it ignored, and Python then never raises
+    KeyboardInterrupt."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

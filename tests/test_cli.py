@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from conftest import sigint_default
 
 
 @pytest.mark.parametrize("stage, args", [
@@ -22,7 +23,7 @@ def test_ctrl_c_is_one_line_and_exit_130(digits_export, tmp_path, stage, args):
                        check=True, capture_output=True)
         args = args + ["--rtl", str(rtl), "-o", str(tmp_path / "synth")]
     p = subprocess.Popen([sys.executable, "-m", stage, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=sigint_default)
     time.sleep(3)   # past start-up (imports take ~1 s), inside the work (both take 10 s or more)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)

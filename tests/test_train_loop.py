@@ -12,6 +12,8 @@ import time
 import pytest
 import torch
 
+from conftest import sigint_default
+
 from common import Interrupted
 from train import TrainError
 from train.trainer import TrainConfig, load_model, run_training
@@ -239,7 +241,8 @@ def test_ctrl_c_exits_130_and_resumes(tmp_path):
     ck = out / "checkpoint.pt"
     args = [sys.executable, "-m", "train", "--dataset", "digits", "--arch", "64-32-10", "--epochs", "400",
             "--quiet", "-o", str(out)]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ENV)
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ENV,
+                         preexec_fn=sigint_default)
     _wait_for(ck.exists, p, "first checkpoint")
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=60)
@@ -252,7 +255,8 @@ def test_ctrl_c_exits_130_and_resumes(tmp_path):
     assert done >= 1 and f"({done} complete" in lines[0]
 
     # --resume says where it continues, then trains on (interrupted again once a later checkpoint is written)
-    p = subprocess.Popen(args + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ENV)
+    p = subprocess.Popen(args + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ENV,
+                         preexec_fn=sigint_default)
     first = p.stderr.readline()
     assert f"resuming from epoch {done} of 400" in first, first
     inode = ck.stat().st_ino   # every checkpoint is a new file renamed over the old one
