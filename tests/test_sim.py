@@ -54,8 +54,20 @@ FOLDINGS = [
 ]
 
 
-@pytest.mark.parametrize("sim", SIMS)
-@pytest.mark.parametrize("folding", FOLDINGS, ids=lambda f: f"{f['n_in']}x{f['n_out']}-pe{f['pe']}-simd{f['simd']}")
+# Icarus builds in a second and takes every folding; a Verilator build costs 15-60 s, so `make test` runs two of them
+# on Verilator (odd sizes, 4- and 8-bit) and `make test-slow` the rest
+VERILATOR_FOLDINGS = {"13x7-pe3-simd5", "31x9-pe9-simd8"}
+
+
+def _folding_id(f):
+    return f"{f['n_in']}x{f['n_out']}-pe{f['pe']}-simd{f['simd']}"
+
+
+@pytest.mark.parametrize("sim, folding", [
+    pytest.param(sim.values[0], f, id=f"{_folding_id(f)}-{sim.values[0]}",
+                 marks=[*sim.marks, *([] if sim.values[0] == "icarus" or _folding_id(f) in VERILATOR_FOLDINGS
+                                      else [pytest.mark.slow])])
+    for f in FOLDINGS for sim in SIMS])
 def test_layer_bench(sim, sim_work, folding):
     assert simulate_layer(**folding, sim=sim, work_dir=sim_work, seed=folding["n_in"])
 
