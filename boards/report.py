@@ -189,7 +189,8 @@ def plot_sweep(rows, path, *, title=""):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    from matplotlib.ticker import NullFormatter, NullLocator
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4.8))
     simds = sorted({r["simd"] for r in rows})
     markers = "osd^v<>"
     for k, simd in enumerate(simds):
@@ -204,7 +205,7 @@ def plot_sweep(rows, path, *, title=""):
         ax1.plot(pe, [r["finn_model_LUT"] for r in rs], ":" + mk, color="C4", label="FINN MVAU model LUT" + tag)
         ax1.plot(pe, [r["mult_baseline_LUT"] for r in rs], "--" + mk, color="C5",
                  label="multiplier MACs LUT" + tag)
-        ax1.plot(pe, [r["mult_baseline_DSP"] for r in rs], "--" + mk, color="C3",
+        ax1.plot(pe, [r["mult_baseline_DSP"] for r in rs], "--" + mk, color="C6",
                  label="multiplier MACs DSP" + tag)
         ax2.plot([r["LUT"] for r in rs], [r["images_per_s"] for r in rs], "-" + mk, color="C0",
                  label="lutmac (measured LUT)" + tag)
@@ -215,12 +216,14 @@ def plot_sweep(rows, path, *, title=""):
                          textcoords="offset points")
     ax1.set(xscale="log", yscale="log", xlabel="PE (per layer, clipped)", ylabel="count (DSP 0 drawn at 0.5)",
             title="resources vs PE")
+    ax1.xaxis.set_minor_locator(NullLocator())   # only the swept PE values, not 2x10^0 and friends
     ax1.set_xticks(sorted({r["pe"] for r in rows}), [str(p) for p in sorted({r["pe"] for r in rows})])
-    ax1.legend(fontsize=7, ncol=2)
+    ax1.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))   # beside the data, never over it
     ax1.grid(True, which="both", alpha=0.3)
     ax2.set(xscale="log", yscale="log", xlabel="LUT", ylabel="images/s at the stated clock",
             title="throughput vs LUTs")
-    ax2.legend(fontsize=7)
+    ax2.xaxis.set_minor_formatter(NullFormatter())   # minor labels on a log axis overlap
+    ax2.legend(fontsize=7, loc="best")
     ax2.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
