@@ -41,6 +41,17 @@ def _neuron_rows(values, folds, lanes, fill):
             for f in range(folds)]
 
 
+def _level_signature(*, acc_width, lanes, folds, abits):
+    """The ports every hidden-layer requantiser has: ``lanes`` accumulators of a row fold in, their levels out."""
+    return wiring.Signature({
+        "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
+        "fold": In(range(max(2, folds))),
+        "valid": In(1),
+        "result": Out(data.ArrayLayout(hdl.unsigned(abits), lanes)),
+        "result_valid": Out(1),
+    })
+
+
 class ThresholdRequantizer(wiring.Component):
     """``level = #{k : s * acc >= T[k]}`` by a pipelined binary search: one comparator per output bit per lane.
 
@@ -79,13 +90,7 @@ class ThresholdRequantizer(wiring.Component):
         hi = max(int(thresholds.max()), 1 << (acc_width - 1))
         self.cmp_width = signed_width(lo, hi)
         self.latency = self.latency_for(self.abits)
-        super().__init__({
-            "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
-            "fold": In(range(max(2, self.folds))),
-            "valid": In(1),
-            "result": Out(data.ArrayLayout(hdl.unsigned(self.abits), lanes)),
-            "result_valid": Out(1),
-        })
+        super().__init__(_level_signature(acc_width=acc_width, lanes=lanes, folds=self.folds, abits=self.abits))
 
     @staticmethod
     def latency_for(abits):
@@ -215,13 +220,7 @@ class ProgressionRequantizer(wiring.Component):
         self.trial_width = signed_width(r_lo - (max(self._d) << (self.abits - 1)), r_hi)
         self.word_width = 1 + self.a_width + self.d_width   # per neuron: negate, A, D
         self.latency = self.latency_for(self.abits)
-        super().__init__({
-            "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
-            "fold": In(range(max(2, self.folds))),
-            "valid": In(1),
-            "result": Out(data.ArrayLayout(hdl.unsigned(self.abits), lanes)),
-            "result_valid": Out(1),
-        })
+        super().__init__(_level_signature(acc_width=acc_width, lanes=lanes, folds=self.folds, abits=self.abits))
 
     @staticmethod
     def latency_for(abits):
