@@ -19,15 +19,22 @@ BENCHES = {name: getattr(stages, name) for name in stages.__all__ if name.starts
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-o", "--out", default="build/bench")
     p.add_argument("--only", nargs="*", default=None, help=f"subset of {', '.join(n[6:] for n in BENCHES)}")
     p.add_argument("--build", default="build", help="where training/export runs are kept and reused")
-    p.add_argument("--max-epochs", type=int, default=None, metavar="N",
-                   help="smoke test: cap every training at N epochs (capped runs go to their own -eN folders)")
-    p.add_argument("--max-images", type=int, default=None, metavar="N",
-                   help="smoke test: simulate at most N test images")
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="smoke test: cap every training at N epochs (capped runs go to their own -eN folders)",
+    )
+    p.add_argument(
+        "--max-images", type=int, default=None, metavar="N", help="smoke test: simulate at most N test images"
+    )
     a = p.parse_args(argv)
     names = [f"bench_{n}" for n in a.only] if a.only else list(BENCHES)
     unknown = [n[6:] for n in names if n not in BENCHES]
@@ -40,7 +47,7 @@ def main(argv=None):
     limits = {k: v for k, v in stages.LIMITS.items() if v is not None}
     out = Path(a.out)
     summary_file = out / "summary.json"
-    try:   # --only updates its benchmarks in the summary and keeps the others
+    try:  # --only updates its benchmarks in the summary and keeps the others
         summary = json.loads(summary_file.read_text())
         summary = summary if isinstance(summary, dict) else {}
     except (OSError, ValueError):

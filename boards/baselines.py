@@ -22,11 +22,11 @@ def baseline_pe_verilog(kind, lanes, bits):
             m = Module()
             terms = []
             for i in range(lanes):
-                x = self.x[i * bits:(i + 1) * bits].as_unsigned()
+                x = self.x[i * bits : (i + 1) * bits].as_unsigned()
                 if kind == "naive":
                     t = hdl.Mux(self.w[i], x, -x)
                 else:
-                    t = x * self.w[i * 8:(i + 1) * 8].as_signed()
+                    t = x * self.w[i * 8 : (i + 1) * 8].as_signed()
                 s = Signal(hdl.signed(bits + wbits + 1), name=f"t{i}", attrs={"keep": 1})
                 m.d.comb += s.eq(t)
                 terms.append(s)

@@ -62,12 +62,12 @@ class BoardTop(wiring.Component):
         beat_valid, beat_ready = Signal(), Signal()
         lane = Signal(range(lanes))
         pix = Signal(range(pixels))
-        last_beat = Signal()           # the beat being offered ends an image
+        last_beat = Signal()  # the beat being offered ends an image
         m.d.comb += rx.o.ready.eq(~beat_valid)
         with m.If(rx.o.valid & ~beat_valid):
             for k in range(lanes):
                 with m.If(lane == k):
-                    m.d.sync += beat[k * bits:(k + 1) * bits].eq(rx.o.payload[:bits])
+                    m.d.sync += beat[k * bits : (k + 1) * bits].eq(rx.o.payload[:bits])
             end_of_image = pix == pixels - 1
             with m.If(end_of_image):
                 m.d.sync += [pix.eq(0), lane.eq(0), beat_valid.eq(1), last_beat.eq(1)]
@@ -84,9 +84,18 @@ class BoardTop(wiring.Component):
         result = Signal(pout["width"])
         res_valid, res_ready = Signal(), Signal()
         m.submodules.network = Instance(
-            t["top"], i_clk=ClockSignal(), i_rst=ResetSignal(allow_reset_less=True),  # reset-less on boards: init values
-            **{f"i_{pin['payload']}": beat, f"i_{pin['valid']}": beat_valid, f"o_{pin['ready']}": beat_ready,
-               f"o_{pout['payload']}": result, f"o_{pout['valid']}": res_valid, f"i_{pout['ready']}": res_ready})
+            t["top"],
+            i_clk=ClockSignal(),
+            i_rst=ResetSignal(allow_reset_less=True),  # reset-less on boards: init values
+            **{
+                f"i_{pin['payload']}": beat,
+                f"i_{pin['valid']}": beat_valid,
+                f"o_{pin['ready']}": beat_ready,
+                f"o_{pout['payload']}": result,
+                f"o_{pout['valid']}": res_valid,
+                f"i_{pout['ready']}": res_ready,
+            },
+        )
 
         # cycles from an image's last beat entering the network to its result
         cycles = Signal(32)
@@ -97,19 +106,23 @@ class BoardTop(wiring.Component):
         # result -> reply frame, byte by byte
         cls_f, sc = pout["class"], pout["scores"]
         sb = self.score_bytes
-        fields = [result[cls_f["offset"]:cls_f["offset"] + cls_f["bits"]].as_unsigned()]
+        fields = [result[cls_f["offset"] : cls_f["offset"] + cls_f["bits"]].as_unsigned()]
         fields[0] = Cat(fields[0], Const(0, 8 - cls_f["bits"])) if cls_f["bits"] < 8 else fields[0][:8]
         for j in range(sc["count"]):
-            s = result[sc["offset"] + j * sc["bits"]:sc["offset"] + (j + 1) * sc["bits"]].as_signed()
+            s = result[sc["offset"] + j * sc["bits"] : sc["offset"] + (j + 1) * sc["bits"]].as_signed()
             ext = Signal(8 * sb, name=f"score{j}")
-            m.d.comb += ext.eq(s)                # sign-extends to whole bytes
+            m.d.comb += ext.eq(s)  # sign-extends to whole bytes
             fields.append(ext)
         frame = Signal(8 * self.frame_bytes)
         sending = Signal()
         byte_idx = Signal(range(self.frame_bytes))
         last_class = Signal(self.leds)
-        m.d.comb += [res_ready.eq(~sending), tx.i.payload.eq(frame.word_select(byte_idx, 8)),
-                     tx.i.valid.eq(sending), self.led.eq(last_class)]
+        m.d.comb += [
+            res_ready.eq(~sending),
+            tx.i.payload.eq(frame.word_select(byte_idx, 8)),
+            tx.i.valid.eq(sending),
+            self.led.eq(last_class),
+        ]
         with m.If(res_valid & res_ready):
             m.d.sync += [frame.eq(Cat(*fields, cycles)), sending.eq(1), byte_idx.eq(0), last_class.eq(fields[0])]
         with m.If(tx.i.valid & tx.i.ready):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = ["absorb_bram_output_registers", "absorb_in_file"]
 
-_WIDTH = 18   # DP16KD data outputs per port
+_WIDTH = 18  # DP16KD data outputs per port
 
 
 def _is_const(bits, value):
@@ -105,6 +105,7 @@ def absorb_in_file(path):
     return count
 
 
-if __name__ == "__main__":   # the ECP5 board flow calls this between yosys and nextpnr (see flows.py)
+if __name__ == "__main__":  # the ECP5 board flow calls this between yosys and nextpnr (see flows.py)
     import sys
+
     print(f"{sys.argv[1]}: {absorb_in_file(sys.argv[1])} block RAM ports given their output register")

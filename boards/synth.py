@@ -7,8 +7,15 @@ import time
 from pathlib import Path
 
 from . import BoardsError
-from .yosys import RESOURCES, classify_cells, cone_stat_commands, memory_init_files, read_stat_stream, run_yosys, \
-    xilinx_flow
+from .yosys import (
+    RESOURCES,
+    classify_cells,
+    cone_stat_commands,
+    memory_init_files,
+    read_stat_stream,
+    run_yosys,
+    xilinx_flow,
+)
 
 __all__ = ["synthesize", "utilization", "breakdown", "UNIT_KINDS", "format_breakdown"]
 
@@ -19,16 +26,16 @@ __all__ = ["synthesize", "utilization", "breakdown", "UNIT_KINDS", "format_break
 #: submodules), ``window`` / ``pool`` (the other units of a conv / max-pool layer), ``weights`` (in an MVU, the
 #: fan-in of its ``wreg*`` weight registers that its ``waddr`` counter does not also feed: the weight ROM).
 UNIT_KINDS = {
-    r"pe\d+|matrix": "trees",        # adder trees (a hard-wired layer: one shared-sum constant matrix)
-    r"weights": "weights",           # weight ROM (LUTs, LUTRAM or block RAM) and its read registers
-    r"mvu": "accumulator",           # the MVU's own logic: accumulators, fold sequencer, pipeline registers
-    r"buffer": "input_buffer",       # the MVU's ping-pong input vectors and their SIMD read multiplexers
-    r"requant": "requantiser",       # thresholds and compares; the output layer's score scaling
-    r"out|tuser_fifo": "fifo",       # every unit's credited output FIFO; the AXI-Stream wrapper's tuser FIFO
-    r"window": "window",             # sliding / patch window with its line buffers
-    r"pool": "maxpool",              # max-pool with its partial-row memory
-    r"argmax": "argmax",             # class select over the output scores
-    r"top|network": "control",       # stream glue in the top (and an AXI-Stream wrapper's)
+    r"pe\d+|matrix": "trees",  # adder trees (a hard-wired layer: one shared-sum constant matrix)
+    r"weights": "weights",  # weight ROM (LUTs, LUTRAM or block RAM) and its read registers
+    r"mvu": "accumulator",  # the MVU's own logic: accumulators, fold sequencer, pipeline registers
+    r"buffer": "input_buffer",  # the MVU's ping-pong input vectors and their SIMD read multiplexers
+    r"requant": "requantiser",  # thresholds and compares; the output layer's score scaling
+    r"out|tuser_fifo": "fifo",  # every unit's credited output FIFO; the AXI-Stream wrapper's tuser FIFO
+    r"window": "window",  # sliding / patch window with its line buffers
+    r"pool": "maxpool",  # max-pool with its partial-row memory
+    r"argmax": "argmax",  # class select over the output scores
+    r"top|network": "control",  # stream glue in the top (and an AXI-Stream wrapper's)
 }
 
 _MODULE = re.compile(r"^module\s+(\\\S+|[\w$]+)\s*\(", re.M)
@@ -42,9 +49,11 @@ def _verilog_hierarchy(text):
     from the generated Verilog (names without the escaping backslash)."""
     bodies = {}
     for m, nxt in zip(_MODULE.finditer(text), list(_MODULE.finditer(text))[1:] + [None]):
-        bodies[m.group(1).lstrip("\\")] = text[m.end():nxt.start() if nxt else len(text)]
-    insts = {name: [(t.lstrip("\\"), i.lstrip("\\")) for t, i in _INSTANCE.findall(body) if t.lstrip("\\") in bodies]
-             for name, body in bodies.items()}
+        bodies[m.group(1).lstrip("\\")] = text[m.end() : nxt.start() if nxt else len(text)]
+    insts = {
+        name: [(t.lstrip("\\"), i.lstrip("\\")) for t, i in _INSTANCE.findall(body) if t.lstrip("\\") in bodies]
+        for name, body in bodies.items()
+    }
     rom = [name for name, body in bodies.items() if _WEIGHT_REG.search(body) and _WEIGHT_ADDR.search(body)]
     return insts, rom
 
@@ -158,6 +167,7 @@ def utilization(verilog_path, top, family, work_dir, *, timeout=None, layers=Non
 def synthesize(rtl_dir, out_dir, *, family="xc7", timeout=None):
     """Synthesise ``rtl_dir/top.v``; write ``utilization.json`` and the raw report atomically into ``out_dir``."""
     from common.files import atomic_directory, check_output_dir
+
     rtl_dir = Path(rtl_dir)
     try:
         top = json.loads((rtl_dir / "top.json").read_text())
@@ -167,17 +177,30 @@ def synthesize(rtl_dir, out_dir, *, family="xc7", timeout=None):
     check_output_dir(out_dir, stage="synth", inputs=(rtl_dir,))
     scratch = Path(out_dir).parent / f".{Path(out_dir).name}.work"
     shutil.rmtree(scratch, ignore_errors=True)
-    res = utilization(rtl_dir / "top.v", top["top"], family, scratch, timeout=timeout, by_unit=True,
-                      layers={layer["name"]: layer.get("kind", "dense") for layer in top["layers"]})
-    layers = [layer for layer in top["layers"] if "pe" in layer]   # compute layers (pools have no MAC array)
+    res = utilization(
+        rtl_dir / "top.v",
+        top["top"],
+        family,
+        scratch,
+        timeout=timeout,
+        by_unit=True,
+        layers={layer["name"]: layer.get("kind", "dense") for layer in top["layers"]},
+    )
+    layers = [layer for layer in top["layers"] if "pe" in layer]  # compute layers (pools have no MAC array)
     macs = sum(layer["pe"] * layer["simd"] for layer in layers)
-    res.update(pe=[layer["pe"] for layer in layers], simd=[layer["simd"] for layer in layers],
-               layers=[layer["name"] for layer in layers], mac_lanes=macs,
-               lut_per_mac_lane=round(res["LUT"] / macs, 3), fold_bound_cycles=top["fold_bound_cycles"])
+    res.update(
+        pe=[layer["pe"] for layer in layers],
+        simd=[layer["simd"] for layer in layers],
+        layers=[layer["name"] for layer in layers],
+        mac_lanes=macs,
+        lut_per_mac_lane=round(res["LUT"] / macs, 3),
+        fold_bound_cycles=top["fold_bound_cycles"],
+    )
     cells = res.pop("cells")
     if res["DSP"] > 0:
-        raise BoardsError(f"{rtl_dir}/top.v maps to {res['DSP']} DSP blocks: a binary design must be DSP-free "
-                          f"(report in {scratch})")
+        raise BoardsError(
+            f"{rtl_dir}/top.v maps to {res['DSP']} DSP blocks: a binary design must be DSP-free (report in {scratch})"
+        )
     with atomic_directory(out_dir, stage="synth", inputs=(rtl_dir,)) as tmp:
         (Path(tmp) / "utilization.json").write_text(json.dumps(res, indent=2) + "\n")
         (Path(tmp) / "cells.json").write_text(json.dumps(cells, indent=2, sort_keys=True) + "\n")

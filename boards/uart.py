@@ -13,8 +13,9 @@ def baud_divisor(clk_freq, baud):
         raise ValueError(f"clock and baud rate must be positive, not {clk_freq!r} and {baud!r}")
     div = round(clk_freq / baud)
     if div < 4 or abs(clk_freq / div - baud) / baud > 0.02:
-        raise ValueError(f"baud rate {baud!r} cannot be made from a {clk_freq!r} Hz clock within 2 % "
-                         f"({div} cycles per bit)")
+        raise ValueError(
+            f"baud rate {baud!r} cannot be made from a {clk_freq!r} Hz clock within 2 % ({div} cycles per bit)"
+        )
     return div
 
 
@@ -48,7 +49,7 @@ class UARTReceiver(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        sync1, line = Signal(init=1), Signal(init=1)     # two flops against metastability
+        sync1, line = Signal(init=1), Signal(init=1)  # two flops against metastability
         m.d.sync += [sync1.eq(self.rx), line.eq(sync1)]
         timer = Signal(range(self.divisor * 3 // 2 + 1))
         bits = Signal(8)
@@ -63,7 +64,7 @@ class UARTReceiver(wiring.Component):
                     m.next = "START"
             with m.State("START"):
                 with m.If(timer == 0):
-                    with m.If(line):            # a glitch, not a start bit
+                    with m.If(line):  # a glitch, not a start bit
                         m.next = "IDLE"
                     with m.Else():
                         m.d.sync += [timer.eq(self.divisor - 1), count.eq(0)]
@@ -72,15 +73,14 @@ class UARTReceiver(wiring.Component):
                     m.d.sync += timer.eq(timer - 1)
             with m.State("DATA"):
                 with m.If(timer == 0):
-                    m.d.sync += [bits.eq((bits >> 1) | (line << 7)), count.eq(count + 1),
-                                 timer.eq(self.divisor - 1)]
+                    m.d.sync += [bits.eq((bits >> 1) | (line << 7)), count.eq(count + 1), timer.eq(self.divisor - 1)]
                     with m.If(count == 7):
                         m.next = "STOP"
                 with m.Else():
                     m.d.sync += timer.eq(timer - 1)
             with m.State("STOP"):
                 with m.If(timer == 0):
-                    with m.If(line):           # a framing error (low stop bit) drops the byte
+                    with m.If(line):  # a framing error (low stop bit) drops the byte
                         with m.If(self.o.valid & ~self.o.ready):
                             m.d.sync += self.overflow.eq(1)
                         with m.Else():
@@ -114,7 +114,7 @@ class UARTTransmitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        shift = Signal(10, init=0x3FF)    # stop bit, 8 data bits, start bit; shifted out LSB first
+        shift = Signal(10, init=0x3FF)  # stop bit, 8 data bits, start bit; shifted out LSB first
         left = Signal(range(11))
         timer = Signal(range(self.divisor))
         m.d.comb += [self.tx.eq(shift[0]), self.i.ready.eq(left == 0)]

@@ -9,8 +9,17 @@ from pathlib import Path
 
 from . import BoardsError
 
-__all__ = ["yosys_executable", "run_yosys", "xilinx_flow", "classify_cells", "FAMILIES", "memory_init_files",
-           "cone_stat_commands", "read_stat_stream", "RESOURCES"]
+__all__ = [
+    "yosys_executable",
+    "run_yosys",
+    "xilinx_flow",
+    "classify_cells",
+    "FAMILIES",
+    "memory_init_files",
+    "cone_stat_commands",
+    "read_stat_stream",
+    "RESOURCES",
+]
 
 FAMILIES = ("xc7", "xcu", "xcup")
 
@@ -33,14 +42,19 @@ RESOURCES = ("LUT", "LUTRAM", "SRL", "FF", "CARRY", "BRAM", "URAM", "DSP", "MUXF
 
 # the Xilinx primitives a fan-in cone may run through (never a submodule instance: a cone stays in its module)
 _PRIMITIVES = ",".join(
-    [f"LUT{k}" for k in range(1, 7)] + ["LUT6_2", "INV", "MUXF7", "MUXF8", "MUXF9", "CARRY4", "CARRY8"]
-    + [f"FD{t}E{s}" for t in "RSCP" for s in ("", "_1")] + ["SRL16E", "SRLC16E", "SRLC32E"]
-    + [f"RAM{d}X1{t}" for d in (32, 64, 128, 256) for t in "SD"] + ["RAM32M", "RAM32M16", "RAM64M", "RAM64M8"]
-    + [f"RAMB{k}E{v}" for k in (18, 36) for v in (1, 2)])
+    [f"LUT{k}" for k in range(1, 7)]
+    + ["LUT6_2", "INV", "MUXF7", "MUXF8", "MUXF9", "CARRY4", "CARRY8"]
+    + [f"FD{t}E{s}" for t in "RSCP" for s in ("", "_1")]
+    + ["SRL16E", "SRLC16E", "SRLC32E"]
+    + [f"RAM{d}X1{t}" for d in (32, 64, 128, 256) for t in "SD"]
+    + ["RAM32M", "RAM32M16", "RAM64M", "RAM64M8"]
+    + [f"RAMB{k}E{v}" for k in (18, 36) for v in (1, 2)]
+)
 
 
-_MEMORY = re.compile(r"^(\s*)reg \[(\d+):0\] (\S+) \[(\d+):0\];\n\s*initial begin\n((?:\s*\3\[\d+\] = [^;]+;\n)+)\s*end\n",
-                     re.M)
+_MEMORY = re.compile(
+    r"^(\s*)reg \[(\d+):0\] (\S+) \[(\d+):0\];\n\s*initial begin\n((?:\s*\3\[\d+\] = [^;]+;\n)+)\s*end\n", re.M
+)
 _WORD = re.compile(r"\[(\d+)\] = (\d+)'([hbd])([0-9a-fA-FxXzZ_]+);")
 
 
@@ -56,10 +70,10 @@ def memory_init_files(verilog, work_dir):
         nonlocal count
         indent, width, name, top = m.group(1), int(m.group(2)) + 1, m.group(3), int(m.group(4))
         words = [0] * (top + 1)
-        for index, bits, base, digits in _WORD.findall(m.group(5)):
+        for index, _bits, base, digits in _WORD.findall(m.group(5)):
             digits = digits.replace("_", "")
             if any(c in "xXzZ" for c in digits):
-                return m.group(0)            # an undefined word: keep the block as it is
+                return m.group(0)  # an undefined word: keep the block as it is
             words[int(index)] = int(digits, {"h": 16, "b": 2, "d": 10}[base])
         fname = f"meminit_{count}.hex"
         count += 1
@@ -82,8 +96,13 @@ def run_yosys(script, cwd, *, log_name="yosys.log", timeout=None):
     cwd = Path(cwd)
     (cwd / "script.ys").write_text(script)
     try:
-        r = subprocess.run([yosys_executable(), "-q", "-l", log_name, "-s", "script.ys"], cwd=cwd,
-                           capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            [yosys_executable(), "-q", "-l", log_name, "-s", "script.ys"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         raise BoardsError(f"yosys did not finish within {timeout} s (in {cwd})") from None
     log = (cwd / log_name).read_text() if (cwd / log_name).exists() else r.stdout + r.stderr
@@ -101,22 +120,24 @@ def xilinx_flow(verilog, top, family, *, extra=()):
     reports (on the mapped netlist; they change nothing in it)."""
     if family not in FAMILIES:
         raise BoardsError(f"family {family!r} is unknown; choose one of {', '.join(FAMILIES)}")
-    return "\n".join([
-        f"read_verilog {verilog}",
-        f"synth_xilinx -family {family} -top {top} -run :map_luts",
-        "opt_expr -mux_undef -noclkinv",
-        "abc -luts 2:2,3,6:5,10,20",
-        "clean",
-        "xilinx_srl -fixed -minlen 3",
-        "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
-        "xilinx_dffopt",
-        "opt_lut_ins -tech xilinx",
-        f"synth_xilinx -family {family} -top {top} -run finalize:",
-        "tee -o stat.json stat -json",
-        "tee -o ltp.txt ltp -noff",
-        *extra,
-        "",
-    ])
+    return "\n".join(
+        [
+            f"read_verilog {verilog}",
+            f"synth_xilinx -family {family} -top {top} -run :map_luts",
+            "opt_expr -mux_undef -noclkinv",
+            "abc -luts 2:2,3,6:5,10,20",
+            "clean",
+            "xilinx_srl -fixed -minlen 3",
+            "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+            "xilinx_dffopt",
+            "opt_lut_ins -tech xilinx",
+            f"synth_xilinx -family {family} -top {top} -run finalize:",
+            "tee -o stat.json stat -json",
+            "tee -o ltp.txt ltp -noff",
+            *extra,
+            "",
+        ]
+    )
 
 
 def cone_stat_commands(module, sinks, stop, out):

@@ -10,9 +10,11 @@ class LutmacError(Exception):
 
     ``python -m STAGE`` prints it as one line and exits with :attr:`exit_code`.
     """
+
     exit_code = 2
 
 
 class Interrupted(LutmacError):
     """The user pressed Ctrl-C; the message says where it stopped and how to continue."""
+
     exit_code = 130

@@ -28,7 +28,6 @@ def run_stage(name, main):
     sys.exit(status)
 
 
-
 def _quiet_abandoned_hardware():
     # Amaranth warns "... created but never used" for every elaboratable still alive at exit; after work that stopped
     # half-way those are expected, and they would bury the one line. (Amaranth silences them itself only for

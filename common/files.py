@@ -20,8 +20,18 @@ from pathlib import Path
 
 from . import LutmacError
 
-__all__ = ["OutputError", "MARKER", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_path",
-           "atomic_directory", "claim_directory", "check_output_dir", "output_stage"]
+__all__ = [
+    "OutputError",
+    "MARKER",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_path",
+    "atomic_directory",
+    "claim_directory",
+    "check_output_dir",
+    "output_stage",
+]
 
 MARKER = ".lutmac-output.json"
 
@@ -160,7 +170,7 @@ def check_output_dir(path, *, stage, inputs=(), in_place=False):
     """
     try:
         _check_output_dir(Path(path), stage, inputs, in_place)
-    except OSError as e:   # e.g. a parent without search permission: say so, never a traceback
+    except OSError as e:  # e.g. a parent without search permission: say so, never a traceback
         raise _oserror(path, e, "inspect the output folder") from None
 
 
@@ -177,13 +187,12 @@ def _check_output_dir(path, stage, inputs, in_place):
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: is a file, not an output folder; choose another -o")
     if not (in_place and path.exists()):
-        _check_parent(path)   # where the temporary folder (or the new folder) goes: refused now, not after the work
+        _check_parent(path)  # where the temporary folder (or the new folder) goes: refused now, not after the work
     if not path.exists():
         return
     cwd = Path.cwd().resolve()
     if not in_place and (where == cwd or where in cwd.parents):
-        raise OutputError(f"{path}: is or holds the current folder, which the output would replace; choose "
-                          f"another -o")
+        raise OutputError(f"{path}: is or holds the current folder, which the output would replace; choose another -o")
     try:
         entries = {p.name for p in path.iterdir()}
     except OSError as e:
@@ -193,21 +202,26 @@ def _check_output_dir(path, stage, inputs, in_place):
     owner = output_stage(path)
     if owner != stage:
         what = f"the output of `{owner}`" if owner else "files that no lutmac stage wrote"
-        raise OutputError(f"{path}: holds {what}, not an earlier {stage} output; refusing to replace it "
-                          f"(choose another -o, or remove it yourself)")
+        raise OutputError(
+            f"{path}: holds {what}, not an earlier {stage} output; refusing to replace it "
+            f"(choose another -o, or remove it yourself)"
+        )
     listed = _marker_files(path)
     if listed is not None:
         foreign = sorted(entries - listed - {MARKER})
     elif not in_place and stage in _LEGACY_FILES:
         # written before markers: only the names this stage wrote then may be replaced
-        foreign = sorted(n for n in entries - {MARKER}
-                         if not any(fnmatch.fnmatchcase(n, pat) for pat in _LEGACY_FILES[stage]))
+        foreign = sorted(
+            n for n in entries - {MARKER} if not any(fnmatch.fnmatchcase(n, pat) for pat in _LEGACY_FILES[stage])
+        )
     else:
         # filled in place: whatever else is there stays, but not another stage's output
         foreign = sorted(n for n in entries if (path / n).is_dir() and output_stage(path / n) not in (None, stage))
     if foreign:
-        raise OutputError(f"{path}: an earlier {stage} output, but it also holds {', '.join(foreign[:3])}"
-                          f"{' ...' if len(foreign) > 3 else ''} that {stage} did not write; refusing to replace it")
+        raise OutputError(
+            f"{path}: an earlier {stage} output, but it also holds {', '.join(foreign[:3])}"
+            f"{' ...' if len(foreign) > 3 else ''} that {stage} did not write; refusing to replace it"
+        )
 
 
 def _check_parent(path):
@@ -234,7 +248,7 @@ def atomic_directory(path, *, stage, inputs=()):
     earlier output of ``stage``.
     """
     check_output_dir(path, stage=stage, inputs=inputs)
-    path = Path(os.path.abspath(path))   # `.`/`..` have no name to put a temporary folder beside
+    path = Path(os.path.abspath(path))  # `.`/`..` have no name to put a temporary folder beside
     _mkdir_parent(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -269,8 +283,9 @@ def _swap(tmp, path):
             try:
                 os.replace(old, path)
             except OSError:
-                raise OutputError(f"{path}: cannot replace the folder ({e.strerror or e}); the previous output "
-                                  f"is in {old}") from None
+                raise OutputError(
+                    f"{path}: cannot replace the folder ({e.strerror or e}); the previous output is in {old}"
+                ) from None
         raise _oserror(path, e, "replace the folder") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -73,7 +73,7 @@ def read_idx(path, *, ndim=None, dtype_code=None):
 def write_idx(path, array, *, compress=None):
     """Write ``array`` as an IDX file (gzip when ``compress`` or when the name ends in ``.gz``), atomically."""
     array = np.asarray(array)
-    for code, name in _IDX_DTYPES.items():
+    for code, name in _IDX_DTYPES.items():  # noqa: B007 (code is read after the break)
         if np.dtype(name).newbyteorder("=") == array.dtype:
             break
     else:

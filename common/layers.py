@@ -15,8 +15,21 @@ from dataclasses import dataclass
 
 from . import LutmacError
 
-__all__ = ["LayerError", "Layer", "Conv2d", "MaxPool2d", "Dense", "KINDS", "NAME_PREFIX", "layer_names",
-           "layer_from_dict", "check_chain", "check_names", "fold_cycles", "compute_layers"]
+__all__ = [
+    "LayerError",
+    "Layer",
+    "Conv2d",
+    "MaxPool2d",
+    "Dense",
+    "KINDS",
+    "NAME_PREFIX",
+    "layer_names",
+    "layer_from_dict",
+    "check_chain",
+    "check_names",
+    "fold_cycles",
+    "compute_layers",
+]
 
 
 class LayerError(LutmacError):
@@ -47,12 +60,13 @@ def fold_cycles(vectors, rows, columns, pe, simd):
 @dataclass(frozen=True)
 class Layer:
     """Base of the layer kinds: ``name`` and ``in_shape`` ``(C, H, W)``; ``out_shape`` follows from the kind."""
+
     name: str
     in_shape: tuple
 
     kind = None
-    compute = False       # a matrix-vector product with binary weights (has rows/columns/vectors)
-    params = ()           # the kind's own parameters, as manifest keys
+    compute = False  # a matrix-vector product with binary weights (has rows/columns/vectors)
+    params = ()  # the kind's own parameters, as manifest keys
 
     def __post_init__(self):
         if not (isinstance(self.name, str) and self.name.isidentifier()):
@@ -75,8 +89,13 @@ class Layer:
         raise NotImplementedError
 
     def to_dict(self):
-        return {"name": self.name, "kind": self.kind, "in_shape": list(self.in_shape),
-                "out_shape": list(self.out_shape), **{p: getattr(self, p) for p in self.params}}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "in_shape": list(self.in_shape),
+            "out_shape": list(self.out_shape),
+            **{p: getattr(self, p) for p in self.params},
+        }
 
     @property
     def in_values(self):
@@ -91,6 +110,7 @@ class Conv2d(Layer):
     Bounds: ``0 <= padding < kernel``, the kernel fits the padded map (``kernel <= H + 2 * padding`` and the same for
     W), and ``1 <= stride <= max(H, W) + 2 * padding`` (the padded map's larger side: any larger stride gives the
     same output as that one, and only overflows index arithmetic)."""
+
     out_channels: int = 1
     kernel: int = 1
     stride: int = 1
@@ -103,15 +123,20 @@ class Conv2d(Layer):
     def _check(self):
         c, h, w = self.in_shape
         if self.padding >= self.kernel:
-            raise LayerError(f"layer {self.name!r}: padding {self.padding} must be smaller than the kernel "
-                             f"{self.kernel}")
+            raise LayerError(
+                f"layer {self.name!r}: padding {self.padding} must be smaller than the kernel {self.kernel}"
+            )
         if self.kernel > h + 2 * self.padding or self.kernel > w + 2 * self.padding:
-            raise LayerError(f"layer {self.name!r}: a {self.kernel}x{self.kernel} kernel does not fit a {h}x{w} map"
-                             f"{f' padded by {self.padding}' if self.padding else ''}")
+            raise LayerError(
+                f"layer {self.name!r}: a {self.kernel}x{self.kernel} kernel does not fit a {h}x{w} map"
+                f"{f' padded by {self.padding}' if self.padding else ''}"
+            )
         if self.stride > max(h, w) + 2 * self.padding:
-            raise LayerError(f"layer {self.name!r}: stride {self.stride} is larger than the {h}x{w} map"
-                             f"{f' padded by {self.padding}' if self.padding else ''} (at most "
-                             f"{max(h, w) + 2 * self.padding})")
+            raise LayerError(
+                f"layer {self.name!r}: stride {self.stride} is larger than the {h}x{w} map"
+                f"{f' padded by {self.padding}' if self.padding else ''} (at most "
+                f"{max(h, w) + 2 * self.padding})"
+            )
 
     @property
     def out_shape(self):
@@ -127,6 +152,7 @@ class Conv2d(Layer):
 @dataclass(frozen=True)
 class MaxPool2d(Layer):
     """Maximum over ``kernel`` x ``kernel`` windows at stride ``kernel`` (no padding; a remainder is dropped)."""
+
     kernel: int = 2
     stride: int = 2
 
@@ -136,11 +162,9 @@ class MaxPool2d(Layer):
     def _check(self):
         _, h, w = self.in_shape
         if self.stride != self.kernel:
-            raise LayerError(f"layer {self.name!r}: max-pool stride {self.stride} must equal its kernel "
-                             f"{self.kernel}")
+            raise LayerError(f"layer {self.name!r}: max-pool stride {self.stride} must equal its kernel {self.kernel}")
         if self.kernel > h or self.kernel > w:
-            raise LayerError(f"layer {self.name!r}: a {self.kernel}x{self.kernel} pool leaves nothing of a {h}x{w} "
-                             f"map")
+            raise LayerError(f"layer {self.name!r}: a {self.kernel}x{self.kernel} pool leaves nothing of a {h}x{w} map")
 
     @property
     def out_shape(self):
@@ -151,6 +175,7 @@ class MaxPool2d(Layer):
 @dataclass(frozen=True)
 class Dense(Layer):
     """Fully connected: ``out_features`` outputs of the whole input map (flattened ``H, W, C``)."""
+
     out_features: int = 1
 
     kind = "dense"
@@ -188,8 +213,10 @@ def check_names(layers):
     or a layer dropped, then no longer pass as another valid network."""
     for i, (layer, want) in enumerate(zip(layers, layer_names(layer.kind for layer in layers))):
         if layer.name != want:
-            raise LayerError(f"layer {i} {layer.name!r}: name must be {want!r} (layers are named by kind and "
-                             f"position: conv0, conv1, ..., pool0, ..., fc0, ...)")
+            raise LayerError(
+                f"layer {i} {layer.name!r}: name must be {want!r} (layers are named by kind and "
+                f"position: conv0, conv1, ..., pool0, ..., fc0, ...)"
+            )
 
 
 def layer_from_dict(d, where="layer"):
@@ -210,8 +237,10 @@ def layer_from_dict(d, where="layer"):
         raise LayerError(f"{where}: {e}") from None
     out = d.get("out_shape", list(layer.out_shape))
     if not (isinstance(out, list) and all(_int(v) for v in out) and out == list(layer.out_shape)):
-        raise LayerError(f"{where}: out_shape {d['out_shape']!r} is not what a {kind} of in_shape "
-                         f"{list(layer.in_shape)} gives ({list(layer.out_shape)})")
+        raise LayerError(
+            f"{where}: out_shape {d['out_shape']!r} is not what a {kind} of in_shape "
+            f"{list(layer.in_shape)} gives ({list(layer.out_shape)})"
+        )
     return layer
 
 
@@ -234,8 +263,10 @@ def check_chain(layers, input_shape, classes):
         shape = layer.out_shape
     last = layers[-1]
     if last.kind != "dense" or last.out_features != classes:
-        raise LayerError(f"the last layer must be dense with the {classes} classes as outputs, not {last.name!r} "
-                         f"with output {list(last.out_shape)}")
+        raise LayerError(
+            f"the last layer must be dense with the {classes} classes as outputs, not {last.name!r} "
+            f"with output {list(last.out_shape)}"
+        )
 
 
 def compute_layers(layers):

@@ -15,4 +15,5 @@ class ExportError(LutmacError):
 
 
 class WeightFormatError(ExportError):
-    """A packed weight or threshold file that is truncated, of the wrong magic/version, or not what the manifest says."""
+    """A packed weight or threshold file that is truncated, of the wrong magic/version, or not what the manifest
+    says."""

@@ -26,7 +26,8 @@ def patches(x, *, kernel, stride=1, padding=0):
     # a strided view (N, Ho, Wo, K, K, C) -- no copy until the reshape
     sn, sh, sw, sc = x.strides
     view = np.lib.stride_tricks.as_strided(
-        x, shape=(n, ho, wo, kernel, kernel, c), strides=(sn, sh * stride, sw * stride, sh, sw, sc), writeable=False)
+        x, shape=(n, ho, wo, kernel, kernel, c), strides=(sn, sh * stride, sw * stride, sh, sw, sc), writeable=False
+    )
     return view.reshape(n, ho, wo, kernel * kernel * c)
 
 
@@ -35,4 +36,4 @@ def maxpool(x, kernel):
     x = np.asarray(x)
     n, h, w, c = x.shape
     ho, wo = h // kernel, w // kernel
-    return x[:, :ho * kernel, :wo * kernel].reshape(n, ho, kernel, wo, kernel, c).max(axis=(2, 4))
+    return x[:, : ho * kernel, : wo * kernel].reshape(n, ho, kernel, wo, kernel, c).max(axis=(2, 4))

@@ -8,8 +8,8 @@ Hidden layers (``docs/folding.md``): the trained function of a neuron's integer 
 It is monotone in ``acc``, so it is exactly ``a = #{k : s * acc >= T[k]}`` for an orientation ``s`` (the sign of
 ``gamma``; ``+1`` when ``gamma == 0``) and ``L`` non-decreasing integer thresholds — comparators only.
 
-Output layer: ``score = m * acc + b`` with integers ``m`` (``|m| < 2**(scale_bits-1)``) and ``b``, ``2**shift`` times the
-batch-norm output; the class is the first argmax. ``m * acc`` is a constant-coefficient product per class, realised
+Output layer: ``score = m * acc + b`` with integers ``m`` (``|m| < 2**(scale_bits-1)``) and ``b``, ``2**shift`` times
+the batch-norm output; the class is the first argmax. ``m * acc`` is a constant-coefficient product per class, realised
 by hardware as shift-and-add over ``m``'s canonical signed digits — no DSP multiplier.
 """
 
@@ -18,14 +18,29 @@ import numpy as np
 from . import ExportError
 
 __all__ = [
-    "accumulator_bounds", "signed_bits", "reference_activation", "fold_thresholds", "apply_thresholds",
-    "fold_scores", "apply_scores", "reference_scores", "SCALE_BITS", "MAX_SCORE_BITS", "FRAC_BITS_MAX",
-    "progression_bounds", "progression_widths", "progression_fits_int64", "expand_progression", "apply_progression",
-    "progression_terms", "fit_progression", "threshold_storage_bits",
+    "accumulator_bounds",
+    "signed_bits",
+    "reference_activation",
+    "fold_thresholds",
+    "apply_thresholds",
+    "fold_scores",
+    "apply_scores",
+    "reference_scores",
+    "SCALE_BITS",
+    "MAX_SCORE_BITS",
+    "FRAC_BITS_MAX",
+    "progression_bounds",
+    "progression_widths",
+    "progression_fits_int64",
+    "expand_progression",
+    "apply_progression",
+    "progression_terms",
+    "fit_progression",
+    "threshold_storage_bits",
 ]
 
 SCALE_BITS = 12
-MAX_SCORE_BITS = 48   # wider output scores only come from a degenerate output layer
+MAX_SCORE_BITS = 48  # wider output scores only come from a degenerate output layer
 
 
 def accumulator_bounds(in_features, in_max):
@@ -50,7 +65,7 @@ def _bn_terms(mean, var, gamma, beta, bias, eps):
 def reference_activation(acc, *, mean, var, gamma, beta, bias, eps, abits, act_range):
     """The trained activation in float64 for integer ``acc`` of shape ``(..., rows)`` (what folding must equal)."""
     centre, std, gamma, beta = _bn_terms(mean, var, gamma, beta, bias, eps)
-    levels = 2 ** abits - 1
+    levels = 2**abits - 1
     y = (np.asarray(acc, np.float64) - centre) / std * gamma + beta
     return np.clip(np.floor(y * (levels / act_range) + 0.5), 0, levels).astype(np.int64)
 
@@ -59,7 +74,7 @@ def fold_thresholds(*, mean, var, gamma, beta, bias, eps, abits, act_range, acc_
     """Orientation ``(rows,)`` and thresholds ``(rows, L)`` reproducing :func:`reference_activation` exactly
     for every ``acc`` in ``[acc_min, acc_max]``; thresholds are clipped to ``[acc_min, acc_max + 1]``."""
     centre, std, g, beta = _bn_terms(mean, var, gamma, beta, bias, eps)
-    levels = 2 ** abits - 1
+    levels = 2**abits - 1
     rows = len(centre)
     k = np.arange(1, levels + 1, dtype=np.float64)[None, :]
     orient = np.where(g < 0, -1, 1).astype(np.int64)
@@ -117,14 +132,16 @@ def fold_scores(*, mean, var, gamma, beta, bias, eps, acc_bound, scale_bits=SCAL
     shift = int(np.floor(np.log2(limit / kmax))) if kmax > 0 else 0
     shift = min(max(shift, 0), 62)
     ceiling = 2.0 ** (MAX_SCORE_BITS - 2)
-    while shift > 0 and float(np.abs((beta - k * centre) * 2.0 ** shift).max()) + limit * acc_bound >= ceiling:
+    while shift > 0 and float(np.abs((beta - k * centre) * 2.0**shift).max()) + limit * acc_bound >= ceiling:
         shift -= 1
-    m = np.round(k * 2.0 ** shift).astype(np.int64)
-    b = np.round((beta - k * centre) * 2.0 ** shift)
+    m = np.round(k * 2.0**shift).astype(np.int64)
+    b = np.round((beta - k * centre) * 2.0**shift)
     if not m.any() or not np.all(np.isfinite(b)) or float(np.abs(b).max()) >= ceiling:
-        raise ExportError(f"output layer: its batch norm scales every class by |gamma / sigma| <= {kmax:.3g}, so the "
-                          f"scores do not depend on the input at {MAX_SCORE_BITS}-bit precision (the training "
-                          f"diverged or collapsed); train again")
+        raise ExportError(
+            f"output layer: its batch norm scales every class by |gamma / sigma| <= {kmax:.3g}, so the "
+            f"scores do not depend on the input at {MAX_SCORE_BITS}-bit precision (the training "
+            f"diverged or collapsed); train again"
+        )
     return m, b.astype(np.int64), shift
 
 
@@ -142,7 +159,7 @@ def reference_scores(acc, *, mean, var, gamma, beta, bias, eps):
 # theta_k = A + k*D (oriented, D > 0). The export may store integers (frac_bits F; A_fx, D_fx per row) instead of the
 # table, the level being DEFINED as  #{k in 1..L : s*acc*2^F >= A_fx + k*D_fx}.
 
-FRAC_BITS_MAX = 20          # the largest F the exporter tries (and readers accept)
+FRAC_BITS_MAX = 20  # the largest F the exporter tries (and readers accept)
 
 
 def progression_bounds(acc_min, acc_max, levels, frac_bits):
@@ -177,7 +194,7 @@ def expand_progression(a_fx, d_fx, frac_bits, levels, acc_min, acc_max):
     d = np.asarray(d_fx, np.int64)[:, None]
     k = np.arange(1, levels + 1, dtype=np.int64)[None, :]
     num = a + k * d
-    t = -((-num) >> frac_bits)               # ceil(num / 2^F), exact on integers
+    t = -((-num) >> frac_bits)  # ceil(num / 2^F), exact on integers
     return np.clip(t, acc_min, acc_max + 1)
 
 
@@ -193,7 +210,7 @@ def progression_terms(*, mean, var, gamma, beta, bias, eps, abits, act_range):
     """Float ``(A, D)`` per row with the oriented thresholds ``s * theta_k = A + k*D`` (``D > 0``; ``nan`` where
     ``gamma == 0``)."""
     centre, std, g, beta = _bn_terms(mean, var, gamma, beta, bias, eps)
-    levels = 2 ** abits - 1
+    levels = 2**abits - 1
     s = np.where(g < 0, -1.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         a = s * (centre + (-0.5 * act_range / levels - beta) * std / g)

@@ -17,7 +17,7 @@ from .manifest import load_layers, read_manifest
 __all__ = ["GoldenModel", "GoldenTrace", "binary_matvec", "GOLDEN"]
 
 _F32_EXACT = 1 << 24  # every partial sum below this is exact in float32
-_TABLE_LIMIT = 1 << 20   # a row's level table is built when its thresholds span fewer accumulator values
+_TABLE_LIMIT = 1 << 20  # a row's level table is built when its thresholds span fewer accumulator values
 
 
 def binary_matvec(x, weights, bound):
@@ -39,8 +39,11 @@ def _level_tables(p):
     tables = []
     for t in p.thresholds:
         lo, hi = int(t[0]) - 1, int(t[-1])
-        tables.append((lo, np.searchsorted(t, np.arange(lo, hi + 1), side="right").astype(np.uint16))
-                      if hi - lo < _TABLE_LIMIT else None)
+        tables.append(
+            (lo, np.searchsorted(t, np.arange(lo, hi + 1), side="right").astype(np.uint16))
+            if hi - lo < _TABLE_LIMIT
+            else None
+        )
     return tables
 
 
@@ -69,8 +72,8 @@ def _columns(x, kernel, stride, padding):
     ho, wo = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
     sc, sn, sh, sw = x.strides
     view = np.lib.stride_tricks.as_strided(
-        x, shape=(kernel, kernel, c, n, ho, wo), strides=(sh, sw, sc, sn, sh * stride, sw * stride),
-        writeable=False)
+        x, shape=(kernel, kernel, c, n, ho, wo), strides=(sh, sw, sc, sn, sh * stride, sw * stride), writeable=False
+    )
     return view.reshape(kernel * kernel * c, n * ho * wo), (n, ho, wo)
 
 
@@ -95,10 +98,10 @@ def _maxpool(p, x, tables):
     k = p.spec.kernel
     c, n, h, w = x.shape
     ho, wo = h // k, w // k
-    out = x[:, :, 0:ho * k:k, 0:wo * k:k].copy()
-    for ky in range(k):     # K*K strided slices folded with an elementwise maximum: far faster than a reduction
+    out = x[:, :, 0 : ho * k : k, 0 : wo * k : k].copy()
+    for ky in range(k):  # K*K strided slices folded with an elementwise maximum: far faster than a reduction
         for kx in range(k):  # over the inner axes of a reshaped view
-            np.maximum(out, x[:, :, ky:ho * k:k, kx:wo * k:k], out=out)
+            np.maximum(out, x[:, :, ky : ho * k : k, kx : wo * k : k], out=out)
     return None, out
 
 
@@ -118,6 +121,7 @@ class GoldenTrace:
     """Every intermediate of a batch, per layer: ``accumulators[i]`` (None for a pool) and ``activations[i]`` (the
     input of layer ``i + 1``: ``(N, H, W, C)`` after conv and pool layers, ``(N, features)`` after dense ones), the
     output ``scores`` and ``classes`` (first argmax)."""
+
     accumulators: list
     activations: list
     scores: np.ndarray
@@ -138,7 +142,7 @@ class GoldenModel:
         self.manifest = read_manifest(directory)
         self.layers = load_layers(directory, self.manifest)
         self._tables = [_level_tables(p) if p.thresholds is not None else None for p in self.layers]
-        self.input_shape = tuple(self.manifest["input"]["shape"])   # (C, H, W)
+        self.input_shape = tuple(self.manifest["input"]["shape"])  # (C, H, W)
         self.input_features = int(np.prod(self.input_shape))
         conv = any(p.kind != "dense" for p in self.layers)
         # a conv net's patch matrices are large: smaller batches stay in memory (and cache)
@@ -149,8 +153,9 @@ class GoldenModel:
         c, h, w = self.input_shape
         x = np.asarray(images)
         if x.size != len(x) * self.input_features:
-            raise ValueError(f"images of shape {x.shape[1:]} have {x.size // max(1, len(x))} values, the network "
-                             f"takes {c}x{h}x{w}")
+            raise ValueError(
+                f"images of shape {x.shape[1:]} have {x.size // max(1, len(x))} values, the network takes {c}x{h}x{w}"
+            )
         if self.layers[0].kind == "dense":
             return x.reshape(len(x), -1).T
         return x.reshape(len(x), h, w, c).transpose(3, 0, 1, 2)
@@ -180,7 +185,7 @@ class GoldenModel:
         batch = batch or self.batch
         out = []
         for i in range(0, len(images), batch):
-            x = self._internal(images[i:i + batch])
+            x = self._internal(images[i : i + batch])
             for p, tables in zip(self.layers, self._tables):
                 _, x = GOLDEN[p.kind](p, x, tables)
             out.append(np.argmax(x, axis=0))

@@ -19,18 +19,48 @@ from common.idx import IDXError, read_idx
 from common.layers import LayerError, check_chain, check_names, layer_from_dict
 
 from . import ExportError, WeightFormatError
-from .folding import (FRAC_BITS_MAX, MAX_SCORE_BITS, SCALE_BITS, accumulator_bounds, apply_scores, expand_progression,
-                      progression_bounds, progression_fits_int64, progression_widths, signed_bits)
+from .folding import (
+    FRAC_BITS_MAX,
+    MAX_SCORE_BITS,
+    SCALE_BITS,
+    accumulator_bounds,
+    apply_scores,
+    expand_progression,
+    progression_bounds,
+    progression_fits_int64,
+    progression_widths,
+    signed_bits,
+)
 from .packing import decode_progression, decode_thresholds, decode_weights
 
-__all__ = ["MANIFEST", "MANIFEST_VERSION", "REQUIRED_KEYS", "LayerParams", "read_manifest", "load_layers",
-           "load_test_set", "sha256_file", "scores_sha256", "upgrade_v1", "MAX_SCORE_BITS", "INPUT_BITS"]
+__all__ = [
+    "MANIFEST",
+    "MANIFEST_VERSION",
+    "REQUIRED_KEYS",
+    "LayerParams",
+    "read_manifest",
+    "load_layers",
+    "load_test_set",
+    "sha256_file",
+    "scores_sha256",
+    "upgrade_v1",
+    "MAX_SCORE_BITS",
+    "INPUT_BITS",
+]
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 2
-REQUIRED_KEYS = ("format_version", "dataset", "input", "classes", "layers", "test_set", "float_test_accuracy",
-                 "golden_test_accuracy")
-INPUT_BITS = 8          # pixels are 8-bit unsigned
+REQUIRED_KEYS = (
+    "format_version",
+    "dataset",
+    "input",
+    "classes",
+    "layers",
+    "test_set",
+    "float_test_accuracy",
+    "golden_test_accuracy",
+)
+INPUT_BITS = 8  # pixels are 8-bit unsigned
 _MAX_SHIFT = 62
 
 
@@ -50,6 +80,7 @@ class LayerParams:
     progression : ``(frac_bits, a_fx, d_fx)`` for a hidden layer stored as a progression, else None
     scale, offset : output layer only: ``score = scale * acc + offset``
     """
+
     spec: object
     index: int
     in_bits: int
@@ -117,7 +148,9 @@ class _Checker:
         if not isinstance(v, int) or isinstance(v, bool):
             self.fail(where, f"{key} must be an integer, not {v!r}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            self.fail(where, f"{key} {v} is outside {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}")
+            self.fail(
+                where, f"{key} {v} is outside {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
+            )
         return v
 
     def number(self, obj, key, where, *, none=False):
@@ -163,7 +196,7 @@ def upgrade_v1(m):
     inp = m.get("input")
     if inp is None:
         inp = {}
-    if isinstance(inp, dict):   # anything else is left for read_manifest to refuse ("input must be an object")
+    if isinstance(inp, dict):  # anything else is left for read_manifest to refuse ("input must be an object")
         inp = dict(inp)
         shape = inp.get("shape")
         if isinstance(shape, list) and len(shape) == 2:
@@ -211,8 +244,11 @@ def read_manifest(directory):
     if inp.get("signed", False) is not False:
         c.fail("input", f"signed must be false, not {inp.get('signed')!r}")
     shape = inp.get("shape")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) and not isinstance(d, bool)
-                                                                  and d >= 1 for d in shape)):
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+    ):
         c.fail("input", f"shape must be [C, H, W] of positive integers, not {shape!r}")
     classes = c.int(m, "classes", "", lo=1)
     if not isinstance(m["layers"], list) or not m["layers"]:
@@ -278,12 +314,15 @@ def _check_layer(c, e, spec, in_bits, *, last, abits):
     if abits is not None and layer_abits != abits:
         c.fail(where, f"abits {layer_abits} differs from the network's {abits!r}")
     if act.get("kind") not in ("thresholds", "progression"):
-        c.fail(where, f"a hidden layer's activation kind must be 'thresholds' or 'progression', not "
-                      f"{act.get('kind')!r}")
+        c.fail(
+            where, f"a hidden layer's activation kind must be 'thresholds' or 'progression', not {act.get('kind')!r}"
+        )
     c.file(act, "file", where + " activation")
     if act["file"] != f"{spec.name}.thresholds":
-        c.fail(where + " activation", f"file {act['file']!r} must be '{spec.name}.thresholds' (a layer's files "
-                                      f"carry its name)")
+        c.fail(
+            where + " activation",
+            f"file {act['file']!r} must be '{spec.name}.thresholds' (a layer's files carry its name)",
+        )
     c.sha(act, "sha256", where + " activation")
     c.equal(act, "levels", (1 << layer_abits) - 1, where + " activation", f"abits {layer_abits}")
     c.equal(act, "threshold_bits", signed_bits(lo, hi + 1), where + " activation", f"acc range [{lo}, {hi}]")
@@ -292,8 +331,10 @@ def _check_layer(c, e, spec, in_bits, *, last, abits):
         levels = (1 << layer_abits) - 1
         f = c.int(act, "frac_bits", where + " activation", lo=0, hi=FRAC_BITS_MAX)
         if not progression_fits_int64(lo, hi, levels, f):
-            c.fail(where + " activation", f"frac_bits {f} with acc range [{lo}, {hi}] and {levels} levels leaves "
-                                          f"64-bit integers")
+            c.fail(
+                where + " activation",
+                f"frac_bits {f} with acc range [{lo}, {hi}] and {levels} levels leaves 64-bit integers",
+            )
         a_bits, d_bits = progression_widths(lo, hi, levels, f)
         c.equal(act, "a_bits", a_bits, where + " activation", f"acc range [{lo}, {hi}], {levels} levels, frac_bits {f}")
         c.equal(act, "d_bits", d_bits, where + " activation", f"acc range [{lo}, {hi}], frac_bits {f}")
@@ -304,8 +345,11 @@ def _check_scores(c, act, spec, lo, hi, where):
     where = where + " activation"
     for key in ("scale", "offset"):
         v = act.get(key)
-        if not (isinstance(v, list) and len(v) == spec.rows
-                and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+        if not (
+            isinstance(v, list)
+            and len(v) == spec.rows
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+        ):
             c.fail(where, f"{key} must be a list of {spec.rows} integers")
     limit = 1 << (SCALE_BITS - 1)
     if any(abs(x) >= limit for x in act["scale"]):
@@ -315,9 +359,14 @@ def _check_scores(c, act, spec, lo, hi, where):
         c.fail(where, f"offset values must be below 2^{MAX_SCORE_BITS - 2} in magnitude")
     m, b = np.asarray(act["scale"], np.int64), np.asarray(act["offset"], np.int64)
     extremes = apply_scores(np.array([[lo] * spec.rows, [hi] * spec.rows]), m, b)
-    c.equal(act, "score_bits", signed_bits(int(extremes.min()), int(extremes.max())), where,
-            f"the worst case of scale * acc + offset over acc in [{lo}, {hi}]")
-    if "scores_sha256" in act:   # every export writes it; exports made before it was recorded lack it
+    c.equal(
+        act,
+        "score_bits",
+        signed_bits(int(extremes.min()), int(extremes.max())),
+        where,
+        f"the worst case of scale * acc + offset over acc in [{lo}, {hi}]",
+    )
+    if "scores_sha256" in act:  # every export writes it; exports made before it was recorded lack it
         c.sha(act, "scores_sha256", where)
         if scores_sha256(act["scale"], act["offset"]) != act["scores_sha256"]:
             c.fail(where, "scale/offset do not match scores_sha256 (score constants changed, swapped or corrupt)")
@@ -348,10 +397,19 @@ def load_layers(directory, manifest=None):
         data, name = _checked_bytes(directory, e["weights"], e["sha256"], "weights")
         w = decode_weights(data, name)
         if w.shape != (spec.rows, spec.columns):
-            raise WeightFormatError(f"{name}: holds {w.shape[0]}x{w.shape[1]} weights, layer {spec.name!r} "
-                                    f"needs {spec.rows}x{spec.columns}")
-        common = dict(spec=spec, index=i, in_bits=bits, weights=w, acc_bits=e["acc_bits"], acc_min=e["acc_min"],
-                      acc_max=e["acc_max"], abits=e["abits"])
+            raise WeightFormatError(
+                f"{name}: holds {w.shape[0]}x{w.shape[1]} weights, layer {spec.name!r} needs {spec.rows}x{spec.columns}"
+            )
+        common = dict(
+            spec=spec,
+            index=i,
+            in_bits=bits,
+            weights=w,
+            acc_bits=e["acc_bits"],
+            acc_min=e["acc_min"],
+            acc_max=e["acc_max"],
+            abits=e["abits"],
+        )
         act = e["activation"]
         if act["kind"] == "progression":
             layers.append(LayerParams(**common, **_load_progression(directory, mpath, spec, e, act)))
@@ -360,19 +418,30 @@ def load_layers(directory, manifest=None):
             data, tname = _checked_bytes(directory, act["file"], act["sha256"], "thresholds")
             orient, thr = decode_thresholds(data, tname)
             if thr.shape != (spec.rows, act["levels"]):
-                raise WeightFormatError(f"{tname}: {thr.shape} thresholds do not fit layer {spec.name!r} "
-                                        f"with abits={e['abits']}")
+                raise WeightFormatError(
+                    f"{tname}: {thr.shape} thresholds do not fit layer {spec.name!r} with abits={e['abits']}"
+                )
             if thr.min() < e["acc_min"] or thr.max() > e["acc_max"] + 1:
-                raise WeightFormatError(f"{tname}: thresholds of layer {spec.name!r} leave "
-                                        f"[acc_min, acc_max + 1] = [{e['acc_min']}, {e['acc_max'] + 1}]")
+                raise WeightFormatError(
+                    f"{tname}: thresholds of layer {spec.name!r} leave "
+                    f"[acc_min, acc_max + 1] = [{e['acc_min']}, {e['acc_max'] + 1}]"
+                )
             if int((orient < 0).sum()) != act["negative_orientation"]:
-                raise ExportError(f"{mpath}: layer {spec.name!r} activation negative_orientation is "
-                                  f"{act['negative_orientation']}, {tname} has {int((orient < 0).sum())}")
+                raise ExportError(
+                    f"{mpath}: layer {spec.name!r} activation negative_orientation is "
+                    f"{act['negative_orientation']}, {tname} has {int((orient < 0).sum())}"
+                )
             layers.append(LayerParams(**common, orientation=orient, thresholds=thr))
             bits = e["abits"]
         else:
-            layers.append(LayerParams(**common, scale=np.asarray(act["scale"], np.int64),
-                                      offset=np.asarray(act["offset"], np.int64), score_bits=act["score_bits"]))
+            layers.append(
+                LayerParams(
+                    **common,
+                    scale=np.asarray(act["scale"], np.int64),
+                    offset=np.asarray(act["offset"], np.int64),
+                    score_bits=act["score_bits"],
+                )
+            )
     return layers
 
 
@@ -392,13 +461,18 @@ def _load_progression(directory, mpath, spec, e, act):
     for key, v, vlo, vhi in (("A_fx", a_fx, a_lo, a_hi), ("D_fx", d_fx, d_lo, d_hi)):
         bad = np.flatnonzero((v < vlo) | (v > vhi))
         if len(bad):
-            raise WeightFormatError(f"{where}: {key} of row {int(bad[0])} is {int(v[bad[0]])}, outside "
-                                    f"{vlo}..{vhi} (acc range [{lo}, {hi}], frac_bits {f})")
+            raise WeightFormatError(
+                f"{where}: {key} of row {int(bad[0])} is {int(v[bad[0]])}, outside "
+                f"{vlo}..{vhi} (acc range [{lo}, {hi}], frac_bits {f})"
+            )
     if int((orient < 0).sum()) != act["negative_orientation"]:
-        raise ExportError(f"{mpath}: layer {spec.name!r} activation negative_orientation is "
-                          f"{act['negative_orientation']}, {tname} has {int((orient < 0).sum())}")
-    return dict(orientation=orient, thresholds=expand_progression(a_fx, d_fx, f, levels, lo, hi),
-                progression=(f, a_fx, d_fx))
+        raise ExportError(
+            f"{mpath}: layer {spec.name!r} activation negative_orientation is "
+            f"{act['negative_orientation']}, {tname} has {int((orient < 0).sum())}"
+        )
+    return dict(
+        orientation=orient, thresholds=expand_progression(a_fx, d_fx, f, levels, lo, hi), progression=(f, a_fx, d_fx)
+    )
 
 
 def load_test_set(directory, manifest=None):
@@ -415,11 +489,15 @@ def load_test_set(directory, manifest=None):
     images, labels = out
     c, h, w = m["input"]["shape"]
     if images.dtype != np.uint8 or images.shape[1:] not in ((h, w, c), (h, w) if c == 1 else None):
-        raise ExportError(f"{Path(directory) / t['images']}: images of shape {images.shape[1:]} and type "
-                          f"{images.dtype}, the manifest's input is {c}x{h}x{w} uint8")
+        raise ExportError(
+            f"{Path(directory) / t['images']}: images of shape {images.shape[1:]} and type "
+            f"{images.dtype}, the manifest's input is {c}x{h}x{w} uint8"
+        )
     if labels.ndim != 1 or len(labels) != len(images) or len(images) != t["count"]:
-        raise ExportError(f"{Path(directory) / MANIFEST}: test_set count {t['count']}, but "
-                          f"{t['images']} holds {len(images)} images and {t['labels']} {len(labels)} labels")
+        raise ExportError(
+            f"{Path(directory) / MANIFEST}: test_set count {t['count']}, but "
+            f"{t['images']} holds {len(images)} images and {t['labels']} {len(labels)} labels"
+        )
     classes = m["classes"]
     if len(labels) and (labels.min() < 0 or labels.max() >= classes):
         raise ExportError(f"{Path(directory) / t['labels']}: labels outside 0..{classes - 1}")

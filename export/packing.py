@@ -26,9 +26,19 @@ import numpy as np
 from . import WeightFormatError
 
 __all__ = [
-    "FORMAT_VERSION", "WEIGHT_MAGIC", "THRESHOLD_MAGIC", "HEADER_BYTES",
-    "pack_rows", "unpack_rows", "encode_weights", "decode_weights", "encode_thresholds", "decode_thresholds",
-    "PROGRESSION_MAGIC", "encode_progression", "decode_progression",
+    "FORMAT_VERSION",
+    "WEIGHT_MAGIC",
+    "THRESHOLD_MAGIC",
+    "HEADER_BYTES",
+    "pack_rows",
+    "unpack_rows",
+    "encode_weights",
+    "decode_weights",
+    "encode_thresholds",
+    "decode_thresholds",
+    "PROGRESSION_MAGIC",
+    "encode_progression",
+    "decode_progression",
 ]
 
 FORMAT_VERSION = 1
@@ -50,7 +60,7 @@ def pack_rows(signs):
 def unpack_rows(packed, cols):
     """Inverse of :func:`pack_rows`: ``(rows, cols)`` int8 array of ±1."""
     bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=1, count=cols, bitorder="little")
-    return (bits.astype(np.int8) * 2 - 1)
+    return bits.astype(np.int8) * 2 - 1
 
 
 def _header(magic, rows, cols):
@@ -119,8 +129,12 @@ def encode_progression(orientation, a_fx, d_fx, frac_bits, levels):
     (±1), then ``(A_fx, D_fx)`` per row as little-endian int64."""
     orientation = np.asarray(orientation, dtype=np.int8)
     pairs = np.stack([np.asarray(a_fx, np.int64), np.asarray(d_fx, np.int64)], axis=1).astype("<i8")
-    return (_header(PROGRESSION_MAGIC, len(orientation), levels) + struct.pack("<I", frac_bits)
-            + orientation.tobytes() + pairs.tobytes())
+    return (
+        _header(PROGRESSION_MAGIC, len(orientation), levels)
+        + struct.pack("<I", frac_bits)
+        + orientation.tobytes()
+        + pairs.tobytes()
+    )
 
 
 def decode_progression(data, name="thresholds"):
@@ -137,6 +151,7 @@ def decode_progression(data, name="thresholds"):
     pairs = np.frombuffer(data, dtype="<i8", offset=HEADER_BYTES + 4 + rows).reshape(rows, 2).astype(np.int64)
     a_fx, d_fx = pairs[:, 0].copy(), pairs[:, 1].copy()
     if np.any(d_fx <= 0):
-        raise WeightFormatError(f"{name}: D_fx of row {int(np.flatnonzero(d_fx <= 0)[0])} is {int(d_fx[d_fx <= 0][0])}, "
-                                f"it must be positive")
+        raise WeightFormatError(
+            f"{name}: D_fx of row {int(np.flatnonzero(d_fx <= 0)[0])} is {int(d_fx[d_fx <= 0][0])}, it must be positive"
+        )
     return orientation, a_fx, d_fx, int(frac_bits), levels

@@ -38,13 +38,21 @@ from . import ExportError
 from .golden import GoldenModel
 from .manifest import load_test_set
 
-__all__ = ["QONNXUnavailable", "build_model", "qonnx_bytes", "load_model", "run_model", "images_to_input",
-           "check_model", "F32_EXACT"]
+__all__ = [
+    "QONNXUnavailable",
+    "build_model",
+    "qonnx_bytes",
+    "load_model",
+    "run_model",
+    "images_to_input",
+    "check_model",
+    "F32_EXACT",
+]
 
-F32_EXACT = 1 << 24      # integers below this are exact in float32, and so is every sum of them that stays below
+F32_EXACT = 1 << 24  # integers below this are exact in float32, and so is every sum of them that stays below
 QONNX_DOMAIN = "qonnx.custom_op.general"
 INPUT, OUTPUT = "global_in", "global_out"
-_THRESHOLD_BUDGET = 1 << 28   # MultiThreshold holds batch x values x levels comparisons at once: batch bound
+_THRESHOLD_BUDGET = 1 << 28  # MultiThreshold holds batch x values x levels comparisons at once: batch bound
 
 
 class QONNXUnavailable(ExportError):
@@ -76,7 +84,7 @@ def build_model(directory):
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.util.basic import qonnx_make_model
 
-    golden = GoldenModel(directory)          # reads and verifies every file, as every reader does
+    golden = GoldenModel(directory)  # reads and verifies every file, as every reader does
     m, layers = golden.manifest, golden.layers
     c, h, w = m["input"]["shape"]
     nodes, inits, negated, annotations = [], {}, {}, {}
@@ -86,22 +94,43 @@ def build_model(directory):
         return name
 
     def node(op, inputs, output, domain="", **attrs):
-        nodes.append(helper.make_node(op, inputs, [output], name=output.removesuffix("_out") + "_" + op,
-                                      domain=domain, **attrs))
+        nodes.append(
+            helper.make_node(op, inputs, [output], name=output.removesuffix("_out") + "_" + op, domain=domain, **attrs)
+        )
         return output
 
-    x = node("Quant", [INPUT, init("pixel_scale", np.float32(1)), init("pixel_zeropt", np.float32(0)),
-                       init("pixel_bitwidth", np.float32(8))], "pixels", domain=QONNX_DOMAIN,
-             signed=0, narrow=0, rounding_mode="ROUND")
+    x = node(
+        "Quant",
+        [
+            INPUT,
+            init("pixel_scale", np.float32(1)),
+            init("pixel_zeropt", np.float32(0)),
+            init("pixel_bitwidth", np.float32(8)),
+        ],
+        "pixels",
+        domain=QONNX_DOMAIN,
+        signed=0,
+        narrow=0,
+        rounding_mode="ROUND",
+    )
     shape = (c, h, w)
     for p in layers:
         s, name = p.spec, p.name
         if s.compute and max(-p.acc_min, p.acc_max) >= F32_EXACT:
-            raise ExportError(f"{directory}: layer {name!r}: the worst-case accumulator ±{p.acc_max} reaches 2^24, "
-                              f"beyond float32's exact integers: QONNX's float tensors cannot hold it exactly")
+            raise ExportError(
+                f"{directory}: layer {name!r}: the worst-case accumulator ±{p.acc_max} reaches 2^24, "
+                f"beyond float32's exact integers: QONNX's float tensors cannot hold it exactly"
+            )
         if s.kind == "maxpool2d":
-            x = node("MaxPool", [x], f"{name}_out", kernel_shape=[s.kernel] * 2, strides=[s.stride] * 2,
-                     pads=[0] * 4, ceil_mode=0)
+            x = node(
+                "MaxPool",
+                [x],
+                f"{name}_out",
+                kernel_shape=[s.kernel] * 2,
+                strides=[s.stride] * 2,
+                pads=[0] * 4,
+                ceil_mode=0,
+            )
             shape = s.out_shape
             continue
         weights = p.weights.astype(np.float32)
@@ -111,21 +140,35 @@ def build_model(directory):
             negated[name] = np.flatnonzero(neg).tolist()
         if s.kind == "conv2d":
             k = s.kernel
-            wt = weights.reshape(s.rows, k, k, shape[0]).transpose(0, 3, 1, 2)   # (ky, kx, c) -> (out, in, kH, kW)
-            wq = node("BipolarQuant", [init(f"{name}_weights", np.ascontiguousarray(wt)),
-                                       init(f"{name}_weight_scale", np.float32(1))], f"{name}_weights_q",
-                      domain=QONNX_DOMAIN)
-            acc = node("Conv", [x, wq], f"{name}_acc", kernel_shape=[k, k], strides=[s.stride] * 2,
-                       pads=[s.padding] * 4, dilations=[1, 1], group=1)
+            wt = weights.reshape(s.rows, k, k, shape[0]).transpose(0, 3, 1, 2)  # (ky, kx, c) -> (out, in, kH, kW)
+            wq = node(
+                "BipolarQuant",
+                [init(f"{name}_weights", np.ascontiguousarray(wt)), init(f"{name}_weight_scale", np.float32(1))],
+                f"{name}_weights_q",
+                domain=QONNX_DOMAIN,
+            )
+            acc = node(
+                "Conv",
+                [x, wq],
+                f"{name}_acc",
+                kernel_shape=[k, k],
+                strides=[s.stride] * 2,
+                pads=[s.padding] * 4,
+                dilations=[1, 1],
+                group=1,
+            )
             layout = "NCHW"
         else:
-            if len(shape) == 3:                    # a map (or the image): flatten in H, W, C order
+            if len(shape) == 3:  # a map (or the image): flatten in H, W, C order
                 if _flat_hwc_needs_transpose(shape):
                     x = node("Transpose", [x], f"{name}_in_nhwc", perm=[0, 2, 3, 1])
                 x = node("Flatten", [x], f"{name}_in_flat", axis=1)
-            wq = node("BipolarQuant", [init(f"{name}_weights", np.ascontiguousarray(weights.T)),
-                                       init(f"{name}_weight_scale", np.float32(1))], f"{name}_weights_q",
-                      domain=QONNX_DOMAIN)
+            wq = node(
+                "BipolarQuant",
+                [init(f"{name}_weights", np.ascontiguousarray(weights.T)), init(f"{name}_weight_scale", np.float32(1))],
+                f"{name}_weights_q",
+                domain=QONNX_DOMAIN,
+            )
             acc = node("MatMul", [x, wq], f"{name}_acc")
             layout = "NC"
         annotations[acc] = f"INT{p.acc_bits}"
@@ -139,19 +182,29 @@ def build_model(directory):
             annotations[OUTPUT] = f"INT{p.score_bits}"
             out_type = TensorProto.FLOAT if dtype is np.float32 else TensorProto.DOUBLE
         else:
-            x = node("MultiThreshold", [acc, init(f"{name}_thresholds", p.thresholds.astype(np.float32))],
-                     f"{name}_out", domain=QONNX_DOMAIN, out_dtype=f"UINT{p.abits}", data_layout=layout)
+            x = node(
+                "MultiThreshold",
+                [acc, init(f"{name}_thresholds", p.thresholds.astype(np.float32))],
+                f"{name}_out",
+                domain=QONNX_DOMAIN,
+                out_dtype=f"UINT{p.abits}",
+                data_layout=layout,
+            )
             annotations[x] = f"UINT{p.abits}"
         shape = s.out_shape if s.kind == "conv2d" else (s.rows,)
 
     classes = m["classes"]
     graph = helper.make_graph(
-        nodes, f"lutmac_{m['dataset']}_{m.get('arch', 'net')}".replace("-", "_").replace("/", "_"),
+        nodes,
+        f"lutmac_{m['dataset']}_{m.get('arch', 'net')}".replace("-", "_").replace("/", "_"),
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [1, c, h, w])],
         [helper.make_tensor_value_info(OUTPUT, out_type, [1, classes])],
-        initializer=[_tensor(name, v) for name, v in inits.items()])
-    graph.doc_string = ("lutmac export as QONNX: input float32 NCHW integer pixels 0..255; output integer scores "
-                        "(class = first argmax); exact to the export's golden model")
+        initializer=[_tensor(name, v) for name, v in inits.items()],
+    )
+    graph.doc_string = (
+        "lutmac export as QONNX: input float32 NCHW integer pixels 0..255; output integer scores "
+        "(class = first argmax); exact to the export's golden model"
+    )
     model = ModelWrapper(qonnx_make_model(graph, producer_name="lutmac"))
     model.set_tensor_datatype(INPUT, DataType["UINT8"])
     for p in layers:
@@ -159,19 +212,26 @@ def build_model(directory):
             model.set_tensor_datatype(f"{p.name}_weights_q", DataType["BIPOLAR"])
     model = model.transform(InferShapes())
     model = model.transform(InferDataTypes())
-    for tensor, dt in annotations.items():          # the export's exact widths, where InferDataTypes says INT32
+    for tensor, dt in annotations.items():  # the export's exact widths, where InferDataTypes says INT32
         model.set_tensor_datatype(tensor, DataType[dt])
-    for key, value in (("lutmac_dataset", m["dataset"]), ("lutmac_arch", str(m.get("arch"))),
-                       ("lutmac_input", f"float32 NCHW (1, {c}, {h}, {w}), integer pixels 0..255"),
-                       ("lutmac_output", f"{'float32' if out_type == TensorProto.FLOAT else 'float64'} integer "
-                                         f"scores (1, {classes}), class = first argmax"),
-                       ("lutmac_negated_rows", json.dumps(negated))):
+    for key, value in (
+        ("lutmac_dataset", m["dataset"]),
+        ("lutmac_arch", str(m.get("arch"))),
+        ("lutmac_input", f"float32 NCHW (1, {c}, {h}, {w}), integer pixels 0..255"),
+        (
+            "lutmac_output",
+            f"{'float32' if out_type == TensorProto.FLOAT else 'float64'} integer "
+            f"scores (1, {classes}), class = first argmax",
+        ),
+        ("lutmac_negated_rows", json.dumps(negated)),
+    ):
         model.set_metadata_prop(key, value)
     return model
 
 
 def _tensor(name, value):
     from onnx import numpy_helper
+
     return numpy_helper.from_array(np.asarray(value), name)
 
 
@@ -184,6 +244,7 @@ def load_model(data):
     """A :class:`~qonnx.core.modelwrapper.ModelWrapper` of ``.onnx`` bytes or a path."""
     _require()
     from qonnx.core.modelwrapper import ModelWrapper
+
     return ModelWrapper(data if isinstance(data, bytes) else str(data))
 
 
@@ -227,16 +288,17 @@ def run_model(model, images, shape, batch=None, sanitize=False):
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.change_batchsize import ChangeBatchSize
     from qonnx.transformation.infer_shapes import InferShapes
+
     x = images_to_input(images, shape)
     batch = batch or _batch_size(model, len(x))
     run = model.transform(ChangeBatchSize(batch)).transform(InferShapes())
     out = []
     with _sanitising(sanitize):
         for i in range(0, len(x), batch):
-            chunk = x[i:i + batch]
+            chunk = x[i : i + batch]
             if len(chunk) < batch:
                 chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            out.append(execute_onnx(run, {INPUT: chunk})[OUTPUT][:min(batch, len(x) - i)])
+            out.append(execute_onnx(run, {INPUT: chunk})[OUTPUT][: min(batch, len(x) - i)])
     return np.concatenate(out)
 
 
@@ -249,7 +311,7 @@ def check_model(model, directory, count=None, batch=None):
     images, _ = load_test_set(directory, g.manifest)
     images = images[:count] if count else images
     scores = run_model(model, images, tuple(g.manifest["input"]["shape"]), batch=batch)
-    golden = np.concatenate([g.run(images[i:i + g.batch]).scores for i in range(0, len(images), g.batch)])
+    golden = np.concatenate([g.run(images[i : i + g.batch]).scores for i in range(0, len(images), g.batch)])
     exact = (scores.astype(np.float64) == golden.astype(np.float64)).all(axis=1)
     classes = np.argmax(scores, axis=1) == np.argmax(golden, axis=1)
     return {"images": len(images), "class_matches": int(classes.sum()), "score_matches": int(exact.sum())}
@@ -258,6 +320,7 @@ def check_model(model, directory, count=None, batch=None):
 def write_qonnx(directory, out):
     """Build the graph of ``directory`` and write it to ``out`` atomically; returns the model."""
     from common.files import atomic_write_bytes
+
     model = build_model(directory)
     atomic_write_bytes(Path(out), model.model.SerializeToString())
     return model

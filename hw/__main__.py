@@ -10,47 +10,81 @@ from .targets import TARGETS
 
 
 def _gen(a):
-    from .gen import generate
     import time
+
+    from .gen import generate
+
     t0 = time.perf_counter()
-    d = generate(a.export, a.out, pe=a.pe, simd=a.simd, folding_file=a.folding, tree_pipeline=a.tree_pipeline,
-                 target=a.target, hardwired=[n for n in (a.hardwired or "").split(",") if n],
-                 lut_budget=a.lut_budget, target_cycles=a.target_cycles, fit_luts=a.fit_luts,
-                 warn=lambda s: print(s, file=sys.stderr), name=a.name, axis=a.axis)
-    folds = ", ".join(f"{layer['name']} {layer['pe']}x{layer['simd']} ({layer['cycles']} cyc)" if "pe" in layer
-                      else f"{layer['name']} ({layer['cycles']} cyc)" for layer in d["layers"])
-    print(f"{a.out}/top.v: {folds}; fold bound {d['fold_bound_cycles']} cycles/image, "
-          f"{d['beats_per_image']} beats/image, ~{d['estimated_luts']} LUTs est. for --target {d['tree_target']} (synth_xilinx LUT6), "
-          f"{time.perf_counter() - t0:.1f} s")
+    d = generate(
+        a.export,
+        a.out,
+        pe=a.pe,
+        simd=a.simd,
+        folding_file=a.folding,
+        tree_pipeline=a.tree_pipeline,
+        target=a.target,
+        hardwired=[n for n in (a.hardwired or "").split(",") if n],
+        lut_budget=a.lut_budget,
+        target_cycles=a.target_cycles,
+        fit_luts=a.fit_luts,
+        warn=lambda s: print(s, file=sys.stderr),
+        name=a.name,
+        axis=a.axis,
+    )
+    folds = ", ".join(
+        f"{layer['name']} {layer['pe']}x{layer['simd']} ({layer['cycles']} cyc)"
+        if "pe" in layer
+        else f"{layer['name']} ({layer['cycles']} cyc)"
+        for layer in d["layers"]
+    )
+    print(
+        f"{a.out}/top.v: {folds}; fold bound {d['fold_bound_cycles']} cycles/image, "
+        f"{d['beats_per_image']} beats/image, ~{d['estimated_luts']} LUTs est. for --target {d['tree_target']} "
+        f"(synth_xilinx LUT6), "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
     if a.axis or a.name:
         pin, pout = d["ports"]["in"], d["ports"]["out"]
-        print(f"{a.out}/top.v: top module {d['top']}" + (
-            f", AXI4-Stream: s_axis_tdata {pin['width']} bits, m_axis_tdata {pout['width']} bits, aclk, aresetn "
-            f"(active low)" if a.axis else ""))
+        print(
+            f"{a.out}/top.v: top module {d['top']}"
+            + (
+                f", AXI4-Stream: s_axis_tdata {pin['width']} bits, m_axis_tdata {pout['width']} bits, aclk, aresetn "
+                f"(active low)"
+                if a.axis
+                else ""
+            )
+        )
     return 0
 
 
 def _fold(a):
     from common.files import atomic_write_json
+
     from .autofold import floor_cycles
     from .folding import estimate_luts
     from .gen import choose_folding, folding_json, load_export
     from .network import NetworkTop
+
     _, layers = load_export(a.export)
     folding = choose_folding(layers, pe=1, simd=1, target_cycles=a.cycles, fit_luts=a.luts, target=a.target)
     top = NetworkTop(layers=layers, folding=folding, tree_target=a.target)
     atomic_write_json(a.out, folding_json(layers, folding))
     folds = ", ".join(f"{p.name} {f.pe}x{f.simd}" for p, f in zip(layers, folding) if p.spec.compute)
-    print(f"{a.out}: {folds}; {top.fold_bound_cycles} cycles/image (floor {floor_cycles(layers)}), "
-          f"{sum(f.pe * f.simd for f in folding if f.pe)} MAC lanes, ~{estimate_luts(layers, folding, a.target)} "
-          f"LUTs est. for --target {a.target}")
+    print(
+        f"{a.out}: {folds}; {top.fold_bound_cycles} cycles/image (floor {floor_cycles(layers)}), "
+        f"{sum(f.pe * f.simd for f in folding if f.pe)} MAC lanes, ~{estimate_luts(layers, folding, a.target)} "
+        f"LUTs est. for --target {a.target}"
+    )
     return 0
 
 
 def _pe(a):
     from amaranth.back import verilog
+
     from common.files import atomic_write_text
+
     from .targets import make_tree, tree_simulation_models
+
     if a.lanes < 1:
         raise HardwareError(f"--lanes must be >= 1, not {a.lanes}")
     if not 1 <= a.bits <= 32:
@@ -68,17 +102,22 @@ def _pe(a):
         note = f"; primitive models for simulation in {mpath}"
     atomic_write_text(a.out, text)
     kind = "portable RTL" if a.portable else f"{a.family} LUT6_2 + carry-chain netlist"
-    print(f"{a.out}: {a.lanes}-lane {a.bits}-bit sign-flip adder tree ({kind}), {pe.width}-bit sum, "
-          f"latency {pe.latency}{note}")
+    print(
+        f"{a.out}: {a.lanes}-lane {a.bits}-bit sign-flip adder tree ({kind}), {pe.width}-bit sum, "
+        f"latency {pe.latency}{note}"
+    )
     return 0
 
 
 def _matrix(a):
     from .matrix import write_matrix
+
     d = write_matrix(a.weights, a.out, bits=a.bits, pipeline=a.pipeline, depth=a.depth)
-    print(f"{a.out}: lutmac_matrix {d['n_in']} x {d['n_out']} x {d['in_bits']} bits, {d['adders']} adders "
-          f"(~{d['estimated_luts']} LUTs est.), depth {d['depth']}, {d['out_bits']}-bit outputs, "
-          f"latency {d['latency_cycles']}; planned in {d['plan_seconds']:.1f} s")
+    print(
+        f"{a.out}: lutmac_matrix {d['n_in']} x {d['n_out']} x {d['in_bits']} bits, {d['adders']} adders "
+        f"(~{d['estimated_luts']} LUTs est.), depth {d['depth']}, {d['out_bits']}-bit outputs, "
+        f"latency {d['latency_cycles']}; planned in {d['plan_seconds']:.1f} s"
+    )
     return 0
 
 
@@ -91,19 +130,38 @@ def main(argv=None):
     g.add_argument("--simd", type=int, default=64, help="input lanes per layer, clipped (default 64)")
     g.add_argument("--folding", help='JSON {"fc0": {"pe": 16, "simd": 49}, ...} overriding PE/SIMD per layer')
     g.add_argument("--tree-pipeline", type=int, default=0, help="register adder trees every K levels (0: none)")
-    g.add_argument("--target", default="portable", choices=TARGETS,
-                   help="adder-tree netlist: portable RTL (default) or Xilinx LUT6_2/CARRY primitives for a family")
-    g.add_argument("--hardwired", help="comma-separated layers (e.g. fc3) made fully parallel with constant weights: "
-                                        "no weight memory, each MAC a fixed add or subtract")
+    g.add_argument(
+        "--target",
+        default="portable",
+        choices=TARGETS,
+        help="adder-tree netlist: portable RTL (default) or Xilinx LUT6_2/CARRY primitives for a family",
+    )
+    g.add_argument(
+        "--hardwired",
+        help="comma-separated layers (e.g. fc3) made fully parallel with constant weights: "
+        "no weight memory, each MAC a fixed add or subtract",
+    )
     g.add_argument("--lut-budget", type=int, help="warn when the LUT estimate exceeds this")
-    g.add_argument("--target-cycles", type=int,
-                   help="fold every layer automatically for this many cycles per image (fewest MAC lanes)")
-    g.add_argument("--fit-luts", type=int,
-                   help="fold every layer automatically: the fewest cycles per image within this LUT estimate")
-    g.add_argument("--axis", action="store_true",
-                   help="wrap the network in AXI4-Stream ports (aclk, aresetn, s_axis_*, m_axis_* with tlast)")
-    g.add_argument("--name", help="prefix of every module in top.v (default lutmac: lutmac_top, lutmac_pe_...), "
-                                  "so that two networks can live in one design")
+    g.add_argument(
+        "--target-cycles",
+        type=int,
+        help="fold every layer automatically for this many cycles per image (fewest MAC lanes)",
+    )
+    g.add_argument(
+        "--fit-luts",
+        type=int,
+        help="fold every layer automatically: the fewest cycles per image within this LUT estimate",
+    )
+    g.add_argument(
+        "--axis",
+        action="store_true",
+        help="wrap the network in AXI4-Stream ports (aclk, aresetn, s_axis_*, m_axis_* with tlast)",
+    )
+    g.add_argument(
+        "--name",
+        help="prefix of every module in top.v (default lutmac: lutmac_top, lutmac_pe_...), "
+        "so that two networks can live in one design",
+    )
     f = sub.add_parser("fold", help="write a FOLDING file balanced for a cycles-per-image target or a LUT budget")
     f.add_argument("--export", required=True, help="export directory")
     f.add_argument("--cycles", type=int, help="target cycles per image")
@@ -116,13 +174,20 @@ def main(argv=None):
     e.add_argument("--bits", type=int, required=True)
     e.add_argument("--signed", action="store_true", help="two's complement inputs")
     e.add_argument("--pipeline", type=int, default=0)
-    e.add_argument("--family", default="xc7", choices=[t for t in TARGETS if t != "portable"],
-                   help="Xilinx family of the primitive netlist (xc7: CARRY4; xcu/xcup: CARRY8)")
+    e.add_argument(
+        "--family",
+        default="xc7",
+        choices=[t for t in TARGETS if t != "portable"],
+        help="Xilinx family of the primitive netlist (xc7: CARRY4; xcu/xcup: CARRY8)",
+    )
     e.add_argument("--portable", action="store_true", help="plain RTL instead of the Xilinx primitive netlist")
     e.add_argument("--name", default="pe")
     e.add_argument("-o", "--out", required=True)
-    x = sub.add_parser("matrix", help="a constant ±1 matrix times a vector, fully unrolled, partial sums shared "
-                                      "across outputs (module lutmac_matrix, widths in a .json beside it)")
+    x = sub.add_parser(
+        "matrix",
+        help="a constant ±1 matrix times a vector, fully unrolled, partial sums shared "
+        "across outputs (module lutmac_matrix, widths in a .json beside it)",
+    )
     x.add_argument("--weights", required=True, help="(n_in, n_out) .npy of ±1: W[i, j] weighs input i into output j")
     x.add_argument("--bits", type=int, required=True, help="width of the unsigned inputs, 1..32")
     x.add_argument("--pipeline", type=int, default=0, help="register every K adder levels (default 0: combinational)")
@@ -136,4 +201,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     from common.cli import run_stage
+
     run_stage("hw", main)

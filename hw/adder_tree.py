@@ -79,12 +79,14 @@ class SignFlipAdderTree(wiring.Component):
         self.depth = tree_depth(lanes) + 1
         self.latency = self.depth // pipeline if pipeline else 0
         shape = hdl.signed(in_bits) if signed else hdl.unsigned(in_bits)
-        super().__init__({
-            "x": In(data.ArrayLayout(shape, lanes)),
-            "w": In(lanes),
-            "en": In(1, init=1),
-            "total": Out(hdl.signed(self.width)),
-        })
+        super().__init__(
+            {
+                "x": In(data.ArrayLayout(shape, lanes)),
+                "w": In(lanes),
+                "en": In(1, init=1),
+                "total": Out(hdl.signed(self.width)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()

@@ -12,10 +12,12 @@ __all__ = ["ArgmaxCollector", "result_layout", "argmax_latency"]
 
 def result_layout(classes, score_width):
     """Output payload: ``cls`` (first argmax, lowest index on ties) at bit 0, then ``scores[classes]``."""
-    return data.StructLayout({
-        "cls": hdl.unsigned(max(1, (classes - 1).bit_length())),
-        "scores": data.ArrayLayout(hdl.signed(score_width), classes),
-    })
+    return data.StructLayout(
+        {
+            "cls": hdl.unsigned(max(1, (classes - 1).bit_length())),
+            "scores": data.ArrayLayout(hdl.signed(score_width), classes),
+        }
+    )
 
 
 def argmax_latency(classes):
@@ -49,10 +51,12 @@ class ArgmaxCollector(wiring.Component):
         self.beats = -(-classes // lanes)
         self.levels = (classes - 1).bit_length()
         self.latency = argmax_latency(classes)
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(hdl.signed(score_width), lanes))),
-            "o": Out(stream.Signature(result_layout(classes, score_width))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(hdl.signed(score_width), lanes))),
+                "o": Out(stream.Signature(result_layout(classes, score_width))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -60,7 +64,7 @@ class ArgmaxCollector(wiring.Component):
         idx_shape = self.o.payload.cls.shape()
         scores = [Signal(hdl.signed(W), name=f"score{c}") for c in range(C)]
         beat = Signal(range(max(2, self.beats)))
-        complete = Signal()           # `scores` holds a whole image not yet taken by the tournament
+        complete = Signal()  # `scores` holds a whole image not yet taken by the tournament
         # the tournament never stalls: an image enters only with a place reserved in the output FIFO
         m.submodules.out = out = CreditedOutput(shape=self.o.payload.shape(), depth=self.latency + RETURN_DELAY + 1)
         wiring.connect(m, out.o, wiring.flipped(self.o))
@@ -79,10 +83,12 @@ class ArgmaxCollector(wiring.Component):
 
         def stage(name, n):
             """Registers of one pipeline stage: valid, the whole image's scores, ``n`` candidates and indices."""
-            return (Signal(name=f"{name}_valid"),
-                    [Signal(hdl.signed(W), name=f"{name}_score{c}") for c in range(C)],
-                    [Signal(hdl.signed(W), name=f"{name}_cand{j}") for j in range(n)],
-                    [Signal(idx_shape, name=f"{name}_idx{j}") for j in range(n)])
+            return (
+                Signal(name=f"{name}_valid"),
+                [Signal(hdl.signed(W), name=f"{name}_score{c}") for c in range(C)],
+                [Signal(hdl.signed(W), name=f"{name}_cand{j}") for j in range(n)],
+                [Signal(idx_shape, name=f"{name}_idx{j}") for j in range(n)],
+            )
 
         valid, held, cand, idx = stage("load", C)
         m.d.sync += [valid.eq(load)] + [h.eq(s) for h, s in zip(held, scores)]
@@ -104,9 +110,11 @@ class ArgmaxCollector(wiring.Component):
             # selection stage
             valid, held, cand, idx = stage(f"sel{level}", len(pairs))
             m.d.sync += [valid.eq(c_valid)] + [h.eq(s) for h, s in zip(held, c_held)]
-            for j, (a, b) in enumerate(pairs):
-                m.d.sync += [cand[j].eq(hdl.Mux(win[j], c_b[j], c_a[j]) if b is not None else c_a[j]),
-                             idx[j].eq(hdl.Mux(win[j], c_ib[j], c_ia[j]) if b is not None else c_ia[j])]
+            for j, (_, b) in enumerate(pairs):
+                m.d.sync += [
+                    cand[j].eq(hdl.Mux(win[j], c_b[j], c_a[j]) if b is not None else c_a[j]),
+                    idx[j].eq(hdl.Mux(win[j], c_ib[j], c_ia[j]) if b is not None else c_ia[j]),
+                ]
         m.d.comb += [out.w_en.eq(valid), out.w_data.cls.eq(idx[0])]
         m.d.comb += [out.w_data.scores[c].eq(held[c]) for c in range(C)]
         return m

@@ -51,11 +51,11 @@ def _best(p, target, cost=None):
     best = None
     for pe in range(1, s.rows + 1):
         nf = -(-s.rows // pe)
-        budget = target // (s.vectors * nf)      # column folds allowed
+        budget = target // (s.vectors * nf)  # column folds allowed
         if budget < 1:
             continue
         simd = -(-s.columns // min(budget, s.columns))
-        if _cycles(p, pe, simd) > target:      # a conv layer's window cannot keep up at this folding
+        if _cycles(p, pe, simd) > target:  # a conv layer's window cannot keep up at this folding
             continue
         lanes = pe * simd
         waste = nf * pe * -(-s.columns // simd) * simd - s.rows * s.columns
@@ -73,8 +73,10 @@ def fold_for_cycles(layers, target, cost=None):
         raise HardwareError(f"target cycles per image must be a positive integer, not {target!r}")
     floor = floor_cycles(layers)
     if target < floor:
-        raise HardwareError(f"no folding reaches {target} cycles per image: this network needs at least {floor} "
-                            f"(its sliding windows emit a patch per kernel position, its input a pixel per beat)")
+        raise HardwareError(
+            f"no folding reaches {target} cycles per image: this network needs at least {floor} "
+            f"(its sliding windows emit a patch per kernel position, its input a pixel per beat)"
+        )
     out = []
     for p in layers:
         if not p.spec.compute:
@@ -93,6 +95,7 @@ def fold_for_luts(layers, budget, estimate):
 
     Each layer takes the folding of the lowest estimate that meets a target (the estimate is a sum over layers), so
     the total falls as the target rises and a bisection on the target finds the fastest folding that fits."""
+
     def cost(p, pe, simd):
         return estimate([p], [LayerFolding(pe=pe, simd=simd)])
 
@@ -100,8 +103,10 @@ def fold_for_luts(layers, budget, estimate):
     hi = max([_cycles(p, 1, 1) for p in layers if p.spec.compute] + [lo])
     slowest = fold_for_cycles(layers, hi, cost)
     if estimate(layers, slowest) > budget:
-        raise HardwareError(f"even the slowest folding (PE = SIMD = 1, {hi} cycles per image) needs "
-                            f"~{estimate(layers, slowest)} LUTs, over the budget of {budget}")
+        raise HardwareError(
+            f"even the slowest folding (PE = SIMD = 1, {hi} cycles per image) needs "
+            f"~{estimate(layers, slowest)} LUTs, over the budget of {budget}"
+        )
     while lo < hi:
         mid = (lo + hi) // 2
         if estimate(layers, fold_for_cycles(layers, mid, cost)) <= budget:

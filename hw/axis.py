@@ -29,11 +29,13 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["AxisWrapper", "axis_description", "byte_width", "flag_depth_for", "TLAST_POLICY"]
 
-TLAST_POLICY = ("The wrapper counts beats_per_image beats per image. An early s_axis_tlast ends the image: the "
-                "network gets zero beats for the rest of it (s_axis_tready low meanwhile). A missing tlast on the "
-                "image's last beat: the further beats are dropped up to and including the next tlast. Either way "
-                "that image's result word has m_axis_tuser=1 and frame_error goes high (sticky until aresetn); the "
-                "images after it are aligned again and exact.")
+TLAST_POLICY = (
+    "The wrapper counts beats_per_image beats per image. An early s_axis_tlast ends the image: the "
+    "network gets zero beats for the rest of it (s_axis_tready low meanwhile). A missing tlast on the "
+    "image's last beat: the further beats are dropped up to and including the next tlast. Either way "
+    "that image's result word has m_axis_tuser=1 and frame_error goes high (sticky until aresetn); the "
+    "images after it are aligned again and exact."
+)
 
 
 def byte_width(bits):
@@ -74,14 +76,22 @@ class AxisWrapper(wiring.Component):
         self.core, self.beats_per_image, self.flag_depth = core, beats_per_image, flag_depth
         self.in_bits = hdl.Shape.cast(core.i.payload.shape()).width
         self.out_bits = hdl.Shape.cast(core.o.payload.shape()).width
-        super().__init__({
-            "aclk": In(1), "aresetn": In(1),
-            "s_axis_tdata": In(byte_width(self.in_bits)), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(byte_width(self.out_bits)), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
-            "m_axis_tlast": Out(1), "m_axis_tuser": Out(1),
-            "frame_error": Out(1),
-        })
+        super().__init__(
+            {
+                "aclk": In(1),
+                "aresetn": In(1),
+                "s_axis_tdata": In(byte_width(self.in_bits)),
+                "s_axis_tvalid": In(1),
+                "s_axis_tready": Out(1),
+                "s_axis_tlast": In(1),
+                "m_axis_tdata": Out(byte_width(self.out_bits)),
+                "m_axis_tvalid": Out(1),
+                "m_axis_tready": In(1),
+                "m_axis_tlast": Out(1),
+                "m_axis_tuser": Out(1),
+                "frame_error": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -93,16 +103,16 @@ class AxisWrapper(wiring.Component):
         m.submodules.tuser_fifo = flags = SyncFIFO(width=1, depth=self.flag_depth)
 
         n = self.beats_per_image
-        beat = Signal(range(max(2, n)))             # beat of the current image, counted into the core
+        beat = Signal(range(max(2, n)))  # beat of the current image, counted into the core
         last = Signal()
         m.d.comb += last.eq(beat == n - 1)
-        padding = Signal()                          # completing an early-ended image with zero beats
-        dropping = Signal()                         # discarding beats up to the tlast of an overlong image
-        taken = Signal()                            # the core takes a beat
+        padding = Signal()  # completing an early-ended image with zero beats
+        dropping = Signal()  # discarding beats up to the tlast of an overlong image
+        taken = Signal()  # the core takes a beat
         # the image's last beat enters only with a place for its flag (a result never leaves without one)
         gate = ~last | flags.w_rdy
         m.d.comb += [
-            hdl.Value.cast(core.i.payload).eq(hdl.Mux(padding, 0, self.s_axis_tdata[:self.in_bits])),
+            hdl.Value.cast(core.i.payload).eq(hdl.Mux(padding, 0, self.s_axis_tdata[: self.in_bits])),
             core.i.valid.eq(~dropping & (padding | self.s_axis_tvalid) & gate),
             self.s_axis_tready.eq(dropping | (~padding & core.i.ready & gate)),
             taken.eq(core.i.valid & core.i.ready),
@@ -123,8 +133,7 @@ class AxisWrapper(wiring.Component):
             with m.Elif(self.s_axis_tlast):
                 m.d.sync += [padding.eq(1), self.frame_error.eq(1)]
         # one flag per image, written as its last beat enters the core
-        m.d.comb += [flags.w_en.eq(taken & last),
-                     flags.w_data.eq(padding | ~self.s_axis_tlast)]
+        m.d.comb += [flags.w_en.eq(taken & last), flags.w_data.eq(padding | ~self.s_axis_tlast)]
 
         m.d.comb += [
             self.m_axis_tdata.eq(hdl.Value.cast(core.o.payload)),
@@ -151,36 +160,73 @@ def axis_description(desc, wrapper):
     bits, lanes = pin["bits"], pin["lanes"]
     sc, cl = pout["scores"], pout["class"]
     d = dict(desc)
-    d.update({
-        "interface": "axis",
-        "clock": "aclk", "reset": "aresetn", "reset_active": "low", "reset_kind": "synchronous",
-        "ports": {
-            "in": {"payload": "s_axis_tdata", "valid": "s_axis_tvalid", "ready": "s_axis_tready",
-                   "last": "s_axis_tlast", "width": tin, "bytes": tin // 8, "data_bits": pin["width"],
-                   **{k: pin[k] for k in ("lanes", "bits", "group", "lane_order", "value_order")},
-                   "byte_layout": (f"lane k (a {bits}-bit value) at bits [{bits}*k, {bits}*k+{bits}) of tdata"
-                                   + (", i.e. byte k is lane k" if bits == 8 else "")
-                                   + (f"; {lanes} lanes use bits [0, {pin['width']}), bits [{pin['width']}, {tin})"
-                                      f" are ignored (send zeros)" if tin > pin["width"] else "")),
-                   "tlast": "high on the image's last beat (beat beats_per_image-1)"},
-            "out": {"payload": "m_axis_tdata", "valid": "m_axis_tvalid", "ready": "m_axis_tready",
-                    "last": "m_axis_tlast", "user": "m_axis_tuser", "width": tout, "bytes": tout // 8,
-                    "data_bits": pout["width"], "class": cl, "scores": sc,
-                    "byte_layout": (f"bits [{cl['offset']}, {cl['offset'] + cl['bits']}) the class (unsigned); "
-                                    f"score j (signed, two's complement) at bits [{sc['offset']}+{sc['bits']}*j, "
-                                    f"{sc['offset']}+{sc['bits']}*(j+1)) for j in 0..{sc['count'] - 1}; "
-                                    + (f"bits [{pout['width']}, {tout}) zero; " if tout > pout["width"] else "")
-                                    + "byte b of tdata is bits [8b, 8b+8)"),
+    d.update(
+        {
+            "interface": "axis",
+            "clock": "aclk",
+            "reset": "aresetn",
+            "reset_active": "low",
+            "reset_kind": "synchronous",
+            "ports": {
+                "in": {
+                    "payload": "s_axis_tdata",
+                    "valid": "s_axis_tvalid",
+                    "ready": "s_axis_tready",
+                    "last": "s_axis_tlast",
+                    "width": tin,
+                    "bytes": tin // 8,
+                    "data_bits": pin["width"],
+                    **{k: pin[k] for k in ("lanes", "bits", "group", "lane_order", "value_order")},
+                    "byte_layout": (
+                        f"lane k (a {bits}-bit value) at bits [{bits}*k, {bits}*k+{bits}) of tdata"
+                        + (", i.e. byte k is lane k" if bits == 8 else "")
+                        + (
+                            f"; {lanes} lanes use bits [0, {pin['width']}), bits [{pin['width']}, {tin})"
+                            f" are ignored (send zeros)"
+                            if tin > pin["width"]
+                            else ""
+                        )
+                    ),
+                    "tlast": "high on the image's last beat (beat beats_per_image-1)",
+                },
+                "out": {
+                    "payload": "m_axis_tdata",
+                    "valid": "m_axis_tvalid",
+                    "ready": "m_axis_tready",
+                    "last": "m_axis_tlast",
+                    "user": "m_axis_tuser",
+                    "width": tout,
+                    "bytes": tout // 8,
+                    "data_bits": pout["width"],
+                    "class": cl,
+                    "scores": sc,
+                    "byte_layout": (
+                        f"bits [{cl['offset']}, {cl['offset'] + cl['bits']}) the class (unsigned); "
+                        f"score j (signed, two's complement) at bits [{sc['offset']}+{sc['bits']}*j, "
+                        f"{sc['offset']}+{sc['bits']}*(j+1)) for j in 0..{sc['count'] - 1}; "
+                        + (f"bits [{pout['width']}, {tout}) zero; " if tout > pout["width"] else "")
+                        + "byte b of tdata is bits [8b, 8b+8)"
+                    ),
                     "tlast": "high on every result word (one word per image)",
-                    "tuser": "1: the image's s_axis_tlast was not on its last beat (see tlast_policy)"},
-            "error": {"name": "frame_error", "width": 1, "sticky": True,
-                      "meaning": "some image's s_axis_tlast was not on its last beat; cleared by aresetn"},
-        },
-        "core": {"clock": desc["clock"], "reset": desc["reset"], "reset_active": "high", "ports": core_ports},
-        "axis": {"s_axis": {"tdata_bits": tin, "tdata_bytes": tin // 8, "tlast": True},
-                 "m_axis": {"tdata_bits": tout, "tdata_bytes": tout // 8, "tlast": True, "tuser_bits": 1},
-                 "clock": "aclk", "reset": "aresetn", "reset_polarity": "ACTIVE_LOW",
-                 "tuser_fifo_depth": wrapper.flag_depth},
-        "tlast_policy": TLAST_POLICY,
-    })
+                    "tuser": "1: the image's s_axis_tlast was not on its last beat (see tlast_policy)",
+                },
+                "error": {
+                    "name": "frame_error",
+                    "width": 1,
+                    "sticky": True,
+                    "meaning": "some image's s_axis_tlast was not on its last beat; cleared by aresetn",
+                },
+            },
+            "core": {"clock": desc["clock"], "reset": desc["reset"], "reset_active": "high", "ports": core_ports},
+            "axis": {
+                "s_axis": {"tdata_bits": tin, "tdata_bytes": tin // 8, "tlast": True},
+                "m_axis": {"tdata_bits": tout, "tdata_bytes": tout // 8, "tlast": True, "tuser_bits": 1},
+                "clock": "aclk",
+                "reset": "aresetn",
+                "reset_polarity": "ACTIVE_LOW",
+                "tuser_fifo_depth": wrapper.flag_depth,
+            },
+            "tlast_policy": TLAST_POLICY,
+        }
+    )
     return d

@@ -49,17 +49,20 @@ class ConstantWeightTree(wiring.Component):
         self.width = Range(-self.lanes * xhi, self.lanes * xhi).width
         self.depth = tree_depth(self.lanes) + 1
         self.latency = self.depth // pipeline if pipeline else 0
-        super().__init__({
-            "x": In(data.ArrayLayout(hdl.unsigned(in_bits), self.lanes)),
-            "en": In(1, init=1),
-            "total": Out(hdl.signed(self.width)),
-        })
+        super().__init__(
+            {
+                "x": In(data.ArrayLayout(hdl.unsigned(in_bits), self.lanes)),
+                "en": In(1, init=1),
+                "total": Out(hdl.signed(self.width)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         xhi = (1 << self.in_bits) - 1
-        groups = {sign: [(hdl.Value.cast(self.x[i]), xhi) for i, b in enumerate(self.weights) if b == sign]
-                  for sign in (1, 0)}
+        groups = {
+            sign: [(hdl.Value.cast(self.x[i]), xhi) for i, b in enumerate(self.weights) if b == sign] for sign in (1, 0)
+        }
         for level in range(1, self.depth):
             registered = bool(self.pipeline) and level % self.pipeline == 0
             for sign, nodes in groups.items():
@@ -68,12 +71,15 @@ class ConstantWeightTree(wiring.Component):
                     if j + 1 < len(nodes):
                         (a, ha), (b, hb) = nodes[j], nodes[j + 1]
                         # keep: one carry chain per node (see SignFlipAdderTree)
-                        s = Signal(unsigned_width(ha + hb), name=f"{'p' if sign else 'n'}{level}_{j // 2}",
-                                   attrs={"keep": 1})
+                        s = Signal(
+                            unsigned_width(ha + hb), name=f"{'p' if sign else 'n'}{level}_{j // 2}", attrs={"keep": 1}
+                        )
                         value, hi = a + b, ha + hb
                     else:
-                        (value, hi), s = nodes[j], Signal(len(nodes[j][0]), name=f"{'p' if sign else 'n'}{level}_"
-                                                                              f"{j // 2}")
+                        (value, hi), s = (
+                            nodes[j],
+                            Signal(len(nodes[j][0]), name=f"{'p' if sign else 'n'}{level}_{j // 2}"),
+                        )
                     if registered:
                         with m.If(self.en):
                             m.d.sync += s.eq(value)

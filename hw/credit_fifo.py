@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["CreditedOutput", "RETURN_DELAY"]
 
-RETURN_DELAY = 2   # cycles from a result leaving the FIFO to its place being credited again
+RETURN_DELAY = 2  # cycles from a result leaving the FIFO to its place being credited again
 
 
 class CreditedOutput(wiring.Component):
@@ -39,13 +39,15 @@ class CreditedOutput(wiring.Component):
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be a positive integer, not {depth!r}")
         self.depth = depth
-        super().__init__({
-            "take": In(1),
-            "has_credit": Out(1),
-            "w_data": In(shape),
-            "w_en": In(1),
-            "o": Out(stream.Signature(shape)),
-        })
+        super().__init__(
+            {
+                "take": In(1),
+                "has_credit": Out(1),
+                "w_data": In(shape),
+                "w_en": In(1),
+                "o": Out(stream.Signature(shape)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -62,8 +64,11 @@ class CreditedOutput(wiring.Component):
         fetch = Signal()
         m.d.comb += fetch.eq((~self.o.valid | self.o.ready) & (stored != 0))
         with m.If(fetch):
-            m.d.sync += [self.o.payload.eq(rp.data), self.o.valid.eq(1),
-                         rptr.eq(Mux(rptr == self.depth - 1, 0, rptr + 1))]
+            m.d.sync += [
+                self.o.payload.eq(rp.data),
+                self.o.valid.eq(1),
+                rptr.eq(Mux(rptr == self.depth - 1, 0, rptr + 1)),
+            ]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(self.w_en & ~fetch):

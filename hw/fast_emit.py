@@ -20,17 +20,22 @@ def _emit_memory_fast(self, cell_idx, cell):
     rows = list(cell.init) + [0] * (depth - len(cell.init))
     # RTLIL constants are written most significant bit first: the last row's top bit leads
     data = "".join(format(row & mask, f"0{width}b") for row in reversed(rows)) if width else ""
-    self.builder.cell("$meminit_v2", ports={
-        "ADDR": self.sigspec(),
-        "DATA": f"{width * depth}'{data}" if width * depth else self.sigspec(),
-        "EN": self.sigspec(rtlil._nir.Value.ones(width)),
-    }, parameters={
-        "MEMID": memory_info.memid,
-        "ABITS": 0,
-        "WIDTH": width,
-        "WORDS": depth,
-        "PRIORITY": 0,
-    }, src_loc=cell.src_loc)
+    self.builder.cell(
+        "$meminit_v2",
+        ports={
+            "ADDR": self.sigspec(),
+            "DATA": f"{width * depth}'{data}" if width * depth else self.sigspec(),
+            "EN": self.sigspec(rtlil._nir.Value.ones(width)),
+        },
+        parameters={
+            "MEMID": memory_info.memid,
+            "ABITS": 0,
+            "WIDTH": width,
+            "WORDS": depth,
+            "PRIORITY": 0,
+        },
+        src_loc=cell.src_loc,
+    )
 
 
 @contextlib.contextmanager

@@ -14,8 +14,9 @@ def _check_compute_name(layers, name, where):
     if name in names:
         return
     if any(p.name == name for p in layers):
-        raise HardwareError(f"{where}: {name!r} is a max-pool layer, which has no folding; the compute layers are "
-                            f"{', '.join(names)}")
+        raise HardwareError(
+            f"{where}: {name!r} is a max-pool layer, which has no folding; the compute layers are {', '.join(names)}"
+        )
     raise HardwareError(f"{where}: unknown layer {name!r}; the compute layers are {', '.join(names)}")
 
 
@@ -57,13 +58,15 @@ def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
             continue
         o = overrides.get(p.name, {})
         if o.get("hardwired", False) and p.kind != "dense":
-            raise HardwareError(f"{folding_file}: layer {p.name!r} is a conv layer; only dense layers can be "
-                                f"hard-wired")
+            raise HardwareError(
+                f"{folding_file}: layer {p.name!r} is a conv layer; only dense layers can be hard-wired"
+            )
         if p.name in hardwired or o.get("hardwired", False):
             out.append(LayerFolding(pe=p.out_features, simd=p.in_features, hardwired=True))
         else:
-            out.append(LayerFolding(pe=min(o.get("pe", pe), p.out_features),
-                                    simd=min(o.get("simd", simd), p.in_features)))
+            out.append(
+                LayerFolding(pe=min(o.get("pe", pe), p.out_features), simd=min(o.get("simd", simd), p.in_features))
+            )
     return out
 
 
@@ -91,8 +94,9 @@ def tree_luts_per_lane(target, in_bits, *, hardwired=False):
         try:
             a, b = TREE_LUTS_PER_LANE[target]
         except KeyError:
-            raise HardwareError(f"no LUT estimate for target {target!r}; targets are "
-                                f"{', '.join(TREE_LUTS_PER_LANE)}") from None
+            raise HardwareError(
+                f"no LUT estimate for target {target!r}; targets are {', '.join(TREE_LUTS_PER_LANE)}"
+            ) from None
     return a * in_bits + b
 
 
@@ -110,7 +114,7 @@ def estimate_luts(layers, folding, target):
     """
     total = 0.0
     for p, f in zip(layers, folding):
-        if not getattr(getattr(p, "spec", None), "compute", True):   # a max-pool: no trees
+        if not getattr(getattr(p, "spec", None), "compute", True):  # a max-pool: no trees
             continue
         sf = -(-p.in_features // f.simd)
         total += f.pe * f.simd * tree_luts_per_lane(target, p.in_bits, hardwired=getattr(f, "hardwired", False))

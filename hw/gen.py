@@ -14,10 +14,18 @@ from .folding import estimate_luts, resolve_folding
 from .network import NetworkTop
 from .targets import TARGETS, tree_simulation_models
 
-__all__ = ["load_export", "generate", "choose_folding", "top_description", "folding_json", "TOP_NAME",
-           "DEFAULT_PREFIX", "module_prefix"]
+__all__ = [
+    "load_export",
+    "generate",
+    "choose_folding",
+    "top_description",
+    "folding_json",
+    "TOP_NAME",
+    "DEFAULT_PREFIX",
+    "module_prefix",
+]
 
-DEFAULT_PREFIX = "lutmac"   # every module in top.v is named <prefix>_...; `hw gen --name` picks another prefix
+DEFAULT_PREFIX = "lutmac"  # every module in top.v is named <prefix>_...; `hw gen --name` picks another prefix
 TOP_NAME = f"{DEFAULT_PREFIX}_top"
 SIM_MODELS = "sim_models.v"  # primitive models for simulation only (synthesis maps the real primitives)
 
@@ -28,10 +36,11 @@ def load_export(export_dir):
     only the golden accuracy is not recomputed), or :class:`HardwareError`."""
     from export import ExportError
     from export.manifest import load_layers, load_test_set, read_manifest
+
     try:
         manifest = read_manifest(export_dir)
         layers = load_layers(export_dir, manifest)
-        load_test_set(export_dir, manifest)     # sim judges the hardware on this test set: a lie in it is refused here
+        load_test_set(export_dir, manifest)  # sim judges the hardware on this test set: a lie in it is refused here
         return manifest, layers
     except ExportError as e:
         raise HardwareError(f"export check failed: {e}") from None
@@ -52,17 +61,31 @@ def top_description(top, manifest, export_dir, *, top_name=TOP_NAME):
         "export": str(export_dir),
         "dataset": manifest["dataset"],
         "synthetic": bool(manifest.get("synthetic", False)),
-        "clock": "clk", "reset": "rst", "reset_active": "high",
+        "clock": "clk",
+        "reset": "rst",
+        "reset_active": "high",
         "ports": {
-            "in": {"payload": "i__payload", "valid": "i__valid", "ready": "i__ready",
-                   "width": top.i.payload.shape().size, "lanes": top.lanes_per_beat, "bits": top.in_bits,
-                   "group": top.group, "lane_order": "lane k at bits [k*bits, (k+1)*bits)",
-                   "value_order": "the image (H, W, C) in raster order, channels innermost, in groups of `group` "
-                                  "values (a pixel, or the whole image), each group ceil(group/lanes) beats, "
-                                  "its last beat zero-padded"},
-            "out": {"payload": "o__payload", "valid": "o__valid", "ready": "o__ready", "width": layout.size,
-                    "class": {"offset": layout["cls"].offset, "bits": layout["cls"].shape.width},
-                    "scores": {"offset": sc.offset, "count": top.classes, "bits": top.score_bits, "signed": True}},
+            "in": {
+                "payload": "i__payload",
+                "valid": "i__valid",
+                "ready": "i__ready",
+                "width": top.i.payload.shape().size,
+                "lanes": top.lanes_per_beat,
+                "bits": top.in_bits,
+                "group": top.group,
+                "lane_order": "lane k at bits [k*bits, (k+1)*bits)",
+                "value_order": "the image (H, W, C) in raster order, channels innermost, in groups of `group` "
+                "values (a pixel, or the whole image), each group ceil(group/lanes) beats, "
+                "its last beat zero-padded",
+            },
+            "out": {
+                "payload": "o__payload",
+                "valid": "o__valid",
+                "ready": "o__ready",
+                "width": layout.size,
+                "class": {"offset": layout["cls"].offset, "bits": layout["cls"].shape.width},
+                "scores": {"offset": sc.offset, "count": top.classes, "bits": top.score_bits, "signed": True},
+            },
         },
         "input_shape": [c, h, w],
         "pixels": c * h * w,
@@ -76,11 +99,13 @@ def top_description(top, manifest, export_dir, *, top_name=TOP_NAME):
     }
 
 
-def choose_folding(layers, *, pe, simd, folding_file=None, hardwired=(), target_cycles=None, fit_luts=None,
-                   target="portable"):
+def choose_folding(
+    layers, *, pe, simd, folding_file=None, hardwired=(), target_cycles=None, fit_luts=None, target="portable"
+):
     """Per-layer folding: automatic for ``target_cycles`` (cycles per image) or ``fit_luts`` (a LUT budget),
     else ``pe``/``simd`` clipped to each layer with ``folding_file`` overrides (:func:`hw.folding.resolve_folding`)."""
     from .autofold import fold_for_cycles, fold_for_luts
+
     if target_cycles is not None and fit_luts is not None:
         raise HardwareError("give a target of cycles per image or a LUT budget, not both")
     if (target_cycles is not None or fit_luts is not None) and (folding_file or hardwired):
@@ -92,8 +117,23 @@ def choose_folding(layers, *, pe, simd, folding_file=None, hardwired=(), target_
     return resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=tuple(hardwired))
 
 
-def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=0, target="portable", hardwired=(),
-             lut_budget=None, target_cycles=None, fit_luts=None, warn=print, name=None, axis=False):
+def generate(
+    export_dir,
+    out_dir,
+    *,
+    pe,
+    simd,
+    folding_file=None,
+    tree_pipeline=0,
+    target="portable",
+    hardwired=(),
+    lut_budget=None,
+    target_cycles=None,
+    fit_luts=None,
+    warn=print,
+    name=None,
+    axis=False,
+):
     """Write ``top.v`` and ``top.json`` into ``out_dir`` (atomically, together); return the description.
 
     ``name`` is the prefix of every module in ``top.v`` (default ``lutmac``: ``lutmac_top``, ``lutmac_pe_...``), so
@@ -105,6 +145,7 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     must not.
     """
     from common.files import atomic_directory, check_output_dir
+
     check_output_dir(out_dir, stage="gen", inputs=(export_dir,))
     if not isinstance(tree_pipeline, int) or tree_pipeline < 0:
         raise HardwareError(f"tree_pipeline must be an integer >= 0, not {tree_pipeline!r}")
@@ -115,14 +156,23 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     for p in layers:
         if p.spec.compute and not 1 <= p.in_bits <= 16:
             raise HardwareError(f"layer {p.name!r}: input width {p.in_bits} bits is outside 1..16")
-    folding = choose_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=hardwired,
-                             target_cycles=target_cycles, fit_luts=fit_luts, target=target)
+    folding = choose_folding(
+        layers,
+        pe=pe,
+        simd=simd,
+        folding_file=folding_file,
+        hardwired=hardwired,
+        target_cycles=target_cycles,
+        fit_luts=fit_luts,
+        target=target,
+    )
     estimate = estimate_luts(layers, folding, target)
     if lut_budget is not None and estimate > lut_budget:
         warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")
     tree_modules = {}
-    top = NetworkTop(layers=layers, folding=folding, tree_pipeline=tree_pipeline, tree_modules=tree_modules,
-                     tree_target=target)
+    top = NetworkTop(
+        layers=layers, folding=folding, tree_pipeline=tree_pipeline, tree_modules=tree_modules, tree_target=target
+    )
     top_name = f"{prefix}_top"
     desc = top_description(top, manifest, export_dir, top_name=top_name)
     desc["estimated_luts"] = estimate
@@ -131,8 +181,12 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
     design = top
     if axis:
         from .axis import AxisWrapper, axis_description, flag_depth_for
-        design = AxisWrapper(top, beats_per_image=top.beats_per_image,
-                             flag_depth=flag_depth_for(desc["latency_cycles"], desc["fold_bound_cycles"]))
+
+        design = AxisWrapper(
+            top,
+            beats_per_image=top.beats_per_image,
+            flag_depth=flag_depth_for(desc["latency_cycles"], desc["fold_bound_cycles"]),
+        )
         desc = axis_description(desc, design)
     with fast_memory_init():
         text = verilog.convert(design, name=top_name, emit_src=False)
@@ -141,11 +195,13 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
         text = _rename_modules(text, renamed)
         for tree_name, tree in sorted(tree_modules.items()):
             text += "\n" + verilog.convert(tree, name=renamed[tree_name], emit_src=False)
-    foreign = [mod for mod in re.findall(r"^module\s+\\?([^\s(]+)", text, flags=re.M)
-               if not mod.startswith(prefix + "_")]
+    foreign = [
+        mod for mod in re.findall(r"^module\s+\\?([^\s(]+)", text, flags=re.M) if not mod.startswith(prefix + "_")
+    ]
     if foreign:
-        raise HardwareError(f"generated Verilog declares modules without the prefix {prefix!r}: {foreign[:3]} "
-                            f"(generator bug)")
+        raise HardwareError(
+            f"generated Verilog declares modules without the prefix {prefix!r}: {foreign[:3]} (generator bug)"
+        )
     if re.search(r"\$readmem|(?<![@(])\*(?!\))", _strip_comments_and_attrs(text)):
         raise HardwareError("generated Verilog contains a multiplication or $readmem (generator bug)")
     desc["verilog_sha256"] = hashlib.sha256(text.encode()).hexdigest()
@@ -161,8 +217,11 @@ def generate(export_dir, out_dir, *, pe, simd, folding_file=None, tree_pipeline=
 
 def folding_json(layers, folding):
     """The ``FOLDING`` file for a folding: ``{layer: {"pe", "simd"[, "hardwired"]}}`` for the compute layers."""
-    return {p.name: {"pe": f.pe, "simd": f.simd, **({"hardwired": True} if f.hardwired else {})}
-            for p, f in zip(layers, folding) if p.spec.compute}
+    return {
+        p.name: {"pe": f.pe, "simd": f.simd, **({"hardwired": True} if f.hardwired else {})}
+        for p, f in zip(layers, folding)
+        if p.spec.compute
+    }
 
 
 def module_prefix(name):
@@ -170,8 +229,10 @@ def module_prefix(name):
     if name is None:
         return DEFAULT_PREFIX
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
-        raise HardwareError(f"--name {name!r}: a module-name prefix is a Verilog identifier of letters, digits and "
-                            f"underscores, not starting with a digit (at most 64 characters)")
+        raise HardwareError(
+            f"--name {name!r}: a module-name prefix is a Verilog identifier of letters, digits and "
+            f"underscores, not starting with a digit (at most 64 characters)"
+        )
     return name
 
 

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["InputBuffer", "beat_index", "LANES_PER_SELECT"]
 
-LANES_PER_SELECT = 4   # input lanes sharing one copy of the read select
+LANES_PER_SELECT = 4  # input lanes sharing one copy of the read select
 
 
 def beat_index(beat, lane, *, group, lanes):
@@ -65,8 +65,14 @@ class InputBuffer(wiring.Component):
     """
 
     def __init__(self, *, length, bits, group, lanes, simd, row_folds=1):
-        for name, v in (("length", length), ("bits", bits), ("group", group), ("lanes", lanes), ("simd", simd),
-                        ("row_folds", row_folds)):
+        for name, v in (
+            ("length", length),
+            ("bits", bits),
+            ("group", group),
+            ("lanes", lanes),
+            ("simd", simd),
+            ("row_folds", row_folds),
+        ):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         if length % group:
@@ -75,14 +81,16 @@ class InputBuffer(wiring.Component):
         self.sf = -(-length // simd)
         self.beats = (length // group) * -(-group // lanes)
         self.banks = 3 if self.sf * row_folds == 1 and self.beats <= 2 else 2
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(bits), lanes))),
-            "full": Out(1),
-            "step": In(1),
-            "release": In(1),
-            "sf_next": In(range(max(2, self.sf))),
-            "x": Out(data.ArrayLayout(hdl.unsigned(bits), simd)),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(bits), lanes))),
+                "full": Out(1),
+                "step": In(1),
+                "release": In(1),
+                "sf_next": In(range(max(2, self.sf))),
+                "x": Out(data.ArrayLayout(hdl.unsigned(bits), simd)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -99,8 +107,13 @@ class InputBuffer(wiring.Component):
         beat_bank = Signal(range(B))
         beat_index_r = Signal.like(wbeat)
         accept = self.i.valid & self.i.ready
-        m.d.sync += [beat.eq(self.i.payload), beat_valid.eq(accept), beat_bank.eq(wbank),
-                     beat_index_r.eq(wbeat), beat_last.eq(wbeat == self.beats - 1)]
+        m.d.sync += [
+            beat.eq(self.i.payload),
+            beat_valid.eq(accept),
+            beat_bank.eq(wbank),
+            beat_index_r.eq(wbeat),
+            beat_last.eq(wbeat == self.beats - 1),
+        ]
         with m.If(beat_valid):
             for b in range(B):
                 for k in range(self.beats):
@@ -129,8 +142,10 @@ class InputBuffer(wiring.Component):
             sel_bank = Signal(range(B), name=f"sel_bank{g}", attrs={"keep": 1})
             m.d.sync += [sel_sf.eq(self.sf_next), sel_bank.eq(rbank_next)]
             for lane in range(g * LANES_PER_SELECT, min(S, (g + 1) * LANES_PER_SELECT)):
-                per_bank = [[bank[b][f * S + lane] if f * S + lane < n else hdl.Const(0, self.bits)
-                             for f in range(SF)] for b in range(B)]
+                per_bank = [
+                    [bank[b][f * S + lane] if f * S + lane < n else hdl.Const(0, self.bits) for f in range(SF)]
+                    for b in range(B)
+                ]
                 pick = [Array(c)[sel_sf] if SF > 1 else c[0] for c in per_bank]
                 m.d.sync += self.x[lane].eq(Array(pick)[sel_bank] if B > 2 else hdl.Mux(sel_bank, pick[1], pick[0]))
         return m

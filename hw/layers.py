@@ -18,20 +18,33 @@ from .mvu import MatrixVectorUnit
 from .patch_window import PatchWindow
 from .sliding_window import SlidingWindow
 
-__all__ = ["LayerFolding", "LayerHardware", "LayerChain", "UNITS", "build_layers", "input_format", "image_beats",
-           "geometry_only", "conv_window", "window_cycles", "PATCH_WINDOW_BITS", "requant_kind",
-           "PROGRESSION_MIN_LEVELS"]
+__all__ = [
+    "LayerFolding",
+    "LayerHardware",
+    "LayerChain",
+    "UNITS",
+    "build_layers",
+    "input_format",
+    "image_beats",
+    "geometry_only",
+    "conv_window",
+    "window_cycles",
+    "PATCH_WINDOW_BITS",
+    "requant_kind",
+    "PROGRESSION_MIN_LEVELS",
+]
 
 #: a conv layer whose whole patch is at most this many bits may get a :class:`~hw.patch_window.PatchWindow`
-PATCH_WINDOW_BITS = 4608   # 3 x 3 x 64 values of 8 bits
+PATCH_WINDOW_BITS = 4608  # 3 x 3 x 64 values of 8 bits
 
 
 @dataclass(frozen=True)
 class LayerFolding:
     """PE (output rows at once) and SIMD (input columns at once) of a compute layer; pools have none."""
+
     pe: int = 1
     simd: int = 1
-    hardwired: bool = False   # weights as constants (fully parallel layers only)
+    hardwired: bool = False  # weights as constants (fully parallel layers only)
 
 
 @dataclass
@@ -50,6 +63,7 @@ class LayerHardware:
     info : dict
         The layer's ``top.json`` entry.
     """
+
     units: list
     out_lanes: int
     out_group: int
@@ -65,7 +79,7 @@ def geometry_only(hardware):
     Amaranth does not warn that they were never elaborated."""
     for x in hardware:
         for u in x.units:
-            u._MustUse__silence = True   # amaranth's own switch for its "created but never used" warning
+            u._MustUse__silence = True  # amaranth's own switch for its "created but never used" warning
 
 
 def input_format(layers, folding):
@@ -82,6 +96,7 @@ def image_beats(images, *, lanes, group):
     """``(N * beats_per_image, lanes)`` input beats for ``images`` ``(N, H, W, C)`` (or anything of N * H*W*C values
     in that order): every ``group`` values padded with zeros to whole beats of ``lanes``."""
     import numpy as np
+
     x = np.asarray(images).reshape(len(images), -1, group)
     per = -(-group // lanes)
     padded = np.zeros((x.shape[0], x.shape[1], per * lanes), dtype=x.dtype)
@@ -90,9 +105,19 @@ def image_beats(images, *, lanes, group):
 
 
 def _mvu(p, f, *, in_lanes, group, ctx):
-    kw = dict(weights=p.weights, in_bits=p.in_bits, in_lanes=in_lanes, group=group, pe=f.pe, simd=f.simd,
-              acc_width=p.acc_bits, tree_pipeline=ctx["tree_pipeline"], tree_modules=ctx["tree_modules"],
-              tree_target=ctx["tree_target"], hardwired=f.hardwired)
+    kw = dict(
+        weights=p.weights,
+        in_bits=p.in_bits,
+        in_lanes=in_lanes,
+        group=group,
+        pe=f.pe,
+        simd=f.simd,
+        acc_width=p.acc_bits,
+        tree_pipeline=ctx["tree_pipeline"],
+        tree_modules=ctx["tree_modules"],
+        tree_target=ctx["tree_target"],
+        hardwired=f.hardwired,
+    )
     if p.is_output:
         kw["scores"] = (p.scale, p.offset, p.score_bits)
     elif requant_kind(p) == "progression":
@@ -122,9 +147,21 @@ def requant_kind(p):
 
 def _compute_info(p, f, mvu, vectors):
     # in_features/out_features: the matrix a PE row folds over (a conv layer's columns are its K*K*C patch)
-    return {"in_features": p.columns, "out_features": p.rows, "pe": f.pe, "simd": f.simd, "sf": mvu.sf, "nf": mvu.nf, "vectors": vectors,
-            "in_bits": p.in_bits, "out_bits": mvu.out_shape.width, "acc_bits": p.acc_bits,
-            "unit_latency": mvu.latency, "hardwired": f.hardwired, "requant": requant_kind(p) or "scores"}
+    return {
+        "in_features": p.columns,
+        "out_features": p.rows,
+        "pe": f.pe,
+        "simd": f.simd,
+        "sf": mvu.sf,
+        "nf": mvu.nf,
+        "vectors": vectors,
+        "in_bits": p.in_bits,
+        "out_bits": mvu.out_shape.width,
+        "acc_bits": p.acc_bits,
+        "unit_latency": mvu.latency,
+        "hardwired": f.hardwired,
+        "requant": requant_kind(p) or "scores",
+    }
 
 
 def _dense(p, f, *, in_lanes, in_group, ctx):
@@ -143,7 +180,7 @@ def conv_window(spec, in_bits, pe, simd):
     steps = -(-spec.columns // simd) * -(-spec.rows // pe)
     small = spec.columns * in_bits <= PATCH_WINDOW_BITS
     faster = window_cycles(spec, PatchWindow) < window_cycles(spec, SlidingWindow)
-    return PatchWindow if small and faster and steps < spec.kernel ** 2 else SlidingWindow
+    return PatchWindow if small and faster and steps < spec.kernel**2 else SlidingWindow
 
 
 def window_cycles(spec, window):
@@ -152,22 +189,34 @@ def window_cycles(spec, window):
     _, h, w = spec.in_shape
     if window is PatchWindow:
         return (h + 2 * spec.padding) * (w + 2 * spec.padding)
-    return spec.vectors * spec.kernel ** 2
+    return spec.vectors * spec.kernel**2
 
 
 def _conv(p, f, *, in_lanes, in_group, ctx):
     s = p.spec
     c, h, w = s.in_shape
     cls = conv_window(s, p.in_bits, f.pe, f.simd)
-    window = cls(channels=c, height=h, width=w, kernel=s.kernel, stride=s.stride, padding=s.padding,
-                 bits=p.in_bits, in_lanes=in_lanes)
+    window = cls(
+        channels=c,
+        height=h,
+        width=w,
+        kernel=s.kernel,
+        stride=s.stride,
+        padding=s.padding,
+        bits=p.in_bits,
+        in_lanes=in_lanes,
+    )
     # the window's beats are the MVU's groups: one pixel's C channels (line buffer), or the whole patch
     group = s.columns if cls is PatchWindow else c
     mvu = _mvu(p, f, in_lanes=group, group=group, ctx=ctx)
     vectors = s.vectors
     cycles = max(vectors * mvu.cycles, window.in_beats_per_image, window_cycles(s, cls))
-    info = {**_compute_info(p, f, mvu, vectors), "window": cls.__name__,
-            "window_in_beats": window.in_beats_per_image, "window_out_beats": window.out_beats_per_image}
+    info = {
+        **_compute_info(p, f, mvu, vectors),
+        "window": cls.__name__,
+        "window_in_beats": window.in_beats_per_image,
+        "window_out_beats": window.out_beats_per_image,
+    }
     return LayerHardware([window, mvu], f.pe, s.out_channels, cycles, window.latency + mvu.latency, info)
 
 
@@ -191,8 +240,14 @@ def build_layers(layers, folding, *, tree_pipeline=0, tree_modules=None, tree_ta
     for p, f in zip(layers, folding):
         hw = UNITS[p.kind](p, f, in_lanes=lanes, in_group=group, ctx=ctx)
         hw.in_lanes, hw.in_group = lanes, group
-        hw.info = {"name": p.name, "kind": p.kind, "in_shape": list(p.spec.in_shape),
-                   "out_shape": list(p.spec.out_shape), "cycles": hw.cycles, **hw.info}
+        hw.info = {
+            "name": p.name,
+            "kind": p.kind,
+            "in_shape": list(p.spec.in_shape),
+            "out_shape": list(p.spec.out_shape),
+            "cycles": hw.cycles,
+            **hw.info,
+        }
         out.append(hw)
         lanes, group = hw.out_lanes, hw.out_group
     return out
@@ -213,10 +268,12 @@ class LayerChain(wiring.Component):
 
     def __init__(self, hardware):
         self._units = hardware.units
-        super().__init__({
-            "i": In(stream.Signature(self._units[0].i.payload.shape())),
-            "o": Out(stream.Signature(self._units[-1].o.payload.shape())),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(self._units[0].i.payload.shape())),
+                "o": Out(stream.Signature(self._units[-1].o.payload.shape())),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()

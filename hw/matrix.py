@@ -54,8 +54,15 @@ from amaranth.lib.wiring import In, Out
 
 from .widths import signed_width
 
-__all__ = ["ConstantMatrix", "MatrixPlan", "plan_matrix", "default_depth", "lut_estimate", "check_weights",
-           "STRIP_SIZES"]
+__all__ = [
+    "ConstantMatrix",
+    "MatrixPlan",
+    "plan_matrix",
+    "default_depth",
+    "lut_estimate",
+    "check_weights",
+    "STRIP_SIZES",
+]
 
 #: strip sizes tried by :func:`plan_matrix` (clipped to the number of outputs)
 STRIP_SIZES = (1, 2, 3, 4, 5, 6)
@@ -160,8 +167,11 @@ class _Builder:
         return _node_width(self.lo[n], self.hi[n])
 
     def pair_width(self, a, b, s):
-        lo, hi = ((self.lo[a] + self.lo[b], self.hi[a] + self.hi[b]) if s > 0
-                  else (self.lo[a] - self.hi[b], self.hi[a] - self.lo[b]))
+        lo, hi = (
+            (self.lo[a] + self.lo[b], self.hi[a] + self.hi[b])
+            if s > 0
+            else (self.lo[a] - self.hi[b], self.hi[a] - self.lo[b])
+        )
         return _node_width(lo, hi)
 
     def sum_terms(self, terms, positive=False):
@@ -172,8 +182,11 @@ class _Builder:
         terms = list(terms)
         if positive and all(s < 0 for _, s in terms):
             # -(a - b) is b - a, one more adder at the same depth; else 0 - t at the shallowest term
-            subs = [k for k, (t, _) in enumerate(terms) if t >= self.n_in and self.ops[t - self.n_in][2]
-                    and self.ops[t - self.n_in][0] >= 0]
+            subs = [
+                k
+                for k, (t, _) in enumerate(terms)
+                if t >= self.n_in and self.ops[t - self.n_in][2] and self.ops[t - self.n_in][0] >= 0
+            ]
             if subs:
                 k = min(subs, key=lambda k: self.width(terms[k][0]))
                 a, b, _ = self.ops[terms[k][0] - self.n_in]
@@ -226,8 +239,7 @@ def _cse(bld, targets, budgets):
     def rows_of(a, b, s):
         da, db = bld.dep[a], bld.dep[b]
         extra = 0 if da == db else (1 << max(da, db)) - (1 << min(da, db))
-        return [k for k in occ[a] & occ[b]
-                if targets[k][b] == s * targets[k][a] and kraft[k] + extra <= budgets[k]]
+        return [k for k in occ[a] & occ[b] if targets[k][b] == s * targets[k][a] and kraft[k] + extra <= budgets[k]]
 
     while heap:
         negc, _, _, a, b, s = heapq.heappop(heap)
@@ -268,7 +280,7 @@ def _plan_strips(w, bits, s, depth, order=None):
     n_in, n_out = w.shape
     bld = _Builder(n_in, bits)
     order = list(range(n_out)) if order is None else [int(r) for r in order]
-    strips = [order[k:k + s] for k in range(0, n_out, s)]
+    strips = [order[k : k + s] for k in range(0, n_out, s)]
     targets, budgets, keys = [], [], []
     for rows in strips:
         classes = {}
@@ -309,7 +321,7 @@ def _strip_outputs(bld, rows, items, outs, top):
             node, sign = bld.sum_terms(terms, positive=len(rows) == 1)
             items.append((node, sign, dict(zip(rows, key))))
     if len(rows) == 1:
-        (node, sign, pat), = items
+        ((node, sign, pat),) = items
         outs[rows[0]] = (node, sign * pat[rows[0]])
         return
     half = (len(rows) + 1) // 2
@@ -393,8 +405,10 @@ def plan_matrix(weights, bits, depth=None, tries=None):
         if plan is not None and (best is None or key(plan) < key(best)):
             best = plan
     if best is None:  # only an all -1 output over 2**depth inputs: its negation needs one more level
-        raise ValueError(f"depth {depth} is too small for these weights (an output with every weight -1 needs "
-                         f"ceil(log2(n_in)) + 1 = {least + 1})")
+        raise ValueError(
+            f"depth {depth} is too small for these weights (an output with every weight -1 needs "
+            f"ceil(log2(n_in)) + 1 = {least + 1})"
+        )
     if best.strip > 1:
         for t in range(tries):
             plan = _plan_strips(w, bits, best.strip, depth, order=np.random.default_rng(t).permutation(n_out))
@@ -438,10 +452,12 @@ class ConstantMatrix(wiring.Component):
         self.pipeline = int(pipeline)
         self.depth, self.adders, self.out_width = self.plan.depth, self.plan.adders, self.plan.out_width
         self.latency = self.latency_for(self.depth, self.pipeline)
-        super().__init__({
-            "x": In(data.ArrayLayout(hdl.unsigned(self.in_bits), self.n_in)),
-            "y": Out(data.ArrayLayout(hdl.signed(self.out_width), self.n_out)),
-        })
+        super().__init__(
+            {
+                "x": In(data.ArrayLayout(hdl.unsigned(self.in_bits), self.n_in)),
+                "y": Out(data.ArrayLayout(hdl.signed(self.out_width), self.n_out)),
+            }
+        )
 
     @staticmethod
     def latency_for(depth, pipeline):
@@ -471,14 +487,14 @@ class ConstantMatrix(wiring.Component):
         for k, (a, b, sub) in enumerate(plan.ops):
             n = self.n_in + k
             level = plan.depths[n]
-            here = self._stage(level - 1)        # the stage the adder's operands are read in
+            here = self._stage(level - 1)  # the stage the adder's operands are read in
             va = hdl.Const(0, 1) if a < 0 else at(a, here)
             vb = at(b, here)
             shape = hdl.unsigned(plan.width(n)) if plan.lo[n] >= 0 else hdl.signed(plan.width(n))
             # keep: one carry chain per node (stops yosys alumacc merging the network into $macc cells)
             s = Signal(shape, name=f"n{n}", attrs={"keep": 1})
             m.d.comb += s.eq(va - vb if sub else va + vb)
-            if self._stage(level) > here:        # the last level of a stage: registered
+            if self._stage(level) > here:  # the last level of a stage: registered
                 r = Signal(shape, name=f"n{n}_r", reset_less=True)
                 m.d.sync += r.eq(s)
                 s = r
@@ -535,16 +551,28 @@ def write_matrix(weights_path, out, *, bits, pipeline=0, depth=None):
     n_in, n_out = w.shape
     meta = {
         "module": "lutmac_matrix",
-        "n_in": n_in, "n_out": n_out, "in_bits": bits, "out_bits": dut.out_width,
+        "n_in": n_in,
+        "n_out": n_out,
+        "in_bits": bits,
+        "out_bits": dut.out_width,
         "ports": {
             "x": {"direction": "in", "width": n_in * bits, "lanes": n_in, "lane_bits": bits, "signed": False},
-            "y": {"direction": "out", "width": n_out * dut.out_width, "lanes": n_out, "lane_bits": dut.out_width,
-                  "signed": True},
-            **({"clk": {"direction": "in", "width": 1}, "rst": {"direction": "in", "width": 1}}
-               if dut.latency else {}),
+            "y": {
+                "direction": "out",
+                "width": n_out * dut.out_width,
+                "lanes": n_out,
+                "lane_bits": dut.out_width,
+                "signed": True,
+            },
+            **({"clk": {"direction": "in", "width": 1}, "rst": {"direction": "in", "width": 1}} if dut.latency else {}),
         },
-        "adders": plan.adders, "depth": plan.depth, "depth_bound": plan.depth_bound, "pipeline": pipeline,
-        "latency_cycles": dut.latency, "strip": plan.strip, "estimated_luts": lut_estimate(plan),
+        "adders": plan.adders,
+        "depth": plan.depth,
+        "depth_bound": plan.depth_bound,
+        "pipeline": pipeline,
+        "latency_cycles": dut.latency,
+        "strip": plan.strip,
+        "estimated_luts": lut_estimate(plan),
         "output_ranges": [[plan.lo[n], plan.hi[n]] for n in plan.outputs],
         "plan_seconds": round(planned, 3),
     }

@@ -62,11 +62,17 @@ class MaxPool(wiring.Component):
         Cycles from the beat that closes a window being accepted to its result on ``o``.
     """
 
-    latency = 3   # result register, FIFO write, CreditedOutput's registered fetch
+    latency = 3  # result register, FIFO write, CreditedOutput's registered fetch
 
     def __init__(self, *, channels, height, width, kernel, bits, lanes):
-        for name, value in (("channels", channels), ("height", height), ("width", width), ("kernel", kernel),
-                            ("bits", bits), ("lanes", lanes)):
+        for name, value in (
+            ("channels", channels),
+            ("height", height),
+            ("width", width),
+            ("kernel", kernel),
+            ("bits", bits),
+            ("lanes", lanes),
+        ):
             _integer(name, value, 1)
         for name, size in (("height", height), ("width", width)):
             if kernel > size:
@@ -79,10 +85,12 @@ class MaxPool(wiring.Component):
         self.out_beats_per_image = self.out_height * self.out_width * self.beats_per_pixel
         # results in flight from their credit being taken to it coming back: one window per cycle when K = 1
         self._fifo_depth = self.latency + RETURN_DELAY + 1
-        super().__init__({
-            "i": In(map_signature(bits=bits, lanes=lanes)),
-            "o": Out(map_signature(bits=bits, lanes=lanes)),
-        })
+        super().__init__(
+            {
+                "i": In(map_signature(bits=bits, lanes=lanes)),
+                "o": Out(map_signature(bits=bits, lanes=lanes)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -96,8 +104,8 @@ class MaxPool(wiring.Component):
 
         g, x, y = Signal(range(G)), Signal(range(W)), Signal(range(H))
         kx, ky = Signal(range(K)), Signal(range(K))
-        addr = Signal(range(Wo * G + G))       # (x // K) * G + g, kept by counting
-        base = Signal(range(Wo * G + G))       # the address of the window's beat 0
+        addr = Signal(range(Wo * G + G))  # (x // K) * G + g, kept by counting
+        base = Signal(range(Wo * G + G))  # the address of the window's beat 0
         kept = (x < Wo * K) & (y < self.out_height * K)
         first = (kx == 0) & (ky == 0)
         closes = kept & (kx == K - 1) & (ky == K - 1)
@@ -105,13 +113,18 @@ class MaxPool(wiring.Component):
         accept = self.i.valid & self.i.ready
 
         # the beat, padding lanes zeroed, against the partial maximum of its window
-        real_last = self.channels - (G - 1) * L   # real lanes in a pixel's last beat
+        real_last = self.channels - (G - 1) * L  # real lanes in a pixel's last beat
         best = Signal(beat_shape)
         for lane in range(L):
             value = self.i.payload[lane] if lane < real_last else Mux(g == G - 1, 0, self.i.payload[lane])
             m.d.comb += best[lane].eq(Mux(first | (value > read.data[lane]), value, read.data[lane]))
-        m.d.comb += [read.addr.eq(addr), write.addr.eq(addr), write.data.eq(best),
-                     write.en.eq(accept & kept & ~closes), out.take.eq(accept & closes)]
+        m.d.comb += [
+            read.addr.eq(addr),
+            write.addr.eq(addr),
+            write.data.eq(best),
+            write.en.eq(accept & kept & ~closes),
+            out.take.eq(accept & closes),
+        ]
         result = Signal(beat_shape)
         result_valid = Signal()
         m.d.sync += [result.eq(best), result_valid.eq(accept & closes)]
@@ -124,10 +137,14 @@ class MaxPool(wiring.Component):
             with m.If(end_pixel):
                 m.d.sync += [x.eq(_wrap_inc(x, W)), kx.eq(Mux((x == W - 1) | (kx == K - 1), 0, kx + 1))]
                 with m.If(kx == K - 1):
-                    m.d.sync += base.eq(addr + 1)        # the next window's beats
+                    m.d.sync += base.eq(addr + 1)  # the next window's beats
                 with m.Else():
-                    m.d.sync += addr.eq(base)            # the next pixel of the same window
+                    m.d.sync += addr.eq(base)  # the next pixel of the same window
             with m.If(end_row):
-                m.d.sync += [y.eq(_wrap_inc(y, H)), ky.eq(Mux((y == H - 1) | (ky == K - 1), 0, ky + 1)),
-                             addr.eq(0), base.eq(0)]
+                m.d.sync += [
+                    y.eq(_wrap_inc(y, H)),
+                    ky.eq(Mux((y == H - 1) | (ky == K - 1), 0, ky + 1)),
+                    addr.eq(0),
+                    base.eq(0),
+                ]
         return m

@@ -97,8 +97,24 @@ class MatrixVectorUnit(wiring.Component):
         :func:`mvu_latency` for this unit.
     """
 
-    def __init__(self, *, weights, in_bits, in_lanes, pe, simd, acc_width, group=None, thresholds=None, scores=None,
-                 progression=None, tree_pipeline=0, tree_modules=None, tree_target="portable", hardwired=False):
+    def __init__(
+        self,
+        *,
+        weights,
+        in_bits,
+        in_lanes,
+        pe,
+        simd,
+        acc_width,
+        group=None,
+        thresholds=None,
+        scores=None,
+        progression=None,
+        tree_pipeline=0,
+        tree_modules=None,
+        tree_target="portable",
+        hardwired=False,
+    ):
         if sum(x is not None for x in (thresholds, progression, scores)) != 1:
             raise ValueError("exactly one of thresholds=, progression= or scores= is needed")
         self.out_features, self.in_features = weights.shape
@@ -117,9 +133,11 @@ class MatrixVectorUnit(wiring.Component):
         self.tree_target = tree_target
         self.hardwired = bool(hardwired)
         if self.hardwired and (self.sf, self.nf) != (1, 1):
-            raise ValueError(f"a hard-wired layer is fully parallel: pe must be {self.out_features} and simd "
-                             f"{self.in_features}, not {pe} and {simd}")
-        if self.hardwired:   # planned here (the latency needs its depth), built when elaborated
+            raise ValueError(
+                f"a hard-wired layer is fully parallel: pe must be {self.out_features} and simd "
+                f"{self.in_features}, not {pe} and {simd}"
+            )
+        if self.hardwired:  # planned here (the latency needs its depth), built when elaborated
             self._matrix_plan = plan_matrix(np.where(weights.T > 0, 1, -1), in_bits)
             self.tree_latency = ConstantMatrix.latency_for(self._matrix_plan.depth, tree_pipeline)
         else:
@@ -127,20 +145,28 @@ class MatrixVectorUnit(wiring.Component):
         if progression is not None:
             orient, a_fx, d_fx, frac_bits, levels = progression
             self._make_requant = lambda: ProgressionRequantizer(
-                orientation=orient, a_fx=a_fx, d_fx=d_fx, frac_bits=frac_bits, levels=levels, lanes=pe,
-                acc_width=acc_width)
+                orientation=orient,
+                a_fx=a_fx,
+                d_fx=d_fx,
+                frac_bits=frac_bits,
+                levels=levels,
+                lanes=pe,
+                acc_width=acc_width,
+            )
             out_shape = hdl.unsigned((levels + 1).bit_length() - 1)
             requant_latency = ProgressionRequantizer.latency_for(out_shape.width)
         elif thresholds is not None:
             self._make_requant = lambda: ThresholdRequantizer(
-                orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width)
+                orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width
+            )
             levels = thresholds[1].shape[1]
             out_shape = hdl.unsigned((levels + 1).bit_length() - 1)
             requant_latency = ThresholdRequantizer.latency_for(out_shape.width)
         else:
             scale, offset, score_width = scores
             self._make_requant = lambda: ScoreRequantizer(
-                scale=scale, offset=offset, lanes=pe, acc_width=acc_width, score_width=score_width)
+                scale=scale, offset=offset, lanes=pe, acc_width=acc_width, score_width=score_width
+            )
             out_shape = hdl.signed(score_width)
             requant_latency = ScoreRequantizer.latency_for(scale)
         self.out_shape = out_shape
@@ -149,18 +175,25 @@ class MatrixVectorUnit(wiring.Component):
         # never hold back a consumer that keeps up (results leave one per SF cycles)
         self.fifo_depth = -(-(self.latency + RETURN_DELAY) // self.sf) + 2
         self.cycles = self.sf * self.nf
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(in_bits), in_lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(out_shape, pe))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(in_bits), in_lanes))),
+                "o": Out(stream.Signature(data.ArrayLayout(out_shape, pe))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buf = InputBuffer(length=self.in_features, bits=self.in_bits, group=self.group,
-                                                lanes=self.in_lanes, simd=self.simd, row_folds=self.nf)
+        m.submodules.buffer = buf = InputBuffer(
+            length=self.in_features,
+            bits=self.in_bits,
+            group=self.group,
+            lanes=self.in_lanes,
+            simd=self.simd,
+            row_folds=self.nf,
+        )
         wiring.connect(m, wiring.flipped(self.i), buf.i)
-        m.submodules.out = out = CreditedOutput(shape=data.ArrayLayout(self.out_shape, self.pe),
-                                                depth=self.fifo_depth)
+        m.submodules.out = out = CreditedOutput(shape=data.ArrayLayout(self.out_shape, self.pe), depth=self.fifo_depth)
         wiring.connect(m, out.o, wiring.flipped(self.o))
 
         ctl, waddr = self._sequencer(m, buf, out)
@@ -171,7 +204,7 @@ class MatrixVectorUnit(wiring.Component):
         ctl_b = Signal.like(ctl)
         m.d.sync += [x_b.eq(buf.x), ctl_b.eq(ctl)]
         totals = self._pe_array(m, x_b, wdata)
-        for k in range(self.tree_latency):       # control travels beside the trees' registers
+        for k in range(self.tree_latency):  # control travels beside the trees' registers
             nxt = Signal.like(ctl_b, name=f"ctl_tree{k}")
             m.d.sync += nxt.eq(ctl_b)
             ctl_b = nxt
@@ -233,23 +266,26 @@ class MatrixVectorUnit(wiring.Component):
         """``pe`` adder trees over the lanes ``x`` (a hard-wired layer: one shared-sum matrix); returns their sums
         (``tree_latency`` cycles later)."""
         if self.hardwired:
-            m.submodules.matrix = mat = ConstantMatrix(weights=None, in_bits=self.in_bits,
-                                                       pipeline=self.tree_pipeline, plan=self._matrix_plan)
+            m.submodules.matrix = mat = ConstantMatrix(
+                weights=None, in_bits=self.in_bits, pipeline=self.tree_pipeline, plan=self._matrix_plan
+            )
             m.d.comb += mat.x.eq(x)
             return [mat.y[p] for p in range(self.pe)]
         totals = []
         for p, w in enumerate(wdata):
             if self._tree_modules is None:
-                tree = make_tree(target=self.tree_target, lanes=self.simd, in_bits=self.in_bits,
-                                 pipeline=self.tree_pipeline)
+                tree = make_tree(
+                    target=self.tree_target, lanes=self.simd, in_bits=self.in_bits, pipeline=self.tree_pipeline
+                )
                 m.submodules[f"pe{p}"] = tree
                 m.d.comb += [tree.x.eq(x), tree.w.eq(w)]
                 totals.append(tree.total)
             else:
                 name = tree_module_name(self.simd, self.in_bits, self.tree_pipeline, self.tree_target)
                 if name not in self._tree_modules:
-                    self._tree_modules[name] = make_tree(target=self.tree_target, lanes=self.simd,
-                                                         in_bits=self.in_bits, pipeline=self.tree_pipeline)
+                    self._tree_modules[name] = make_tree(
+                        target=self.tree_target, lanes=self.simd, in_bits=self.in_bits, pipeline=self.tree_pipeline
+                    )
                 total = Signal(hdl.signed(self._tree_modules[name].width), name=f"total{p}")
                 clocking = dict(i_clk=ClockSignal(), i_rst=ResetSignal(), i_en=1) if self.tree_pipeline else {}
                 m.submodules[f"pe{p}"] = Instance(name, i_x=x.as_value(), i_w=w, o_total=total, **clocking)

@@ -57,10 +57,12 @@ class NetworkTop(wiring.Component):
         self.fold_bound_cycles = max(self.layer_cycles + [self.beats_per_image])
         # pipeline-empty latency bound: the input, then every layer's whole image and pipeline depth
         self.latency_bound = self.beats_per_image + sum(x.cycles + x.latency + 1 for x in hw)
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(self.in_bits), self.lanes_per_beat))),
-            "o": Out(stream.Signature(result_layout(self.classes, self.score_bits))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(self.in_bits), self.lanes_per_beat))),
+                "o": Out(stream.Signature(result_layout(self.classes, self.score_bits))),
+            }
+        )
 
     @property
     def pixels_per_beat(self):
@@ -68,8 +70,13 @@ class NetworkTop(wiring.Component):
 
     def layer_hardware(self):
         """Fresh :class:`~hw.layers.LayerHardware` for every layer (used by elaborate and for reporting)."""
-        return build_layers(self._layers, self.folding, tree_pipeline=self.tree_pipeline,
-                            tree_modules=self._tree_modules, tree_target=self.tree_target)
+        return build_layers(
+            self._layers,
+            self.folding,
+            tree_pipeline=self.tree_pipeline,
+            tree_modules=self._tree_modules,
+            tree_target=self.tree_target,
+        )
 
     def units(self):
         """Every unit of every layer, in stream order."""
@@ -83,8 +90,9 @@ class NetworkTop(wiring.Component):
                 m.submodules[p.name if len(x.units) == 1 else f"{p.name}_{k}"] = u
                 wiring.connect(m, upstream, u.i)
                 upstream = u.o
-        m.submodules.argmax = am = ArgmaxCollector(classes=self.classes, lanes=self.folding[-1].pe,
-                                                   score_width=self.score_bits)
+        m.submodules.argmax = am = ArgmaxCollector(
+            classes=self.classes, lanes=self.folding[-1].pe, score_width=self.score_bits
+        )
         wiring.connect(m, upstream, am.i)
         wiring.connect(m, am.o, wiring.flipped(self.o))
         return m

@@ -43,8 +43,15 @@ class PatchWindow(wiring.Component):
     """
 
     def __init__(self, *, channels, height, width, kernel, stride=1, padding=0, bits, in_lanes):
-        for name, value in (("channels", channels), ("height", height), ("width", width), ("kernel", kernel),
-                            ("stride", stride), ("bits", bits), ("in_lanes", in_lanes)):
+        for name, value in (
+            ("channels", channels),
+            ("height", height),
+            ("width", width),
+            ("kernel", kernel),
+            ("stride", stride),
+            ("bits", bits),
+            ("in_lanes", in_lanes),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         if not isinstance(padding, int) or not 0 <= padding < kernel:
@@ -62,10 +69,12 @@ class PatchWindow(wiring.Component):
         self.out_beats_per_image = self.out_height * self.out_width
         self.cycles_per_image = max((height + 2 * padding) * (width + 2 * padding), self.in_beats_per_image)
         self.latency = 1
-        super().__init__({
-            "i": In(map_signature(bits=bits, lanes=in_lanes)),
-            "o": Out(stream.Signature(data.ArrayLayout(unsigned(bits), kernel * kernel * channels))),
-        })
+        super().__init__(
+            {
+                "i": In(map_signature(bits=bits, lanes=in_lanes)),
+                "o": Out(stream.Signature(data.ArrayLayout(unsigned(bits), kernel * kernel * channels))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -75,12 +84,12 @@ class PatchWindow(wiring.Component):
 
         # the walk over the padded map, and where the window stands in its stride
         y, x = Signal(range(Hp)), Signal(range(Wp))
-        ys, xs = Signal(range(S)), Signal(range(S))      # (y - K + 1) mod S and (x - K + 1) mod S, once >= 0
+        ys, xs = Signal(range(S)), Signal(range(S))  # (y - K + 1) mod S and (x - K + 1) mod S, once >= 0
         real = (y >= P) & (y < P + self.height) & (x >= P) & (x < P + self.width)
         emits = (y >= K - 1) & (x >= K - 1) & (ys == 0) & (xs == 0)
 
         pixel, have, assembling = self._assemble(m, pixel_shape)
-        step = Signal()       # the walk moves on: the position's pixel is here (or padding) and the output is free
+        step = Signal()  # the walk moves on: the position's pixel is here (or padding) and the output is free
         m.d.comb += step.eq((~real | have) & (~self.o.valid | self.o.ready))
         m.d.comb += self.i.ready.eq(assembling | (step & real))
         value = Signal(pixel_shape)
@@ -118,7 +127,7 @@ class PatchWindow(wiring.Component):
             pixel = Signal(pixel_shape)
             m.d.comb += [pixel[c].eq(self.i.payload[c]) for c in range(C)]
             return pixel, self.i.valid, 0
-        parts = Signal(data.ArrayLayout(unsigned(self.bits), (G - 1) * L))   # every beat of a pixel but its last
+        parts = Signal(data.ArrayLayout(unsigned(self.bits), (G - 1) * L))  # every beat of a pixel but its last
         beat = Signal(range(G))
         assembling = Signal()
         m.d.comb += assembling.eq(beat != G - 1)

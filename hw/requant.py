@@ -37,19 +37,22 @@ def _signed_sum(nodes):
 
 def _neuron_rows(values, folds, lanes, fill):
     """Rows per ``(fold, lane)``: ``values[fold * lanes + lane]`` or ``fill`` beyond the layer (padding)."""
-    return [[values[f * lanes + p] if f * lanes + p < len(values) else fill for p in range(lanes)]
-            for f in range(folds)]
+    return [
+        [values[f * lanes + p] if f * lanes + p < len(values) else fill for p in range(lanes)] for f in range(folds)
+    ]
 
 
 def _level_signature(*, acc_width, lanes, folds, abits):
     """The ports every hidden-layer requantiser has: ``lanes`` accumulators of a row fold in, their levels out."""
-    return wiring.Signature({
-        "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
-        "fold": In(range(max(2, folds))),
-        "valid": In(1),
-        "result": Out(data.ArrayLayout(hdl.unsigned(abits), lanes)),
-        "result_valid": Out(1),
-    })
+    return wiring.Signature(
+        {
+            "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
+            "fold": In(range(max(2, folds))),
+            "valid": In(1),
+            "result": Out(data.ArrayLayout(hdl.unsigned(abits), lanes)),
+            "result_valid": Out(1),
+        }
+    )
 
 
 class ThresholdRequantizer(wiring.Component):
@@ -81,7 +84,7 @@ class ThresholdRequantizer(wiring.Component):
     def __init__(self, *, orientation, thresholds, lanes, acc_width):
         self.neurons, levels = thresholds.shape
         self.abits = (levels + 1).bit_length() - 1
-        if levels != 2 ** self.abits - 1:
+        if levels != 2**self.abits - 1:
             raise ValueError(f"thresholds must have 2**abits - 1 columns, not {levels!r}")
         self.lanes, self.acc_width = lanes, acc_width
         self.folds = -(-self.neurons // lanes)
@@ -101,8 +104,9 @@ class ThresholdRequantizer(wiring.Component):
         m = Module()
         b, lanes, folds = self.abits, self.lanes, self.folds
         negate = _neuron_rows([int(s) < 0 for s in self._orientation], folds, lanes, False)
-        m.submodules.orient = orient = Memory(shape=lanes, depth=max(2, folds), init=[
-            sum(int(n) << p for p, n in enumerate(row)) for row in negate])
+        m.submodules.orient = orient = Memory(
+            shape=lanes, depth=max(2, folds), init=[sum(int(n) << p for p, n in enumerate(row)) for row in negate]
+        )
         # stage 0: read orientation, then v = s * acc (a negation, not a multiplication)
         rp = orient.read_port()
         m.d.comb += rp.addr.eq(self.fold)
@@ -127,7 +131,7 @@ class ThresholdRequantizer(wiring.Component):
                 init = []
                 for f in range(folds):
                     n = f * lanes + p
-                    for prefix in range(2 ** s):
+                    for prefix in range(2**s):
                         k = (prefix << (d + 1)) | (1 << d)
                         init.append(int(self._thresholds[n, k - 1]) if n < self.neurons else 0)
                 mem = Memory(shape=hdl.signed(self.cmp_width), depth=max(2, len(init)), init=init)
@@ -159,8 +163,14 @@ class ThresholdRequantizer(wiring.Component):
             fold_f, valid_f = Signal.like(self.fold, name=f"ffold{s + 1}"), Signal(name=f"fvalid{s + 1}")
             cmp_fold = Signal.like(self.fold, name=f"cfold{s + 1}")
             cmp_valid = Signal(name=f"cvalid{s + 1}")
-            m.d.sync += [fold_d.eq(reg_fold), valid_d.eq(reg_valid), fold_f.eq(fold_d), valid_f.eq(valid_d),
-                         cmp_fold.eq(fold_f), cmp_valid.eq(valid_f)]
+            m.d.sync += [
+                fold_d.eq(reg_fold),
+                valid_d.eq(reg_valid),
+                fold_f.eq(fold_d),
+                valid_f.eq(valid_d),
+                cmp_fold.eq(fold_f),
+                cmp_valid.eq(valid_f),
+            ]
             m.d.sync += [c.eq(r) for c, r in zip(cmp_v, stage_v)]
             cur_v, cur_fold, cur_valid, cur_keys = cmp_v, cmp_fold, cmp_valid, keys
         for p in range(lanes):
@@ -199,7 +209,7 @@ class ProgressionRequantizer(wiring.Component):
     def __init__(self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width):
         self.neurons = len(orientation)
         self.abits = (levels + 1).bit_length() - 1
-        if levels != 2 ** self.abits - 1:
+        if levels != 2**self.abits - 1:
             raise ValueError(f"levels must be 2**abits - 1, not {levels!r}")
         if len(a_fx) != self.neurons or len(d_fx) != self.neurons:
             raise ValueError("orientation, a_fx and d_fx must have one entry per neuron")
@@ -212,13 +222,13 @@ class ProgressionRequantizer(wiring.Component):
         self.folds = -(-self.neurons // lanes)
         self.a_width = signed_width(min(0, *self._a), max(0, *self._a))
         self.d_width = unsigned_width(max(self._d))
-        vmax = 1 << (acc_width - 1)          # |s * acc|, -(-2^(w-1)) included
+        vmax = 1 << (acc_width - 1)  # |s * acc|, -(-2^(w-1)) included
         self.v_width = signed_width(-vmax, vmax)
         r_lo = -(vmax << self.frac_bits) - max(0, *self._a)
         r_hi = (vmax << self.frac_bits) - min(0, *self._a)
         self.r_width = signed_width(r_lo, r_hi)
         self.trial_width = signed_width(r_lo - (max(self._d) << (self.abits - 1)), r_hi)
-        self.word_width = 1 + self.a_width + self.d_width   # per neuron: negate, A, D
+        self.word_width = 1 + self.a_width + self.d_width  # per neuron: negate, A, D
         self.latency = self.latency_for(self.abits)
         super().__init__(_level_signature(acc_width=acc_width, lanes=lanes, folds=self.folds, abits=self.abits))
 
@@ -231,15 +241,17 @@ class ProgressionRequantizer(wiring.Component):
         """Memory contents, one list per lane: word ``fold`` = ``negate | A << 1 | D << (1 + a_width)`` of neuron
         ``fold * lanes + lane`` (0 beyond the layer)."""
         amask = (1 << self.a_width) - 1
-        words = [int(s < 0) | (a & amask) << 1 | d << (1 + self.a_width)
-                 for s, a, d in zip(self._orientation, self._a, self._d)]
+        words = [
+            int(s < 0) | (a & amask) << 1 | d << (1 + self.a_width)
+            for s, a, d in zip(self._orientation, self._a, self._d)
+        ]
         return [list(col) for col in zip(*_neuron_rows(words, self.folds, self.lanes, 0))]
 
     def elaborate(self, platform):
         m = Module()
-        lanes, b, F = self.lanes, self.abits, self.frac_bits
+        b, F = self.abits, self.frac_bits
         valid = self.valid
-        for k in range(self.latency):      # valid travels beside the lanes
+        for k in range(self.latency):  # valid travels beside the lanes
             nxt = Signal(name=f"valid_d{k + 1}")
             m.d.sync += nxt.eq(valid)
             valid = nxt
@@ -256,8 +268,8 @@ class ProgressionRequantizer(wiring.Component):
             word = Signal(self.word_width, name=f"word2_{p}", reset_less=True)
             m.d.sync += [acc1.eq(self.acc[p]), acc2.eq(acc1), word.eq(port.data)]
             neg = word[0]
-            a_val = word[1:1 + self.a_width].as_signed()
-            d_val = word[1 + self.a_width:]
+            a_val = word[1 : 1 + self.a_width].as_signed()
+            d_val = word[1 + self.a_width :]
             # cycle 3: v = s * acc (a negation), A and D along
             v = Signal(hdl.signed(self.v_width), name=f"v3_{p}")
             a3 = Signal(hdl.signed(self.a_width), name=f"a3_{p}", reset_less=True)
@@ -305,13 +317,15 @@ class ScoreRequantizer(wiring.Component):
         self.folds = -(-self.neurons // lanes)
         self._scale, self._offset = [int(v) for v in scale], [int(v) for v in offset]
         self.latency = self.latency_for(scale)
-        super().__init__({
-            "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
-            "fold": In(range(max(2, self.folds))),
-            "valid": In(1),
-            "result": Out(data.ArrayLayout(hdl.signed(score_width), lanes)),
-            "result_valid": Out(1),
-        })
+        super().__init__(
+            {
+                "acc": In(data.ArrayLayout(hdl.signed(acc_width), lanes)),
+                "fold": In(range(max(2, self.folds))),
+                "valid": In(1),
+                "result": Out(data.ArrayLayout(hdl.signed(score_width), lanes)),
+                "result_valid": Out(1),
+            }
+        )
 
     @classmethod
     def latency_for(cls, scale):
@@ -343,7 +357,7 @@ class ScoreRequantizer(wiring.Component):
                     nxt = []
                     for j in range(0, len(nodes), 2):
                         r = Signal(hdl.signed(self.score_width), name=f"n{n}_l{level}_{j // 2}")
-                        value, sign = _signed_sum(nodes[j:j + 2])
+                        value, sign = _signed_sum(nodes[j : j + 2])
                         m.d.sync += r.eq(value)
                         nxt.append((r, sign))
                     nodes = nxt

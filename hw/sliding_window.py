@@ -91,8 +91,15 @@ class SlidingWindow(wiring.Component):
     """
 
     def __init__(self, *, channels, height, width, kernel, stride=1, padding=0, bits, in_lanes):
-        for name, value in (("channels", channels), ("height", height), ("width", width), ("kernel", kernel),
-                            ("stride", stride), ("bits", bits), ("in_lanes", in_lanes)):
+        for name, value in (
+            ("channels", channels),
+            ("height", height),
+            ("width", width),
+            ("kernel", kernel),
+            ("stride", stride),
+            ("bits", bits),
+            ("in_lanes", in_lanes),
+        ):
             _integer(name, value, 1)
         _integer("padding", padding, 0, kernel - 1)
         for name, size in (("height", height), ("width", width)):
@@ -112,12 +119,14 @@ class SlidingWindow(wiring.Component):
         # writer stalls upstream during the last output row and the reader then starves for those rows, once per
         # image (measured on Fashion fcnv: 1.2x the fold bound with K + S rows, when the layers are balanced).
         self.rows = kernel + max(stride, kernel - padding)
-        self.latency = 3              # read issued, memory read, FIFO write; CreditedOutput's registered fetch
-        self._fifo_depth = self.latency + RETURN_DELAY + 1   # every read in flight until its credit returns
-        super().__init__({
-            "i": In(map_signature(bits=bits, lanes=in_lanes)),
-            "o": Out(stream.Signature(data.ArrayLayout(unsigned(bits), channels))),
-        })
+        self.latency = 3  # read issued, memory read, FIFO write; CreditedOutput's registered fetch
+        self._fifo_depth = self.latency + RETURN_DELAY + 1  # every read in flight until its credit returns
+        super().__init__(
+            {
+                "i": In(map_signature(bits=bits, lanes=in_lanes)),
+                "o": Out(stream.Signature(data.ArrayLayout(unsigned(bits), channels))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -125,7 +134,7 @@ class SlidingWindow(wiring.Component):
         m.submodules.buffer = buffer = Memory(shape=word, depth=self.rows * self.width, init=[])
         m.submodules.out = out = CreditedOutput(shape=word, depth=self._fifo_depth)
         wiring.connect(m, out.o, wiring.flipped(self.o))
-        complete = Signal(range(self.rows + 1))   # rows written and not given back, oldest first
+        complete = Signal(range(self.rows + 1))  # rows written and not given back, oldest first
         row_done = self._writer(m, buffer.write_port(), complete)
         release = self._reader(m, buffer.read_port(), out, complete)
         m.d.sync += complete.eq(complete + row_done - release)
@@ -138,7 +147,7 @@ class SlidingWindow(wiring.Component):
         beat = Signal(range(G))
         col = Signal(range(W))
         addr = Signal(range(self.rows * W))
-        early = Signal(data.ArrayLayout(unsigned(self.bits), (G - 1) * L))   # a pixel's beats before its last
+        early = Signal(data.ArrayLayout(unsigned(self.bits), (G - 1) * L))  # a pixel's beats before its last
         # a new row needs a free place; a row once begun always finishes
         m.d.comb += self.i.ready.eq((beat != 0) | (col != 0) | (complete < self.rows))
         accept = self.i.valid & self.i.ready
@@ -177,12 +186,12 @@ class SlidingWindow(wiring.Component):
         H, W, K, S, P, R = self.height, self.width, self.kernel, self.stride, self.padding, self.rows
         kx, ky = Signal(range(K)), Signal(range(K))
         ox, oy = Signal(range(self.out_width)), Signal(range(self.out_height))
-        left = Signal(range(-P - 1, W + S), init=-P)     # ox * S - P, kept by adding S
-        top = Signal(range(-P - 1, H + S), init=-P)      # oy * S - P
+        left = Signal(range(-P - 1, W + S), init=-P)  # ox * S - P, kept by adding S
+        top = Signal(range(-P - 1, H + S), init=-P)  # oy * S - P
         ix, iy = left + kx, top + ky
-        win_slot = Signal(range(R))                      # buffer row holding the window's first map row
-        slot = Signal(range(R))                          # buffer row holding map row iy (once iy >= 0)
-        behind = Signal(range(H + S + 1))                # rows before the window's first, not yet given back
+        win_slot = Signal(range(R))  # buffer row holding the window's first map row
+        slot = Signal(range(R))  # buffer row holding map row iy (once iy >= 0)
+        behind = Signal(range(H + S + 1))  # rows before the window's first, not yet given back
 
         # per output row oy, constants: the window's rows inside the map, and the rows it moves past at the row's end
         # (registered from tables, so no adder chain runs from `top` into the issue decision and `behind`)
@@ -212,18 +221,24 @@ class SlidingWindow(wiring.Component):
                 with m.If(iy >= 0):
                     m.d.sync += slot.eq(_wrap_inc(slot, R))
             with m.If(end_ky):
-                m.d.sync += [ox.eq(_wrap_inc(ox, self.out_width)), left.eq(Mux(end_ox, -P, left + S)),
-                             slot.eq(Mux(end_ox, next_win_slot, win_slot))]
+                m.d.sync += [
+                    ox.eq(_wrap_inc(ox, self.out_width)),
+                    left.eq(Mux(end_ox, -P, left + S)),
+                    slot.eq(Mux(end_ox, next_win_slot, win_slot)),
+                ]
             with m.If(end_ox):
-                m.d.sync += [oy.eq(_wrap_inc(oy, self.out_height)), top.eq(Mux(end_oy, -P, top + S)),
-                             win_slot.eq(next_win_slot)]
+                m.d.sync += [
+                    oy.eq(_wrap_inc(oy, self.out_height)),
+                    top.eq(Mux(end_oy, -P, top + S)),
+                    win_slot.eq(next_win_slot),
+                ]
                 # the next output row's constants (row 0 after the last)
                 for reg, table in ((cur_need, need), (cur_advance, advance), (cur_advance_slots, advance_slots)):
                     m.d.sync += reg.eq(Array(table[1:] + table[:1])[oy])
 
         # the read: slot base + column (a table of R constants, no multiplier); zeros outside the map
         bases = Array(s * W for s in range(R))
-        m.d.comb += port.addr.eq(bases[slot] + ix[:len(port.addr)])
+        m.d.comb += port.addr.eq(bases[slot] + ix[: len(port.addr)])
         pad = Signal()
         issued = Signal()
         m.d.sync += [pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)), issued.eq(issue)]

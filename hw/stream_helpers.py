@@ -14,7 +14,7 @@ async def stream_put(ctx, stream, payload):
 async def stream_get(ctx, stream):
     """Accept one payload."""
     ctx.set(stream.ready, 1)
-    payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
+    (payload,) = await ctx.tick().sample(stream.payload).until(stream.valid)
     ctx.set(stream.ready, 0)
     return payload
 

@@ -15,8 +15,7 @@ def make_tree(*, target, lanes, in_bits, signed=False, pipeline=0):
     if target == "portable":
         return SignFlipAdderTree(lanes=lanes, in_bits=in_bits, signed=signed, pipeline=pipeline)
     if target in CARRY_CELLS:
-        return XilinxSignFlipAdderTree(lanes=lanes, in_bits=in_bits, signed=signed, pipeline=pipeline,
-                                       family=target)
+        return XilinxSignFlipAdderTree(lanes=lanes, in_bits=in_bits, signed=signed, pipeline=pipeline, family=target)
     raise ValueError(f"target must be one of {TARGETS!r}, not {target!r}")
 
 

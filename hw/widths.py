@@ -5,8 +5,6 @@ from export.folding import signed_bits as signed_width
 __all__ = ["signed_width", "unsigned_width", "Range"]
 
 
-
-
 def unsigned_width(hi):
     return max(1, int(hi).bit_length())
 

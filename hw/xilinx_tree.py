@@ -70,8 +70,13 @@ class XilinxSignFlipAdderTree(wiring.Component):
         check_tree_args(lanes=lanes, in_bits=in_bits, pipeline=pipeline)
         if family not in CARRY_CELLS:
             raise ValueError(f"family must be one of {sorted(CARRY_CELLS)}, not {family!r}")
-        self.lanes, self.in_bits, self.is_signed, self.pipeline, self.family = \
-            lanes, in_bits, bool(signed), pipeline, family
+        self.lanes, self.in_bits, self.is_signed, self.pipeline, self.family = (
+            lanes,
+            in_bits,
+            bool(signed),
+            pipeline,
+            family,
+        )
         xlo, xhi = input_bounds(in_bits, signed)
         self.range = Range(lanes * min(xlo, -xhi), lanes * max(xhi, -xlo))
         self.width = self.range.width
@@ -79,12 +84,14 @@ class XilinxSignFlipAdderTree(wiring.Component):
         self.latency = self.depth // pipeline if pipeline else 0
         self.primitives = {"LUT6_2", CARRY_CELLS[family][0]}
         shape = hdl.signed(in_bits) if signed else hdl.unsigned(in_bits)
-        super().__init__({
-            "x": In(data.ArrayLayout(shape, lanes)),
-            "w": In(lanes),
-            "en": In(1, init=1),
-            "total": Out(hdl.signed(self.width)),
-        })
+        super().__init__(
+            {
+                "x": In(data.ArrayLayout(shape, lanes)),
+                "w": In(lanes),
+                "en": In(1, init=1),
+                "total": Out(hdl.signed(self.width)),
+            }
+        )
 
     # -- building blocks ------------------------------------------------------------------------------------------
 
@@ -144,8 +151,17 @@ class XilinxSignFlipAdderTree(wiring.Component):
         flip = int(self.is_signed and i == self.in_bits - 1)
         o6, o5 = Signal(name=f"{name}_p{i}"), Signal(name=f"{name}_g{i}")
         m.submodules[f"{name}_lut{i}"] = Instance(
-            "LUT6_2", p_INIT=Const(flip_pair_init(flip, flip), 64),
-            i_I0=xa[i], i_I1=wa, i_I2=xb[i], i_I3=wb, i_I4=Const(0, 1), i_I5=Const(1, 1), o_O6=o6, o_O5=o5)
+            "LUT6_2",
+            p_INIT=Const(flip_pair_init(flip, flip), 64),
+            i_I0=xa[i],
+            i_I1=wa,
+            i_I2=xb[i],
+            i_I3=wb,
+            i_I4=Const(0, 1),
+            i_I5=Const(1, 1),
+            o_O6=o6,
+            o_O5=o5,
+        )
         return o6, o5
 
     # -- the tree -------------------------------------------------------------------------------------------------
@@ -168,7 +184,7 @@ class XilinxSignFlipAdderTree(wiring.Component):
             m.d.comb += v.eq(Cat(u, w[i]))
             return v
 
-        pending = [(w[i], i) for i in range(L)]      # the +w corrections no carry-in has taken yet
+        pending = [(w[i], i) for i in range(L)]  # the +w corrections no carry-in has taken yet
         level = 0
         if L == 1:
             nodes = [(leaf(0), leaf_range)]
@@ -184,6 +200,7 @@ class XilinxSignFlipAdderTree(wiring.Component):
                     if i >= B:
                         return None
                     return self._flip_lut(m, name, i, xs[j], w[j], xs[j + 1], w[j + 1])
+
                 # the flipped operands exist only inside the LUTs; outside them only the sign bit is seen
                 a = Cat(Const(0, B), w[j]).as_signed() if not self.is_signed else Const(0, B)
                 b = Cat(Const(0, B), w[j + 1]).as_signed() if not self.is_signed else Const(0, B)
@@ -212,13 +229,13 @@ class XilinxSignFlipAdderTree(wiring.Component):
         s_bits = []
         for i in range(W):
             s = Signal(name=f"root_p{i}")
-            m.d.comb += s.eq(~t[i] if not (k >> i) & 1 else t[i])   # ~t ^ K
+            m.d.comb += s.eq(~t[i] if not (k >> i) & 1 else t[i])  # ~t ^ K
             s_bits.append(s)
         n_last = Signal(name="root_cin")
         m.d.comb += n_last.eq(~w_last)
         total = Signal(hdl.signed(W), name="corrected")
         m.d.comb += total.eq(self._carry_add(m, "root", s_bits, [Const((k >> i) & 1, 1) for i in range(W)], n_last))
-        (out, _), = self._stage(m, level, [(total, None)], [])[0]
+        ((out, _),) = self._stage(m, level, [(total, None)], [])[0]
         m.d.comb += self.total.eq(out)
         return m
 

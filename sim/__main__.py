@@ -21,6 +21,7 @@ def main(argv=None):
     p.add_argument("-o", "--out", required=True, help="output directory (results.json, build cache)")
     a = p.parse_args(argv)
     import os
+
     waves = a.waves or os.environ.get("WAVES") == "1"
     if a.n != "all" and not a.n.isdigit():
         raise SimError(f"--n {a.n!r} must be a positive integer or 'all'")
@@ -28,26 +29,42 @@ def main(argv=None):
         if not 0 <= v <= 255:
             raise SimError(f"{name} {v} is outside 0..255")
     from common.files import atomic_write_json
+
     from .runner import simulate_network
-    s = simulate_network(a.export, a.rtl, sim=a.sim, n=None if a.n == "all" else int(a.n), work_dir=Path(a.out),
-                         waves=waves, gap_rate=a.gap, stall_rate=a.stall, reset_test=a.reset_test,
-                         progress=not a.quiet)
+
+    s = simulate_network(
+        a.export,
+        a.rtl,
+        sim=a.sim,
+        n=None if a.n == "all" else int(a.n),
+        work_dir=Path(a.out),
+        waves=waves,
+        gap_rate=a.gap,
+        stall_rate=a.stall,
+        reset_test=a.reset_test,
+        progress=not a.quiet,
+    )
     atomic_write_json(Path(a.out) / "results.json", s)
     cpi = s["cycles_per_image"]
-    print(f"{a.sim}: {s['images']} images, {s['mismatches']} mismatches, accuracy {100 * s['accuracy']:.2f}%, "
-          f"{cpi if cpi is not None else '-'} cycles/image (fold bound {s['fold_bound_cycles']}), "
-          f"{s['images_per_s']} images/s, {s['wall_seconds']} s (build {s['build_seconds']} s)")
+    print(
+        f"{a.sim}: {s['images']} images, {s['mismatches']} mismatches, accuracy {100 * s['accuracy']:.2f}%, "
+        f"{cpi if cpi is not None else '-'} cycles/image (fold bound {s['fold_bound_cycles']}), "
+        f"{s['images_per_s']} images/s, {s['wall_seconds']} s (build {s['build_seconds']} s)"
+    )
     if s["waves"]:
         print(f"waveform: {s['waves']}")
     if s.get("first_difference"):
         print(f"sim: {s['first_difference']}", file=sys.stderr)
     if s["mismatches"] or not s["passed"]:
-        print(f"sim: error: {s['first_mismatch'] or 'the bench failed'}; rerun with WAVES=1 for a waveform",
-              file=sys.stderr)
+        print(
+            f"sim: error: {s['first_mismatch'] or 'the bench failed'}; rerun with WAVES=1 for a waveform",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 if __name__ == "__main__":
     from common.cli import run_stage
+
     run_stage("sim", main)

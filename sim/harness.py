@@ -78,30 +78,54 @@ endmodule
 
 # The same harness around an AXI4-Stream top (`hw gen --axis`): tlast on every image's last beat, and each result
 # logged with its flags "<tlast><tuser><frame_error>" after the payload.
-_AXIS_TEMPLATE = _TEMPLATE.replace("""    wire               i_ready, o_valid;
+_AXIS_TEMPLATE = (
+    _TEMPLATE.replace(
+        """    wire               i_ready, o_valid;
     wire [{out_w}-1:0] o_payload;
-""", """    wire               i_ready, o_valid, o_last, o_user, frame_error;
+""",
+        """    wire               i_ready, o_valid, o_last, o_user, frame_error;
     wire [{out_w}-1:0] o_payload;
     reg  [31:0]        in_image;
     wire               i_last = in_image == {per} - 1;
-""").replace("""        .clk(clk), .rst(rst),
+""",
+    )
+    .replace(
+        """        .clk(clk), .rst(rst),
         .i__payload(beats[idx]), .i__valid(i_valid), .i__ready(i_ready),
         .o__payload(o_payload), .o__valid(o_valid), .o__ready(o_ready)
-""", """        .aclk(clk), .aresetn(~rst),
+""",
+        """        .aclk(clk), .aresetn(~rst),
         .s_axis_tdata(beats[idx]), .s_axis_tvalid(i_valid), .s_axis_tready(i_ready), .s_axis_tlast(i_last),
         .m_axis_tdata(o_payload), .m_axis_tvalid(o_valid), .m_axis_tready(o_ready), .m_axis_tlast(o_last),
         .m_axis_tuser(o_user), .frame_error(frame_error)
-""").replace("""$fdisplay(fd, "%0d %h", cycle, o_payload);""",
-             """$fdisplay(fd, "%0d %h %b%b%b", cycle, o_payload, o_last, o_user, frame_error);""").replace("""
-            idx  <= 32'd0;""", """
+""",
+    )
+    .replace(
+        """$fdisplay(fd, "%0d %h", cycle, o_payload);""",
+        """$fdisplay(fd, "%0d %h %b%b%b", cycle, o_payload, o_last, o_user, frame_error);""",
+    )
+    .replace(
+        """
+            idx  <= 32'd0;""",
+        """
             idx  <= 32'd0;
-            in_image <= 32'd0;""").replace("""
-                idx     <= first_beat;""", """
+            in_image <= 32'd0;""",
+    )
+    .replace(
+        """
+                idx     <= first_beat;""",
+        """
                 idx     <= first_beat;
-                in_image <= 32'd0;""").replace("""
-            end else if (i_valid & i_ready) begin""", """
+                in_image <= 32'd0;""",
+    )
+    .replace(
+        """
+            end else if (i_valid & i_ready) begin""",
+        """
             end else if (i_valid & i_ready) begin
-                in_image <= i_last ? 32'd0 : in_image + 1;""")
+                in_image <= i_last ? 32'd0 : in_image + 1;""",
+    )
+)
 assert _AXIS_TEMPLATE.count("in_image") == 6
 
 
@@ -110,14 +134,20 @@ def harness_verilog(top, depth):
     ports, tlast on each image's last beat)."""
     axis = top.get("interface") == "axis"
     return (_AXIS_TEMPLATE if axis else _TEMPLATE).format(
-        name=HARNESS_TOP, top=top.get("top", "lutmac_top"), in_w=top["ports"]["in"]["width"],
-        out_w=top["ports"]["out"]["width"], depth=max(2, depth), per=top.get("beats_per_image", 1))
+        name=HARNESS_TOP,
+        top=top.get("top", "lutmac_top"),
+        in_w=top["ports"]["in"]["width"],
+        out_w=top["ports"]["out"]["width"],
+        depth=max(2, depth),
+        per=top.get("beats_per_image", 1),
+    )
 
 
 def beats_hex(images, top):
     """``$readmemh`` text: each image as ``beats_per_image`` words of ``lanes`` values (``top.json`` ``ports.in``:
     groups of ``group`` values, each padded to whole beats), lane k at bits [8k, 8k+8)."""
     from hw.layers import image_beats
+
     p = top["ports"]["in"]
     if p["bits"] != 8:
         raise ValueError(f"input lanes of {p['bits']} bits are not 8-bit pixels")
@@ -134,7 +164,7 @@ def parse_results(text, top):
     s_off, count, s_bits = o["scores"]["offset"], o["scores"]["count"], o["scores"]["bits"]
     cycles, classes, scores = [], [], []
     for line in text.splitlines():
-        c, payload = line.split()[:2]   # an AXI4-Stream harness appends the flags
+        c, payload = line.split()[:2]  # an AXI4-Stream harness appends the flags
         v = int(payload, 16)
         cycles.append(int(c))
         classes.append((v >> cls_off) & ((1 << cls_bits) - 1))

@@ -2,7 +2,6 @@
 simulated alone, fed the golden model's input of that layer for that image, and compared with the golden model's
 output of that layer. A conv network's mismatch is otherwise very hard to place from the final scores alone."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ __all__ = ["locate_mismatch"]
 
 def _beats(values, lanes, group):
     from hw.layers import image_beats
+
     return image_beats(np.asarray(values)[None], lanes=lanes, group=group)
 
 
@@ -38,6 +38,7 @@ def locate_mismatch(export_dir, top, image_index, *, sim, work_dir):
     """A one-line verdict: the first layer whose hardware alone disagrees with the golden model on image
     ``image_index`` (where and how), or that every layer agrees alone."""
     from amaranth.back import verilog
+
     from export.golden import GoldenModel
     from export.manifest import load_test_set
     from hw.layers import LayerChain, LayerFolding, build_layers, geometry_only
@@ -48,12 +49,19 @@ def locate_mismatch(export_dir, top, image_index, *, sim, work_dir):
     image = images[image_index]
     trace = golden.run(image[None])
     outputs = trace.activations + [trace.scores]
-    folding = [LayerFolding(pe=e.get("pe", 1), simd=e.get("simd", 1), hardwired=e.get("hardwired", False))
-               for e in top["layers"]]
+    folding = [
+        LayerFolding(pe=e.get("pe", 1), simd=e.get("simd", 1), hardwired=e.get("hardwired", False))
+        for e in top["layers"]
+    ]
     trees = {}
-    chains = build_layers(golden.layers, folding, tree_pipeline=top.get("tree_pipeline", 0), tree_modules=trees,
-                          tree_target=top.get("tree_target", "portable"))
-    geometry_only(chains)   # only the layers up to the first difference are simulated
+    chains = build_layers(
+        golden.layers,
+        folding,
+        tree_pipeline=top.get("tree_pipeline", 0),
+        tree_modules=trees,
+        tree_target=top.get("tree_target", "portable"),
+    )
+    geometry_only(chains)  # only the layers up to the first difference are simulated
     x = image
     for p, hw, expected in zip(golden.layers, chains, outputs):
         name = f"locate_{p.name}"
@@ -75,8 +83,12 @@ def locate_mismatch(export_dir, top, image_index, *, sim, work_dir):
         np.savez(d / "vectors.npz", beats=beats)
         out_shape = chain.o.payload.shape()
         bits = out_shape.elem_shape.width
-        cfg = {"vectors": str((d / "vectors.npz").resolve()), "bits": p.in_bits, "out_beats": len(want),
-               "record": str((d / "outputs.txt").resolve())}
+        cfg = {
+            "vectors": str((d / "vectors.npz").resolve()),
+            "bits": p.in_bits,
+            "out_beats": len(want),
+            "record": str((d / "outputs.txt").resolve()),
+        }
         runner, build_dir = build_design(sim, sources, name, d / "build")
         passed, _ = run_bench(runner, build_dir, name, "sim.benches.stream_bench", d / f"run-{sim}", cfg)
         record = d / "outputs.txt"
@@ -86,7 +98,9 @@ def locate_mismatch(export_dir, top, image_index, *, sim, work_dir):
         bad = np.argwhere((got != want) & real)
         if len(bad):
             b, lane = (int(v) for v in bad[0])
-            return (f"layer {p.name} ({p.kind}) is the first to differ alone: {len(bad)} of {int(real.sum())} values; "
-                    f"first at output beat {b} lane {lane}: expected {want[b, lane]}, got {got[b, lane]}")
+            return (
+                f"layer {p.name} ({p.kind}) is the first to differ alone: {len(bad)} of {int(real.sum())} values; "
+                f"first at output beat {b} lane {lane}: expected {want[b, lane]}, got {got[b, lane]}"
+            )
         x = expected
     return "every layer matches the golden model alone: the mismatch comes from how the layers are joined"

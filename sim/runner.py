@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
 
 def _runner(sim):
     from cocotb_tools.runner import Verilator, get_runner
+
     if sim != "verilator":
         return get_runner(sim)
 
@@ -55,10 +55,16 @@ def build_design(sim, sources, toplevel, cache_root, *, waves=False):
         runner._build_command = lambda: []
     else:
         shutil.rmtree(build_dir, ignore_errors=True)
-    args = (list(VERILATOR_ARGS) + (["--trace-fst", "--trace-structs"] if waves else [])) if sim == "verilator" \
-        else []
-    runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel, build_dir=build_dir, build_args=args,
-                 timescale=("1ns", "1ps"), waves=waves, always=not cached)
+    args = (list(VERILATOR_ARGS) + (["--trace-fst", "--trace-structs"] if waves else [])) if sim == "verilator" else []
+    runner.build(
+        sources=[str(s) for s in sources],
+        hdl_toplevel=toplevel,
+        build_dir=build_dir,
+        build_args=args,
+        timescale=("1ns", "1ps"),
+        waves=waves,
+        always=not cached,
+    )
     if not cached:
         marker.write_text("ok\n")
     return runner, build_dir
@@ -67,6 +73,7 @@ def build_design(sim, sources, toplevel, cache_root, *, waves=False):
 def run_bench(runner, build_dir, toplevel, module, test_dir, config, *, waves=False):
     """Run cocotb ``module`` with ``config`` (JSON, passed by file); returns ``(passed, summary or None)``."""
     from cocotb_tools.runner import get_results
+
     test_dir = Path(test_dir).resolve()
     test_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = test_dir / "bench-config.json"
@@ -75,9 +82,16 @@ def run_bench(runner, build_dir, toplevel, module, test_dir, config, *, waves=Fa
     if xml.exists():
         xml.unlink()
     try:
-        runner.test(test_module=module, hdl_toplevel=toplevel, build_dir=build_dir, test_dir=test_dir,
-                    extra_env={"LUTMAC_BENCH_CONFIG": str(cfg_path)}, waves=waves, timescale=("1ns", "1ps"),
-                    results_xml=str(xml))
+        runner.test(
+            test_module=module,
+            hdl_toplevel=toplevel,
+            build_dir=build_dir,
+            test_dir=test_dir,
+            extra_env={"LUTMAC_BENCH_CONFIG": str(cfg_path)},
+            waves=waves,
+            timescale=("1ns", "1ps"),
+            results_xml=str(xml),
+        )
     except SystemExit:  # the runner exits on failing tests when called under pytest; the results file says why
         pass
     try:
@@ -89,13 +103,27 @@ def run_bench(runner, build_dir, toplevel, module, test_dir, config, *, waves=Fa
     return total > 0 and failed == 0, summary
 
 
-def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, waves=False, gap_rate=0,
-                     stall_rate=0, reset_test=False, corrupt=False, progress=True, locate=True):
+def simulate_network(
+    export_dir,
+    rtl_dir,
+    *,
+    sim="verilator",
+    n=None,
+    work_dir,
+    waves=False,
+    gap_rate=0,
+    stall_rate=0,
+    reset_test=False,
+    corrupt=False,
+    progress=True,
+    locate=True,
+):
     """Stream ``n`` test images (all when None) through ``rtl_dir/top.v``; returns the bench summary dict
     (``passed`` added). On a mismatch, ``locate`` simulates each layer alone on the first mismatching image
     (:func:`sim.locate.locate_mismatch`) and adds its verdict as ``first_difference``."""
     from export import ExportError
     from export.manifest import load_test_set, read_manifest
+
     rtl_dir, work_dir = Path(rtl_dir).resolve(), Path(work_dir).resolve()
     try:
         top = json.loads((rtl_dir / "top.json").read_text())
@@ -109,11 +137,15 @@ def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, 
         raise SimError(f"export: {e}") from None
     made_from = top.get("export_sha256")
     if made_from and made_from != hashlib.sha256((Path(export_dir) / "manifest.json").read_bytes()).hexdigest():
-        raise SimError(f"{rtl_dir}/top.v was generated from another export ({top.get('export')}) than "
-                       f"{export_dir}: run `make gen` again, or pass the export it was made from")
+        raise SimError(
+            f"{rtl_dir}/top.v was generated from another export ({top.get('export')}) than "
+            f"{export_dir}: run `make gen` again, or pass the export it was made from"
+        )
     if top.get("pixels") != int(images[0].size):
-        raise SimError(f"{rtl_dir}/top.json takes {top.get('pixels')} pixels, the export's images have "
-                       f"{images[0].size}: the RTL was generated from another export")
+        raise SimError(
+            f"{rtl_dir}/top.json takes {top.get('pixels')} pixels, the export's images have "
+            f"{images[0].size}: the RTL was generated from another export"
+        )
     total = len(images)
     n = total if n is None else n
     if not 1 <= n <= total:
@@ -135,24 +167,45 @@ def simulate_network(export_dir, rtl_dir, *, sim="verilator", n=None, work_dir, 
     run_dir = work_dir / f"run-{sim}"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "beats.hex").write_text(beats_hex(images, top))
-    summary_path = run_dir / "bench-summary.json"   # not summary.json: that names a pnr output
+    summary_path = run_dir / "bench-summary.json"  # not summary.json: that names a pnr output
     if summary_path.exists():
         summary_path.unlink()
-    config = {"export": str(Path(export_dir).resolve()), "top_json": str((rtl_dir / "top.json").resolve()),
-              "n": n, "simulator": sim, "summary": str(summary_path.resolve()), "gap_rate": gap_rate,
-              "stall_rate": stall_rate, "reset_test": reset_test, "corrupt": corrupt, "progress": progress}
+    config = {
+        "export": str(Path(export_dir).resolve()),
+        "top_json": str((rtl_dir / "top.json").resolve()),
+        "n": n,
+        "simulator": sim,
+        "summary": str(summary_path.resolve()),
+        "gap_rate": gap_rate,
+        "stall_rate": stall_rate,
+        "reset_test": reset_test,
+        "corrupt": corrupt,
+        "progress": progress,
+    }
     t1 = time.perf_counter()
     bench = "sim.benches.axis_bench" if top.get("interface") == "axis" else "sim.benches.network_bench"
     passed, summary = run_bench(runner, build_dir, HARNESS_TOP, bench, run_dir, config, waves=waves)
     if summary is None:
         raise SimError(f"{sim}: the bench ended without a summary (see {run_dir}); it did not run to the end")
-    dumps = sorted([*run_dir.glob("*.fst"), *run_dir.glob("*.vcd"), *build_dir.glob("*.fst"),
-                    *build_dir.glob("*.vcd")], key=lambda p: p.stat().st_mtime) if waves else []
+    dumps = (
+        sorted(
+            [*run_dir.glob("*.fst"), *run_dir.glob("*.vcd"), *build_dir.glob("*.fst"), *build_dir.glob("*.vcd")],
+            key=lambda p: p.stat().st_mtime,
+        )
+        if waves
+        else []
+    )
     if summary["mismatches"] and locate and summary.get("first_mismatch_image") is not None and not corrupt:
         from .locate import locate_mismatch
-        summary["first_difference"] = locate_mismatch(export_dir, top, summary["first_mismatch_image"], sim=sim,
-                                                      work_dir=work_dir / "locate")
-    summary.update(passed=passed, build_seconds=round(build_s, 2),
-                   wall_seconds=round(time.perf_counter() - t0, 2), run_seconds=round(time.perf_counter() - t1, 2),
-                   waves=str(dumps[-1]) if dumps else None)
+
+        summary["first_difference"] = locate_mismatch(
+            export_dir, top, summary["first_mismatch_image"], sim=sim, work_dir=work_dir / "locate"
+        )
+    summary.update(
+        passed=passed,
+        build_seconds=round(build_s, 2),
+        wall_seconds=round(time.perf_counter() - t0, 2),
+        run_seconds=round(time.perf_counter() - t1, 2),
+        waves=str(dumps[-1]) if dumps else None,
+    )
     return summary

@@ -35,8 +35,11 @@ def simulator_env(sim):
             # code build 4x faster than Verilator's default for a small loss in simulation speed.
             if "OPT_FAST" not in makeflags:
                 makeflags += " " + os.environ.get("LUTMAC_VERILATOR_OPT", "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1")
-            return {"VERILATOR_ROOT": str(root), "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-                    "MAKEFLAGS": makeflags}
+            return {
+                "VERILATOR_ROOT": str(root),
+                "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+                "MAKEFLAGS": makeflags,
+            }
     return {}
 
 

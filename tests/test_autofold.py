@@ -12,7 +12,8 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from common.layers import Conv2d, Dense, LayerError, MaxPool2d
 from export.folding import signed_bits
@@ -35,16 +36,23 @@ def make_params(specs, *, abits=2, seed=0):
             continue
         hi = s.columns * ((1 << bits) - 1)
         weights = rng.choice(np.array([-1, 1], np.int8), (s.rows, s.columns))
-        common = dict(spec=s, index=i, in_bits=bits, weights=weights, acc_bits=signed_bits(-hi, hi), acc_min=-hi,
-                      acc_max=hi)
+        common = dict(
+            spec=s, index=i, in_bits=bits, weights=weights, acc_bits=signed_bits(-hi, hi), acc_min=-hi, acc_max=hi
+        )
         if i == len(specs) - 1:
             scale, offset = rng.integers(-100, 100, s.rows), rng.integers(-1000, 1000, s.rows)
             worst = int(np.abs(scale).max()) * hi + int(np.abs(offset).max())
             out.append(LayerParams(**common, scale=scale, offset=offset, score_bits=signed_bits(-worst, worst)))
         else:
             thresholds = np.sort(rng.integers(-hi, hi + 2, (s.rows, (1 << abits) - 1)), axis=1).astype(np.int32)
-            out.append(LayerParams(**common, abits=abits, thresholds=thresholds,
-                                   orientation=rng.choice(np.array([-1, 1], np.int8), s.rows)))
+            out.append(
+                LayerParams(
+                    **common,
+                    abits=abits,
+                    thresholds=thresholds,
+                    orientation=rng.choice(np.array([-1, 1], np.int8), s.rows),
+                )
+            )
             bits = abits
     return out
 
@@ -71,13 +79,17 @@ def networks(draw):
             add(lambda n, s: MaxPool2d(name=n, in_shape=s, kernel=kernel, stride=kernel), "pool")
         else:
             kernel = draw(st.integers(1, 3))
-            conv = dict(out_channels=draw(st.integers(1, 10)), kernel=kernel, stride=draw(st.integers(1, 2)),
-                        padding=draw(st.integers(0, kernel - 1)))
+            conv = dict(
+                out_channels=draw(st.integers(1, 10)),
+                kernel=kernel,
+                stride=draw(st.integers(1, 2)),
+                padding=draw(st.integers(0, kernel - 1)),
+            )
             add(lambda n, s: Conv2d(name=n, in_shape=s, **conv), "conv")
     for _ in range(draw(st.integers(1, 2))):
         features = draw(st.integers(2, 12))
         add(lambda n, s: Dense(name=n, in_shape=s, out_features=features), "fc")
-    return make_params(specs, abits=draw(st.sampled_from([2, 4, 8])), seed=draw(st.integers(0, 2 ** 16)))
+    return make_params(specs, abits=draw(st.sampled_from([2, 4, 8])), seed=draw(st.integers(0, 2**16)))
 
 
 def _steps(p, pe, simd):
@@ -135,7 +147,7 @@ def test_fold_for_cycles_is_legal_minimal_and_meets_the_target(layers, data):
         lanes, waste = _brute_force(p, target)
         assert f.pe * f.simd == lanes, (p.name, f, lanes)
         waste_f = -(-p.rows // f.pe) * f.pe * -(-p.columns // f.simd) * f.simd - p.rows * p.columns
-        assert waste_f == waste, (p.name, f, waste)     # ties go to the fewer padded lanes
+        assert waste_f == waste, (p.name, f, waste)  # ties go to the fewer padded lanes
     # the whole pipeline (windows, pools, input beats) keeps the target too
     assert _fold_bound(layers, folding) <= target
     # and the floor is the floor
@@ -154,13 +166,15 @@ def test_fold_for_cycles_refuses_a_bad_target(target):
 def test_floor_of_a_conv_net():
     """The floor: a conv layer's window (a patch window walks its padded map; a line buffer, for a patch over
     PATCH_WINDOW_BITS, emits K*K beats per output pixel), the input a pixel per beat; reachable, and no lower."""
-    specs = [Conv2d(name="conv0", in_shape=(3, 8, 8), out_channels=4, kernel=3, padding=1),
-             MaxPool2d(name="pool0", in_shape=(4, 8, 8), kernel=2, stride=2),
-             Conv2d(name="conv1", in_shape=(4, 4, 4), out_channels=6, kernel=2, stride=2),
-             Dense(name="fc0", in_shape=(6, 2, 2), out_features=5)]
+    specs = [
+        Conv2d(name="conv0", in_shape=(3, 8, 8), out_channels=4, kernel=3, padding=1),
+        MaxPool2d(name="pool0", in_shape=(4, 8, 8), kernel=2, stride=2),
+        Conv2d(name="conv1", in_shape=(4, 4, 4), out_channels=6, kernel=2, stride=2),
+        Dense(name="fc0", in_shape=(6, 2, 2), out_features=5),
+    ]
     layers = make_params(specs)
     assert 27 * 8 <= PATCH_WINDOW_BITS
-    floor = 10 * 10                                     # conv0's patch window walks the 10 x 10 padded map
+    floor = 10 * 10  # conv0's patch window walks the 10 x 10 padded map
     assert floor_cycles(layers) == floor
     folding = fold_for_cycles(layers, floor)
     assert _fold_bound(layers, folding) == floor
@@ -168,33 +182,50 @@ def test_floor_of_a_conv_net():
         fold_for_cycles(layers, floor - 1)
 
     # a patch too wide for registers: a line buffer, 3 x 3 beats for each of the 4 x 4 output pixels
-    wide = make_params([Conv2d(name="conv0", in_shape=(80, 4, 4), out_channels=2, kernel=3, padding=1),
-                        Dense(name="fc0", in_shape=(2, 4, 4), out_features=3)])
+    wide = make_params(
+        [
+            Conv2d(name="conv0", in_shape=(80, 4, 4), out_channels=2, kernel=3, padding=1),
+            Dense(name="fc0", in_shape=(2, 4, 4), out_features=3),
+        ]
+    )
     assert 720 * 8 > PATCH_WINDOW_BITS
     assert floor_cycles(wide) == 16 * 9
     assert _fold_bound(wide, fold_for_cycles(wide, 16 * 9)) == 16 * 9
 
     # an MLP's floor is one cycle per image: its input arrives as one wide beat when SIMD = columns
-    mlp = make_params([Dense(name="fc0", in_shape=(1, 8, 8), out_features=7),
-                       Dense(name="fc1", in_shape=(7, 1, 1), out_features=3)])
+    mlp = make_params(
+        [Dense(name="fc0", in_shape=(1, 8, 8), out_features=7), Dense(name="fc1", in_shape=(7, 1, 1), out_features=3)]
+    )
     assert floor_cycles(mlp) == 1
     folding = fold_for_cycles(mlp, 1)
     assert [(f.pe, f.simd) for f in folding] == [(7, 64), (3, 7)] and _fold_bound(mlp, folding) == 1
 
 
 def test_pool_first_network_meets_its_target():
-    layers = make_params([MaxPool2d(name="pool0", in_shape=(1, 8, 8), kernel=2, stride=2),
-                          Dense(name="fc0", in_shape=(1, 4, 4), out_features=10)])
+    layers = make_params(
+        [
+            MaxPool2d(name="pool0", in_shape=(1, 8, 8), kernel=2, stride=2),
+            Dense(name="fc0", in_shape=(1, 4, 4), out_features=10),
+        ]
+    )
     floor = floor_cycles(layers)
     assert _fold_bound(layers, fold_for_cycles(layers, floor)) <= floor
 
 
 def test_no_folding_beats_the_floor():
-    layers = make_params([Conv2d(name="conv0", in_shape=(1, 9, 9), out_channels=2, kernel=3, stride=3, padding=1),
-                          Dense(name="fc0", in_shape=(2, 3, 3), out_features=3)])
+    layers = make_params(
+        [
+            Conv2d(name="conv0", in_shape=(1, 9, 9), out_channels=2, kernel=3, stride=3, padding=1),
+            Dense(name="fc0", in_shape=(2, 3, 3), out_features=3),
+        ]
+    )
     from hw.layers import LayerFolding
-    fastest = min(_fold_bound(layers, [LayerFolding(pe=pe, simd=simd), LayerFolding(pe=3, simd=18)])
-                  for pe in (1, 2) for simd in range(1, 10))
+
+    fastest = min(
+        _fold_bound(layers, [LayerFolding(pe=pe, simd=simd), LayerFolding(pe=3, simd=18)])
+        for pe in (1, 2)
+        for simd in range(1, 10)
+    )
     assert floor_cycles(layers) <= fastest
     fold_for_cycles(layers, fastest)
 
@@ -214,10 +245,10 @@ def test_fold_for_luts_fits_and_a_faster_target_does_not(layers, data):
     assert _lut_estimate(layers, folding) <= budget
     achieved = max(_cycles(p, f.pe, f.simd) for p, f in zip(layers, folding) if p.spec.compute)
     assert cycles == max(achieved, floor)
-    assert _fold_bound(layers, folding) <= cycles      # what it reports is what the pipeline keeps (or better)
+    assert _fold_bound(layers, folding) <= cycles  # what it reports is what the pipeline keeps (or better)
     assert floor <= cycles <= slowest
     if dearest <= budget:
-        assert cycles == floor                   # everything fits: as fast as the network goes
+        assert cycles == floor  # everything fits: as fast as the network goes
     if cycles - 1 >= floor:
         # one cycle faster either does not fit or is not reachable with fewer cycles
         faster = fold_for_cycles(layers, cycles - 1)
@@ -229,8 +260,10 @@ def test_fold_for_luts_fits_and_a_faster_target_does_not(layers, data):
 
 # an MLP 72-9-4 (8-bit activations): gen's LUT estimate is not monotone in the target (9 cycles: 1919 LUT est.,
 # 11 cycles: 2044), so bisection on the target can miss the fastest folding that fits
-_NON_MONOTONE = [Dense(name="fc0", in_shape=(2, 9, 4), out_features=9),
-                 Dense(name="fc1", in_shape=(9, 1, 1), out_features=4)]
+_NON_MONOTONE = [
+    Dense(name="fc0", in_shape=(2, 9, 4), out_features=9),
+    Dense(name="fc1", in_shape=(9, 1, 1), out_features=4),
+]
 
 
 def test_fold_for_luts_returns_the_fewest_cycles_that_fit():
@@ -245,12 +278,14 @@ def test_fold_for_luts_returns_the_fewest_cycles_that_fit():
 
 # ---------------------------------------------------------------------------------------------------- CLI
 
+
 def _hw(*args):
     return subprocess.run([sys.executable, "-m", "hw", *map(str, args)], capture_output=True, text=True)
 
 
 def test_hw_fold_file_is_accepted_by_gen(digits_conv_ps_export, tmp_path):
     from hw.gen import load_export
+
     _, layers = load_export(digits_conv_ps_export)
     floor = floor_cycles(layers)
     target = 700
@@ -259,7 +294,7 @@ def test_hw_fold_file_is_accepted_by_gen(digits_conv_ps_export, tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"(floor {floor})" in r.stdout
     folding = json.loads((tmp_path / "f.json").read_text())
-    assert set(folding) == {"conv0", "conv1", "fc0"}          # compute layers only: pool0 has no folding
+    assert set(folding) == {"conv0", "conv1", "fc0"}  # compute layers only: pool0 has no folding
     assert all(set(v) == {"pe", "simd"} for v in folding.values())
     expect = fold_for_cycles(layers, target)
     assert folding == {p.name: {"pe": f.pe, "simd": f.simd} for p, f in zip(layers, expect) if p.spec.compute}
@@ -277,26 +312,32 @@ def test_hw_fold_file_is_accepted_by_gen(digits_conv_ps_export, tmp_path):
     r = _hw("gen", "--export", digits_conv_ps_export, "--target-cycles", target, "-o", tmp_path / "rtl2")
     assert r.returncode == 0, r.stderr
     top2 = json.loads((tmp_path / "rtl2" / "top.json").read_text())
-    assert [(e.get("pe"), e.get("simd")) for e in top2["layers"]] == [(e.get("pe"), e.get("simd"))
-                                                                       for e in top["layers"]]
+    assert [(e.get("pe"), e.get("simd")) for e in top2["layers"]] == [
+        (e.get("pe"), e.get("simd")) for e in top["layers"]
+    ]
 
     # a LUT budget: the file's folding fits gen's estimate
     r = _hw("fold", "--export", digits_conv_ps_export, "--luts", 900, "-o", tmp_path / "l.json")
     assert r.returncode == 0, r.stderr
     by_name = json.loads((tmp_path / "l.json").read_text())
     from hw.folding import resolve_folding
+
     lut_folding = resolve_folding(layers, pe=1, simd=1, folding_file=tmp_path / "l.json")
     assert set(by_name) == {"conv0", "conv1", "fc0"} and estimate_luts(layers, lut_folding, "portable") <= 900
 
 
-@pytest.mark.parametrize("args, words", [
-    ([], "give exactly one of --cycles and --luts"),
-    (["--cycles", "700", "--luts", "900"], "give exactly one of --cycles and --luts"),
-    (["--cycles", "FLOOR-1"], "needs at least FLOOR"),
-    (["--luts", "10"], "over the budget of 10"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ([], "give exactly one of --cycles and --luts"),
+        (["--cycles", "700", "--luts", "900"], "give exactly one of --cycles and --luts"),
+        (["--cycles", "FLOOR-1"], "needs at least FLOOR"),
+        (["--luts", "10"], "over the budget of 10"),
+    ],
+)
 def test_hw_fold_refusals(digits_conv_ps_export, tmp_path, args, words):
     from hw.gen import load_export
+
     floor = floor_cycles(load_export(digits_conv_ps_export)[1])
     args = [str(floor - 1) if a == "FLOOR-1" else a for a in args]
     words = words.replace("FLOOR", str(floor))

@@ -16,14 +16,15 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
+from conftest import have_simulator, run_yosys
 
 from hw import HardwareError
 from hw.axis import AxisWrapper, byte_width
 
-from conftest import have_simulator, run_yosys
-
-SIMS = [pytest.param(s, marks=pytest.mark.skipif(not have_simulator(s), reason=f"{s} is not installed"))
-        for s in ("verilator", "icarus")]
+SIMS = [
+    pytest.param(s, marks=pytest.mark.skipif(not have_simulator(s), reason=f"{s} is not installed"))
+    for s in ("verilator", "icarus")
+]
 
 
 class _MockCore(wiring.Component):
@@ -63,7 +64,7 @@ def _run(dut, frames, *, seed, gap=0.3, stall=0.3, results=None, timeout_cycles=
     got, state = [], {}
 
     async def producer(ctx):
-        ctx.set(dut.aresetn, 0)        # two rising edges in reset (a tick trigger would end on the reset)
+        ctx.set(dut.aresetn, 0)  # two rising edges in reset (a tick trigger would end on the reset)
         await ctx.delay(3e-8)
         ctx.set(dut.aresetn, 1)
         for value, last in beats:
@@ -81,8 +82,9 @@ def _run(dut, frames, *, seed, gap=0.3, stall=0.3, results=None, timeout_cycles=
             while rng.random() < stall:
                 await ctx.tick()
             ctx.set(dut.m_axis_tready, 1)
-            got.append(await ctx.tick().sample(dut.m_axis_tdata, dut.m_axis_tlast, dut.m_axis_tuser)
-                       .until(dut.m_axis_tvalid))
+            got.append(
+                await ctx.tick().sample(dut.m_axis_tdata, dut.m_axis_tlast, dut.m_axis_tuser).until(dut.m_axis_tvalid)
+            )
             ctx.set(dut.m_axis_tready, 0)
         await ctx.tick().repeat(5)
         state["frame_error"] = ctx.get(dut.frame_error)
@@ -115,8 +117,7 @@ def test_wrapper_framing_policy(n, depth):
 
 def test_wrapper_well_framed_sets_no_error():
     frames = [[k, k + 1, k + 2] for k in range(0, 60, 3)]
-    got, err, _ = _run(AxisWrapper(_MockCore(3), beats_per_image=3, flag_depth=2), frames, seed=5, gap=0.5,
-                       stall=0.6)
+    got, err, _ = _run(AxisWrapper(_MockCore(3), beats_per_image=3, flag_depth=2), frames, seed=5, gap=0.5, stall=0.6)
     assert [g[2] for g in got] == [0] * len(frames) and err == 0
     assert [g[0] for g in got] == [f[0] | f[1] << 8 | f[2] << 16 for f in frames]
 
@@ -125,8 +126,18 @@ def test_wrapper_ports():
     dut = AxisWrapper(_MockCore(3), beats_per_image=3)
     names = {name: (member.flow, member.shape) for name, member in dut.signature.members.items()}
     assert names["s_axis_tdata"] == (In, 8) and names["m_axis_tdata"] == (Out, 24)
-    assert {"aclk", "aresetn", "s_axis_tvalid", "s_axis_tready", "s_axis_tlast", "m_axis_tvalid", "m_axis_tready",
-            "m_axis_tlast", "m_axis_tuser", "frame_error"} <= set(names)
+    assert {
+        "aclk",
+        "aresetn",
+        "s_axis_tvalid",
+        "s_axis_tready",
+        "s_axis_tlast",
+        "m_axis_tvalid",
+        "m_axis_tready",
+        "m_axis_tlast",
+        "m_axis_tuser",
+        "frame_error",
+    } <= set(names)
     assert [byte_width(b) for b in (1, 8, 9, 128, 174)] == [8, 8, 16, 128, 176]
     with pytest.raises(ValueError):
         AxisWrapper(_MockCore(3), beats_per_image=0)
@@ -140,6 +151,7 @@ def test_wrapper_on_the_network_against_golden(tiny_export):
     from hw.gen import choose_folding, load_export
     from hw.layers import image_beats
     from hw.network import NetworkTop
+
     _, layers = load_export(tiny_export)
     net = NetworkTop(layers=layers, folding=choose_folding(layers, pe=4, simd=16))
     n, lanes = net.beats_per_image, net.lanes_per_beat
@@ -151,7 +163,7 @@ def test_wrapper_on_the_network_against_golden(tiny_export):
     words = [[int(sum(int(v) << (8 * j) for j, v in enumerate(b))) for b in img] for img in beats]
     frames = [words[0], words[1][:2], words[2], words[3] + [words[4][0], 7], words[4]]
     seen = images.copy().reshape(5, -1)
-    seen[1, 2 * lanes:] = 0            # the short image, completed with zero beats
+    seen[1, 2 * lanes :] = 0  # the short image, completed with zero beats
     trace = golden.run(seen.reshape(images.shape))
     got, err, _ = _run(AxisWrapper(net, beats_per_image=n, flag_depth=2), frames, seed=3)
     layout = net.o.payload.shape()
@@ -166,15 +178,21 @@ def test_wrapper_on_the_network_against_golden(tiny_export):
 
 # --- generated Verilog -------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def rtls(tiny_export, tmp_path_factory):
     """The tiny network three ways: plain default (`lutmac_top`), `--axis --name net_b`, `--name net_c --target xc7`."""
     from hw.__main__ import main
+
     root = tmp_path_factory.mktemp("axis-rtl")
-    for sub, extra in (("plain", []), ("axis", ["--axis", "--name", "net_b"]),
-                       ("named", ["--name", "net_c", "--target", "xc7", "--tree-pipeline", "1"])):
-        assert main(["gen", "--export", str(tiny_export), "--pe", "4", "--simd", "16", *extra,
-                     "-o", str(root / sub)]) == 0
+    for sub, extra in (
+        ("plain", []),
+        ("axis", ["--axis", "--name", "net_b"]),
+        ("named", ["--name", "net_c", "--target", "xc7", "--tree-pipeline", "1"]),
+    ):
+        assert (
+            main(["gen", "--export", str(tiny_export), "--pe", "4", "--simd", "16", *extra, "-o", str(root / sub)]) == 0
+        )
     return tiny_export, root
 
 
@@ -189,8 +207,12 @@ def test_axis_top_json_and_ports(rtls):
     assert t["interface"] == "axis" and plain["interface"] == "stream" and t["top"] == "net_b_top"
     assert (t["clock"], t["reset"], t["reset_active"]) == ("aclk", "aresetn", "low")
     pin, pout = t["ports"]["in"], t["ports"]["out"]
-    assert (pin["payload"], pin["valid"], pin["ready"], pin["last"]) == ("s_axis_tdata", "s_axis_tvalid",
-                                                                         "s_axis_tready", "s_axis_tlast")
+    assert (pin["payload"], pin["valid"], pin["ready"], pin["last"]) == (
+        "s_axis_tdata",
+        "s_axis_tvalid",
+        "s_axis_tready",
+        "s_axis_tlast",
+    )
     assert (pout["payload"], pout["last"], pout["user"]) == ("m_axis_tdata", "m_axis_tlast", "m_axis_tuser")
     assert pin["width"] % 8 == 0 and pout["width"] % 8 == 0
     assert pin["data_bits"] == plain["ports"]["in"]["width"] and pout["data_bits"] == plain["ports"]["out"]["width"]
@@ -199,10 +221,16 @@ def test_axis_top_json_and_ports(rtls):
     assert t["core"]["ports"] == plain["ports"] and t["beats_per_image"] == plain["beats_per_image"]
     assert t["latency_cycles"] == plain["latency_cycles"] and t["fold_bound_cycles"] == plain["fold_bound_cycles"]
     head = (root / "axis" / "top.v").read_text().split("endmodule")[0]
-    for direction, name, width in [("input", "s_axis_tdata", pin["width"]), ("output", "m_axis_tdata", pout["width"]),
-                                   ("input", "aclk", 1), ("input", "aresetn", 1), ("output", "s_axis_tready", 1),
-                                   ("input", "s_axis_tlast", 1), ("output", "m_axis_tlast", 1),
-                                   ("output", "frame_error", 1)]:
+    for direction, name, width in [
+        ("input", "s_axis_tdata", pin["width"]),
+        ("output", "m_axis_tdata", pout["width"]),
+        ("input", "aclk", 1),
+        ("input", "aresetn", 1),
+        ("output", "s_axis_tready", 1),
+        ("input", "s_axis_tlast", 1),
+        ("output", "m_axis_tlast", 1),
+        ("output", "frame_error", 1),
+    ]:
         decl = f"{direction} [{width - 1}:0] {name};" if width > 1 else f"{direction} {name};"
         assert decl in head, decl
     assert not re.search(r"^\s*(input|output)[^;]*\b(clk|rst)\b", head, flags=re.M)
@@ -237,11 +265,13 @@ module both(input clk, input rst, input [127:0] d, input v, output [7:0] r);
   assign r = a_out[7:0] ^ b_out[7:0] ^ c_out[7:0];
 endmodule
 """)
-    run_yosys("read_verilog plain.v axis.v named.v prims.v both.v\nhierarchy -check -top both\n"
-              "tee -o mods.txt ls\n", tmp_path)
+    run_yosys(
+        "read_verilog plain.v axis.v named.v prims.v both.v\nhierarchy -check -top both\ntee -o mods.txt ls\n", tmp_path
+    )
     mods = (tmp_path / "mods.txt").read_text()
     assert "lutmac_top" in mods and "net_b_top" in mods and "net_c_top" in mods
     from boards import BoardsError
+
     (tmp_path / "again.v").write_text((root / "plain" / "top.v").read_text())
     with pytest.raises(BoardsError, match=r"Re-definition of module .\\lutmac_top"):
         run_yosys("read_verilog plain.v again.v\nhierarchy -check\n", tmp_path)
@@ -249,6 +279,7 @@ endmodule
 
 def test_bad_name_refused(tiny_export, tmp_path):
     from hw.gen import generate
+
     for bad in ("1net", "net-a", "", "a b"):
         with pytest.raises(HardwareError, match="prefix"):
             generate(tiny_export, tmp_path / "rtl", pe=4, simd=16, name=bad)
@@ -261,9 +292,20 @@ def test_axis_network_bit_exact_in_hdl(rtls, sim, tmp_path):
     result word against the golden model, tlast high and tuser low on each, frame_error never set; on Icarus also a
     reset (aresetn) mid-stream."""
     from sim.runner import simulate_network
+
     export, root = rtls
-    s = simulate_network(export, root / "axis", sim=sim, n=6, work_dir=tmp_path / "sim", gap_rate=80,
-                         stall_rate=80, reset_test=sim == "icarus", progress=False, locate=False)
+    s = simulate_network(
+        export,
+        root / "axis",
+        sim=sim,
+        n=6,
+        work_dir=tmp_path / "sim",
+        gap_rate=80,
+        stall_rate=80,
+        reset_test=sim == "icarus",
+        progress=False,
+        locate=False,
+    )
     assert s["passed"] and s["mismatches"] == 0 and s["images"] == 6, s
     assert s["interface"] == "axis" and s["axis_words"] == 6 and s["axis_flag_errors"] == 0
 
@@ -272,7 +314,9 @@ def test_axis_network_bit_exact_in_hdl(rtls, sim, tmp_path):
 def test_axis_bench_catches_a_wrong_tlast(rtls, tmp_path):
     """A top.v whose m_axis_tlast is stuck low fails the AXIS bench (the check has teeth)."""
     import shutil
+
     from sim.runner import simulate_network
+
     export, root = rtls
     bad = tmp_path / "rtl"
     shutil.copytree(root / "axis", bad)

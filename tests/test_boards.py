@@ -20,14 +20,18 @@ endmodule
 @pytest.fixture(scope="module")
 def tiny_rtl(tiny_export, tmp_path_factory):
     from hw.gen import generate
+
     out = tmp_path_factory.mktemp("tiny-rtl") / "rtl"
     generate(tiny_export, out, pe=3, simd=8)
     return out
 
 
 def test_synth_tiny_network_is_dsp_free(tiny_rtl, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "boards", "synth", "--rtl", str(tiny_rtl), "-o", str(tmp_path / "s")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "boards", "synth", "--rtl", str(tiny_rtl), "-o", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     u = json.loads((tmp_path / "s" / "utilization.json").read_text())
     for key in ("family", "LUT", "LUTRAM", "FF", "CARRY", "BRAM", "DSP", "pe", "simd"):
@@ -41,12 +45,19 @@ def test_synth_reports_utilisation_per_unit_kind(tiny_export, tmp_path):
     """`boards synth` splits the totals by unit kind and by layer: the kinds add up to the totals exactly (the
     netlist keeps the module hierarchy), the adder trees are there, every layer is there, nothing is "other"."""
     from boards.yosys import RESOURCES
+
     rtl = tmp_path / "rtl"
-    r = subprocess.run([sys.executable, "-m", "hw", "gen", "--export", str(tiny_export), "--pe", "2", "--simd", "8",
-                        "-o", str(rtl)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "hw", "gen", "--export", str(tiny_export), "--pe", "2", "--simd", "8", "-o", str(rtl)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "boards", "synth", "--rtl", str(rtl), "-o", str(tmp_path / "s")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "boards", "synth", "--rtl", str(rtl), "-o", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     u = json.loads((tmp_path / "s" / "utilization.json").read_text())
     by_unit, by_layer = u["by_unit"], u["by_layer"]
@@ -70,19 +81,35 @@ def test_breakdown_walks_instances_and_keeps_unmatched_cells():
     """Each instance's own cells go to the kind its name gives; a module used twice counts twice; an MVU's weight
     ROM cone is taken out of its own cells; unknown names land in "other"."""
     from boards.synth import breakdown
-    stat = {"modules": {
-        "\\top": {"num_cells_by_type": {"IBUF": 3, "LUT2": 1, "top.fc0": 1, "top.mystery": 1}},
-        "\\top.fc0": {"num_cells_by_type": {"FDRE": 10, "LUT6": 4, "top.fc0.buffer": 1, "top.fc0.requant": 1,
-                                             "tree": 2}},
-        "\\top.fc0.buffer": {"num_cells_by_type": {"FDRE": 7}},
-        "\\top.fc0.requant": {"num_cells_by_type": {"LUT3": 2, "RAMB18E1": 1}},
-        "\\tree": {"num_cells_by_type": {"LUT6_2": 5, "CARRY4": 2}},
-        "\\top.mystery": {"num_cells_by_type": {"LUT1": 1}},
-    }, "design": {"num_cells_by_type": {"LUT2": 1, "FDRE": 17, "LUT6": 4, "LUT3": 2, "RAMB18E1": 1,
-                                         "LUT6_2": 10, "CARRY4": 4, "LUT1": 1}}}
-    instances = {"top": [("top.fc0", "fc0"), ("top.mystery", "mystery")],
-                 "top.fc0": [("top.fc0.buffer", "buffer"), ("top.fc0.requant", "requant"), ("tree", "pe0"),
-                             ("tree", "pe1")]}
+
+    stat = {
+        "modules": {
+            "\\top": {"num_cells_by_type": {"IBUF": 3, "LUT2": 1, "top.fc0": 1, "top.mystery": 1}},
+            "\\top.fc0": {
+                "num_cells_by_type": {"FDRE": 10, "LUT6": 4, "top.fc0.buffer": 1, "top.fc0.requant": 1, "tree": 2}
+            },
+            "\\top.fc0.buffer": {"num_cells_by_type": {"FDRE": 7}},
+            "\\top.fc0.requant": {"num_cells_by_type": {"LUT3": 2, "RAMB18E1": 1}},
+            "\\tree": {"num_cells_by_type": {"LUT6_2": 5, "CARRY4": 2}},
+            "\\top.mystery": {"num_cells_by_type": {"LUT1": 1}},
+        },
+        "design": {
+            "num_cells_by_type": {
+                "LUT2": 1,
+                "FDRE": 17,
+                "LUT6": 4,
+                "LUT3": 2,
+                "RAMB18E1": 1,
+                "LUT6_2": 10,
+                "CARRY4": 4,
+                "LUT1": 1,
+            }
+        },
+    }
+    instances = {
+        "top": [("top.fc0", "fc0"), ("top.mystery", "mystery")],
+        "top.fc0": [("top.fc0.buffer", "buffer"), ("top.fc0.requant", "requant"), ("tree", "pe0"), ("tree", "pe1")],
+    }
     by_unit, by_layer = breakdown(stat, instances, {"top.fc0": {"FDRE": 4, "LUT6": 3}}, "top", {"fc0": "dense"})
     assert by_unit["trees"]["LUT"] == 10 and by_unit["trees"]["CARRY"] == 4
     assert (by_unit["weights"]["LUT"], by_unit["weights"]["FF"]) == (3, 4)
@@ -118,8 +145,12 @@ def test_xilinx_pe_netlist_beats_portable_rtl(tmp_path):
     counts = {}
     for style in ("portable", "xc7"):
         out = tmp_path / f"{style}.v"
-        r = subprocess.run([sys.executable, "-m", "hw", "pe", "--lanes", "16", "--bits", "8", "-o", str(out)]
-                           + (["--portable"] if style == "portable" else []), capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "hw", "pe", "--lanes", "16", "--bits", "8", "-o", str(out)]
+            + (["--portable"] if style == "portable" else []),
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr
         assert (tmp_path / f"{style}_sim_models.v").exists() == (style == "xc7")
         counts[style] = utilization(out, "pe", "xc7", tmp_path / f"w_{style}")
@@ -128,16 +159,33 @@ def test_xilinx_pe_netlist_beats_portable_rtl(tmp_path):
 
 
 def test_classify_cells():
-    stat = {"design": {"num_cells_by_type": {"LUT6": 10, "LUT2": 5, "FDRE": 7, "FDSE": 1, "CARRY4": 3,
-                                             "RAMB36E1": 2, "RAMB18E1": 1, "DSP48E1": 1, "RAM64X1D": 4,
-                                             "MUXF7": 2, "IBUF": 9}}}
+    stat = {
+        "design": {
+            "num_cells_by_type": {
+                "LUT6": 10,
+                "LUT2": 5,
+                "FDRE": 7,
+                "FDSE": 1,
+                "CARRY4": 3,
+                "RAMB36E1": 2,
+                "RAMB18E1": 1,
+                "DSP48E1": 1,
+                "RAM64X1D": 4,
+                "MUXF7": 2,
+                "IBUF": 9,
+            }
+        }
+    }
     c = classify_cells(stat)
     assert (c["LUT"], c["FF"], c["CARRY"], c["BRAM"], c["DSP"], c["LUTRAM"], c["MUXF"]) == (15, 8, 3, 2.5, 1, 4, 2)
 
 
 def test_synth_bad_inputs(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "boards", "synth", "--rtl", str(tmp_path), "-o", str(tmp_path / "s")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "boards", "synth", "--rtl", str(tmp_path), "-o", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "make gen" in r.stderr
 
 
@@ -149,8 +197,9 @@ def test_memory_init_files_give_the_same_netlist(tmp_path):
     from amaranth.lib import wiring
     from amaranth.lib.memory import Memory
     from amaranth.lib.wiring import In, Out
-    from boards.yosys import memory_init_files
     from conftest import run_yosys
+
+    from boards.yosys import memory_init_files
 
     class Rom(wiring.Component):
         addr: In(6)
@@ -169,8 +218,16 @@ def test_memory_init_files_give_the_same_netlist(tmp_path):
     outs = []
     for name, source in (("a", text), ("b", fast)):
         (tmp_path / f"{name}.v").write_text(source)
-        run_yosys(f"read_verilog {name}.v; hierarchy -top rom; proc; memory_collect; opt_clean; "
-                  f"write_verilog -noattr {name}_out.v", tmp_path)
-        outs.append("\n".join(line for line in (tmp_path / f"{name}_out.v").read_text().splitlines()
-                              if not line.startswith("/*") and "src" not in line))
+        run_yosys(
+            f"read_verilog {name}.v; hierarchy -top rom; proc; memory_collect; opt_clean; "
+            f"write_verilog -noattr {name}_out.v",
+            tmp_path,
+        )
+        outs.append(
+            "\n".join(
+                line
+                for line in (tmp_path / f"{name}_out.v").read_text().splitlines()
+                if not line.startswith("/*") and "src" not in line
+            )
+        )
     assert outs[0] == outs[1]

@@ -14,22 +14,39 @@ from boards.platforms import parse_critical_path
 
 def _ram_netlist(*, bits=4, reset=False, ce=(50,), extra_sink=False, other_clock=False):
     """One DP16KD (port A: clock net 2, read enable 3, data nets 10..) whose outputs feed one flip-flop each."""
-    ram = {"type": "DP16KD", "parameters": {"REGMODE_A": "NOREG", "REGMODE_B": "NOREG"},
-           "port_directions": {"CLKA": "input", "CEA": "input", "OCEA": "input",
-                               **{f"DOA{k}": "output" for k in range(18)}},
-           "connections": {"CLKA": [2], "CEA": [3], "OCEA": ["1"], **{f"DOA{k}": [10 + k] for k in range(18)}}}
+    ram = {
+        "type": "DP16KD",
+        "parameters": {"REGMODE_A": "NOREG", "REGMODE_B": "NOREG"},
+        "port_directions": {
+            "CLKA": "input",
+            "CEA": "input",
+            "OCEA": "input",
+            **{f"DOA{k}": "output" for k in range(18)},
+        },
+        "connections": {"CLKA": [2], "CEA": [3], "OCEA": ["1"], **{f"DOA{k}": [10 + k] for k in range(18)}},
+    }
     cells = {"ram": ram}
     for k in range(bits):
-        cells[f"ff{k}"] = {"type": "TRELLIS_FF",
-                           "parameters": {"CEMUX": "CE", "CLKMUX": "CLK", "LSRMUX": "LSR", "REGSET": "RESET"},
-                           "port_directions": {"CLK": "input", "CE": "input", "LSR": "input", "DI": "input",
-                                               "Q": "output"},
-                           "connections": {"CLK": [7 if (other_clock and k == 1) else 2], "CE": list(ce),
-                                           "LSR": [5] if reset else ["0"], "DI": [10 + k], "Q": [100 + k]}}
+        cells[f"ff{k}"] = {
+            "type": "TRELLIS_FF",
+            "parameters": {"CEMUX": "CE", "CLKMUX": "CLK", "LSRMUX": "LSR", "REGSET": "RESET"},
+            "port_directions": {"CLK": "input", "CE": "input", "LSR": "input", "DI": "input", "Q": "output"},
+            "connections": {
+                "CLK": [7 if (other_clock and k == 1) else 2],
+                "CE": list(ce),
+                "LSR": [5] if reset else ["0"],
+                "DI": [10 + k],
+                "Q": [100 + k],
+            },
+        }
     ports = {"q": {"direction": "output", "bits": [100 + k for k in range(bits)]}}
     if extra_sink:
-        cells["lut"] = {"type": "LUT4", "parameters": {}, "port_directions": {"A": "input", "Z": "output"},
-                        "connections": {"A": [10], "Z": [200]}}
+        cells["lut"] = {
+            "type": "LUT4",
+            "parameters": {},
+            "port_directions": {"A": "input", "Z": "output"},
+            "connections": {"A": [10], "Z": [200]},
+        }
     return {"modules": {"top": {"ports": ports, "cells": cells}}}
 
 
@@ -39,16 +56,25 @@ def test_absorbs_registered_read():
     cells = n["modules"]["top"]["cells"]
     ram = cells["ram"]
     assert ram["parameters"]["REGMODE_A"] == "OUTREG" and ram["parameters"]["REGMODE_B"] == "NOREG"
-    assert ram["connections"]["OCEA"] == [50]                  # the register's enable
+    assert ram["connections"]["OCEA"] == [50]  # the register's enable
     assert [ram["connections"][f"DOA{k}"] for k in range(4)] == [[100], [101], [102], [103]]
     assert not any(c["type"] == "TRELLIS_FF" for c in cells.values())
-    assert absorb_bram_output_registers(n) == 0                # idempotent
+    assert absorb_bram_output_registers(n) == 0  # idempotent
 
 
 @pytest.mark.parametrize("why", ["reset", "extra_sink", "other_clock", "mixed_enable"])
 def test_leaves_unsafe_ports_alone(why):
-    n = _ram_netlist(**({"reset": True} if why == "reset" else {"extra_sink": True} if why == "extra_sink" else
-                        {"other_clock": True} if why == "other_clock" else {}))
+    n = _ram_netlist(
+        **(
+            {"reset": True}
+            if why == "reset"
+            else {"extra_sink": True}
+            if why == "extra_sink"
+            else {"other_clock": True}
+            if why == "other_clock"
+            else {}
+        )
+    )
     if why == "mixed_enable":
         n["modules"]["top"]["cells"]["ff2"]["connections"]["CE"] = [51]
     before = copy.deepcopy(n)
@@ -69,11 +95,15 @@ def test_constant_enable_register(tmp_path):
 
 def _yosys_ecp5(tmp_path, elaboratable, ports):
     from amaranth.back import rtlil
+
     from boards.flows import ECP5_LUT_MAPPING, ECP5_SYNTH_OPTS, _yowasp_env
+
     env = _yowasp_env()
     (tmp_path / "d.il").write_text(rtlil.convert(elaboratable, ports=ports, name="d"))
-    (tmp_path / "d.ys").write_text(f"read_rtlil d.il\nsynth_ecp5 {ECP5_SYNTH_OPTS} -top d\n{ECP5_LUT_MAPPING}"
-                                   f"synth_ecp5 -run map_cells: -top d\nwrite_json d.json\n")
+    (tmp_path / "d.ys").write_text(
+        f"read_rtlil d.il\nsynth_ecp5 {ECP5_SYNTH_OPTS} -top d\n{ECP5_LUT_MAPPING}"
+        f"synth_ecp5 -run map_cells: -top d\nwrite_json d.json\n"
+    )
     r = subprocess.run([env["YOSYS"], "-q", "d.ys"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     return tmp_path / "d.json"
@@ -82,6 +112,7 @@ def _yosys_ecp5(tmp_path, elaboratable, ports):
 def _rom(registered_reset_less):
     from amaranth.hdl import Module, Signal
     from amaranth.lib.memory import Memory
+
     m = Module()
     m.submodules.rom = rom = Memory(shape=18, depth=1024, init=[(k * 2654435761) % (1 << 18) for k in range(1024)])
     addr, en = Signal(10), Signal()
@@ -120,8 +151,13 @@ Info: 0.76 ns logic, 2.40 ns routing
 def test_parse_critical_path_takes_the_last_report():
     first = NEXTPNR_CRITICAL.replace("a.q_", "early.q_")
     got = parse_critical_path("Info: placed\n" + first + "Info: routed\n" + NEXTPNR_CRITICAL)
-    assert got == {"from": "a.q_TRELLIS_FF_Q.Q", "to": "c.r_TRELLIS_FF_Q.DI", "ns": 3.16, "logic_ns": 0.76,
-                   "routing_ns": 2.40}
+    assert got == {
+        "from": "a.q_TRELLIS_FF_Q.Q",
+        "to": "c.r_TRELLIS_FF_Q.DI",
+        "ns": 3.16,
+        "logic_ns": 0.76,
+        "routing_ns": 2.40,
+    }
     assert parse_critical_path("Info: nothing timed\n") is None
 
 
@@ -131,13 +167,15 @@ def _cli(*args):
 
 def test_network_scope_errors(tmp_path, tiny_export):
     from hw.gen import generate
+
     rtl = tmp_path / "rtl"
     generate(tiny_export, rtl, pe=2, simd=8)
     out = tmp_path / "p"
     r = _cli("pnr", "--scope", "network", "--rtl", str(rtl), "--board", "arty_a7_35", "-o", str(out))
     assert r.returncode == 2 and "ulx3s_85f" in r.stderr and not out.exists()
-    r = _cli("pnr", "--scope", "network", "--rtl", str(rtl), "--board", "ulx3s_85f", "--target-mhz", "0",
-             "-o", str(out))
+    r = _cli(
+        "pnr", "--scope", "network", "--rtl", str(rtl), "--board", "ulx3s_85f", "--target-mhz", "0", "-o", str(out)
+    )
     assert r.returncode == 2 and "--target-mhz" in r.stderr and not out.exists()
     r = _cli("pnr", "--scope", "network", "--rtl", str(tmp_path / "none"), "--board", "ulx3s_85f", "-o", str(out))
     assert r.returncode == 2 and "make gen" in r.stderr and not out.exists()
@@ -146,16 +184,18 @@ def test_network_scope_errors(tmp_path, tiny_export):
 def test_network_scope_place_and_route_tiny(tmp_path, tiny_export):
     """A real out-of-context P&R of the tiny network: Fmax, utilisation, critical path, absorbed RAM registers."""
     from hw.gen import generate
+
     rtl = tmp_path / "rtl"
     generate(tiny_export, rtl, pe=2, simd=8)
     out = tmp_path / "ulx3s_85f-network"
-    r = _cli("pnr", "--scope", "network", "--rtl", str(rtl), "--board", "ulx3s_85f", "--target-mhz", "150",
-             "-o", str(out))
+    r = _cli(
+        "pnr", "--scope", "network", "--rtl", str(rtl), "--board", "ulx3s_85f", "--target-mhz", "150", "-o", str(out)
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads((out / "summary.json").read_text())
     assert s["scope"] == "network" and s["device"] == "85k" and s["target_mhz"] == 150
     assert s["fmax_mhz"] > 20 and s["clock_constraint_mhz"] == 150
-    assert s["utilization"]["TRELLIS_IO"]["used"] == 0            # out of context: no pins
+    assert s["utilization"]["TRELLIS_IO"]["used"] == 0  # out of context: no pins
     assert s["utilization"]["MULT18X18D"]["used"] == 0
     assert s["critical_path"]["ns"] > 0
     assert s["images_per_s_at_fmax"] == pytest.approx(s["fmax_mhz"] * 1e6 / s["fold_bound_cycles"], rel=1e-3)

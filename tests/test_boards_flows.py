@@ -11,15 +11,14 @@ import zipfile
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from conftest import have_simulator as _have
 
 from boards import BoardsError
 from boards.finn_model import mvau_luts
 from boards.flows import parse_vivado_timing, parse_vivado_utilization
 from boards.host import decode_frame, frame_layout, infer
-from boards.platforms import BOARDS, build_plan, board, parse_nextpnr_log
+from boards.platforms import BOARDS, board, build_plan, parse_nextpnr_log
 from boards.uart import UARTReceiver, UARTTransmitter, baud_divisor
-
-from conftest import have_simulator as _have
 
 
 def _cli(*args):
@@ -29,6 +28,7 @@ def _cli(*args):
 @pytest.fixture(scope="module")
 def digits_rtl(digits_export, tmp_path_factory):
     from hw.gen import generate
+
     out = tmp_path_factory.mktemp("board-rtl") / "rtl"
     generate(digits_export[1], out, pe=4, simd=16)
     return digits_export[1], out
@@ -36,8 +36,10 @@ def digits_rtl(digits_export, tmp_path_factory):
 
 # -- UART ----------------------------------------------------------------------------------------------------------
 
+
 def test_uart_loopback_and_framing_error():
     from amaranth.hdl import Module, Signal
+
     div = 6
     m = Module()
     m.submodules.tx = tx = UARTTransmitter(divisor=div)
@@ -93,10 +95,10 @@ def test_baud_divisor_checks():
 # -- the board top over a simulated serial line ----------------------------------------------------------------------
 
 
-
 @pytest.mark.skipif(not _have("icarus"), reason="icarus is not installed (make setup installs it)")
 def test_board_top_over_uart_matches_golden(digits_rtl, tmp_path):
     from boards.board_sim import simulate_board
+
     export_dir, rtl = digits_rtl
     passed, summary = simulate_board(export_dir, rtl, sim="icarus", n=3, work_dir=tmp_path)
     assert passed and summary["images"] == 3
@@ -108,11 +110,13 @@ def test_board_top_over_uart_matches_golden(digits_rtl, tmp_path):
 
 # -- host client --------------------------------------------------------------------------------------------------
 
+
 class FakeBoard:
     """A serial port whose far end answers like the board, from the golden model (optionally wrong)."""
 
     def __init__(self, export_dir, top, *, wrong_image=None, silent=False):
         from export.golden import GoldenModel
+
         self.golden, self.top = GoldenModel(export_dir), top
         self.pixels, self.buf, self.out = top["pixels"], b"", b""
         self.count, self.wrong_image, self.silent = 0, wrong_image, silent
@@ -120,7 +124,7 @@ class FakeBoard:
     def write(self, data):
         self.buf += data
         while len(self.buf) >= self.pixels:
-            img, self.buf = np.frombuffer(self.buf[:self.pixels], np.uint8), self.buf[self.pixels:]
+            img, self.buf = np.frombuffer(self.buf[: self.pixels], np.uint8), self.buf[self.pixels :]
             t = self.golden.run(img[None])
             sb, _ = frame_layout(self.top)
             cls = int(t.classes[0]) ^ (1 if self.count == self.wrong_image else 0)
@@ -149,8 +153,13 @@ def test_host_infer_against_fake_board(digits_rtl):
 def test_decode_frame_layout():
     top = {"ports": {"out": {"scores": {"count": 3, "bits": 10}}}}
     assert frame_layout(top) == (2, 1 + 3 * 2 + 4)
-    frame = bytes([2]) + (-5).to_bytes(2, "little", signed=True) + (7).to_bytes(2, "little", signed=True) \
-        + (0).to_bytes(2, "little", signed=True) + (99).to_bytes(4, "little")
+    frame = (
+        bytes([2])
+        + (-5).to_bytes(2, "little", signed=True)
+        + (7).to_bytes(2, "little", signed=True)
+        + (0).to_bytes(2, "little", signed=True)
+        + (99).to_bytes(4, "little")
+    )
     assert decode_frame(frame, top) == (2, [-5, 7, 0], 99)
     with pytest.raises(BoardsError, match="expected 11"):
         decode_frame(frame[:-1], top)
@@ -163,6 +172,7 @@ def test_infer_cli_bad_port(digits_rtl):
 
 
 # -- build plans, boards, flashing -----------------------------------------------------------------------------------
+
 
 def test_xilinx_build_plan_without_vivado(digits_rtl, tmp_path, monkeypatch):
     monkeypatch.delenv("AMARANTH_ENV_VIVADO", raising=False)
@@ -199,6 +209,7 @@ def test_board_errors(digits_rtl, tmp_path):
 
 def test_primitive_netlist_refused_on_ecp5(digits_export, tmp_path):
     from hw.gen import generate
+
     generate(digits_export[1], tmp_path / "rtl", pe=2, simd=8, target="xc7")
     r = _cli("pnr", "--rtl", str(tmp_path / "rtl"), "--board", "ulx3s_85f", "-o", str(tmp_path / "p"))
     assert r.returncode == 2 and "TARGET=portable" in r.stderr
@@ -215,8 +226,11 @@ def test_flash_dry_run_and_missing_programmer(tmp_path, monkeypatch):
     bit = tmp_path / "x.bit"
     bit.write_bytes(b"\0")
     monkeypatch.setenv("OPENFPGALOADER", str(tmp_path / "no-such-loader"))
-    r = subprocess.run([sys.executable, "-m", "boards", "flash", "--board", "ulx3s_85f", "--bitstream", str(bit)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "boards", "flash", "--board", "ulx3s_85f", "--bitstream", str(bit)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "is not installed" in r.stderr and "DRY_RUN=1" in r.stderr
     r = _cli("flash", "--board", "ulx3s_85f", "--dir", str(tmp_path / "empty"))
     assert r.returncode == 2 and "no bitstream" in r.stderr
@@ -243,7 +257,7 @@ Info: Max frequency for clock '$glbnet$clk': 91.42 MHz (PASS at 25.00 MHz)
 
 def test_parse_nextpnr_log():
     fmax, util = parse_nextpnr_log(NEXTPNR_LOG)
-    assert fmax == {"$glbnet$clk": {"fmax_mhz": 91.42, "constraint_mhz": 25.0}}   # the last (post-route) figure
+    assert fmax == {"$glbnet$clk": {"fmax_mhz": 91.42, "constraint_mhz": 25.0}}  # the last (post-route) figure
     assert util["TRELLIS_COMB"] == {"used": 9321, "available": 83640} and util["DP16KD"]["used"] == 12
 
 
@@ -276,10 +290,13 @@ clk100 {0.000 5.000}      10.000          100.000
 
 def test_fit_errors_say_by_how_much(digits_rtl, tmp_path):
     from boards.flows import fit_error
+
     _, util = parse_nextpnr_log(NEXTPNR_LOG.replace("9321/83640", "99000/83640"))
-    assert fit_error(board("ulx3s_85f"), util) == ("ulx3s_85f: the design needs 99000 LUT4 cells, the device has "
-                                                   "83640 (15360 too many, 118%); pick a smaller PE/SIMD or a "
-                                                   "larger board")
+    assert fit_error(board("ulx3s_85f"), util) == (
+        "ulx3s_85f: the design needs 99000 LUT4 cells, the device has "
+        "83640 (15360 too many, 118%); pick a smaller PE/SIMD or a "
+        "larger board"
+    )
     assert fit_error(board("ulx3s_85f"), parse_nextpnr_log(NEXTPNR_LOG)[1]) is None
     # Xilinx: `make synth`'s utilisation beside the rtl decides before any plan is written
     _, rtl = digits_rtl
@@ -293,8 +310,14 @@ def test_fit_errors_say_by_how_much(digits_rtl, tmp_path):
 
 
 def test_parse_vivado_reports():
-    assert parse_vivado_utilization(VIVADO_UTIL) == {"LUT": 9876, "LUTRAM": 76, "FF": 4321, "CARRY": 812,
-                                                     "BRAM": 12.5, "DSP": 0}
+    assert parse_vivado_utilization(VIVADO_UTIL) == {
+        "LUT": 9876,
+        "LUTRAM": 76,
+        "FF": 4321,
+        "CARRY": 812,
+        "BRAM": 12.5,
+        "DSP": 0,
+    }
     t = parse_vivado_timing(VIVADO_TIMING)
     assert t["wns_ns"] == 1.234 and t["clock_period_ns"] == 10.0 and t["fmax_mhz"] == round(1000 / 8.766, 1)
     with pytest.raises(BoardsError, match="Slice LUTs"):
@@ -306,18 +329,31 @@ def test_finn_model_by_hand():
     mult = 64 * (2 * 2 - 1) * 9
     tree = 9 * 127
     alpha = np.log2(784) + 9 - 1
-    acc = int(np.ceil(alpha + np.log2(1 + 2 ** -alpha) + 1))
+    acc = int(np.ceil(alpha + np.log2(1 + 2**-alpha) + 1))
     thr = 255 * acc * 1
     comp = 255 * acc
     assert mvau_luts(pe=16, simd=64, mw=784, mh=256, a_bits=8, out_bits=8) == int(
-        300 + 1.1 * 16 * (mult + tree + acc + thr + comp))
-    assert mvau_luts(pe=16, simd=64, mw=256, mh=10, a_bits=8) < mvau_luts(pe=16, simd=64, mw=256, mh=10, a_bits=8,
-                                                                         out_bits=8)
+        300 + 1.1 * 16 * (mult + tree + acc + thr + comp)
+    )
+    assert mvau_luts(pe=16, simd=64, mw=256, mh=10, a_bits=8) < mvau_luts(
+        pe=16, simd=64, mw=256, mh=10, a_bits=8, out_bits=8
+    )
 
 
 def test_report_sweep_on_tiny_design(tiny_export, tmp_path):
-    r = _cli("report", "--export", str(tiny_export), "--pe", "1,3", "--simd", "8", "--jobs", "2",
-             "-o", str(tmp_path / "report"))
+    r = _cli(
+        "report",
+        "--export",
+        str(tiny_export),
+        "--pe",
+        "1,3",
+        "--simd",
+        "8",
+        "--jobs",
+        "2",
+        "-o",
+        str(tmp_path / "report"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "report" / "sweep.csv")))
     assert [int(row["pe"]) for row in rows] == [1, 3]

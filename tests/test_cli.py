@@ -9,22 +9,33 @@ import pytest
 from conftest import sigint_default
 
 
-@pytest.mark.parametrize("stage, args", [
-    ("hw", ["gen", "--pe", "1", "--simd", "1", "--hardwired", "fc1"]),   # ~12 s of work, not ~3
-    ("boards", ["synth"]),
-])
+@pytest.mark.parametrize(
+    "stage, args",
+    [
+        ("hw", ["gen", "--pe", "1", "--simd", "1", "--hardwired", "fc1"]),  # ~12 s of work, not ~3
+        ("boards", ["synth"]),
+    ],
+)
 def test_ctrl_c_is_one_line_and_exit_130(digits_export, tmp_path, stage, args):
     """SIGINT while the stage works (generating Verilog; waiting for yosys) prints one line, no traceback."""
     if stage == "hw":
         args = args + ["--export", str(digits_export[1]), "-o", str(tmp_path / "rtl")]
     else:
         rtl = tmp_path / "rtl0"
-        subprocess.run([sys.executable, "-m", "hw", "gen", "--export", str(digits_export[1]), "-o", str(rtl)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "hw", "gen", "--export", str(digits_export[1]), "-o", str(rtl)],
+            check=True,
+            capture_output=True,
+        )
         args = args + ["--rtl", str(rtl), "-o", str(tmp_path / "synth")]
-    p = subprocess.Popen([sys.executable, "-m", stage, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, preexec_fn=sigint_default)
-    time.sleep(3)   # past start-up (imports take ~1 s), inside the work (both take 10 s or more)
+    p = subprocess.Popen(
+        [sys.executable, "-m", stage, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_default,
+    )
+    time.sleep(3)  # past start-up (imports take ~1 s), inside the work (both take 10 s or more)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, (p.returncode, err[-2000:])

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from conftest import have_simulator, run_yosys
 
 from export.golden import GoldenModel
 from export.manifest import load_test_set, read_manifest
@@ -26,12 +27,15 @@ from hw.layers import image_beats
 from hw.network import NetworkTop
 from hw.stream_helpers import stream_get_all, stream_put_all
 
-from conftest import have_simulator, run_yosys
-
-SIMS = [pytest.param(s, marks=pytest.mark.skipif(not have_simulator(s), reason=f"{s} is not installed "
-                                                 "(make setup installs it)")) for s in ("verilator", "icarus")]
-needs_icarus = pytest.mark.skipif(not have_simulator("icarus"),
-                                  reason="icarus is not installed (make setup installs it)")
+SIMS = [
+    pytest.param(
+        s, marks=pytest.mark.skipif(not have_simulator(s), reason=f"{s} is not installed (make setup installs it)")
+    )
+    for s in ("verilator", "icarus")
+]
+needs_icarus = pytest.mark.skipif(
+    not have_simulator("icarus"), reason="icarus is not installed (make setup installs it)"
+)
 
 # the folding every CLI test shares: conv0 and conv1 are both bound by their MVU (768 cycles), not their window (576)
 PE, SIMD = 2, 3
@@ -46,6 +50,7 @@ def _one_line(stderr):
 
 
 # ---------------------------------------------------------------------------------------------------- amaranth.sim
+
 
 def _run_network(export_dir, folding, image_idx, *, gap, stall, seed):
     g = GoldenModel(export_dir)
@@ -81,8 +86,9 @@ FOLDINGS = {
     # conv0 fully parallel (one step per patch) gets a whole-patch window
     "pe16-simd12": dict(pe=16, simd=12),
     # per layer from a FOLDING file: conv1 one row at a time (fc0 then takes one value per beat), fc0 fully serial
-    "file": dict(pe=4, simd=4, file={"conv0": {"pe": 8, "simd": 1}, "conv1": {"pe": 1, "simd": 8},
-                                     "fc0": {"pe": 1, "simd": 1}}),
+    "file": dict(
+        pe=4, simd=4, file={"conv0": {"pe": 8, "simd": 1}, "conv1": {"pe": 1, "simd": 8}, "fc0": {"pe": 1, "simd": 1}}
+    ),
 }
 
 
@@ -98,12 +104,13 @@ def test_network_top_bit_exact(digits_conv_ps_export, tmp_path, name, gap, stall
     assert [p.name for p in g.layers] == ["conv0", "pool0", "conv1", "fc0"]
     idx = np.random.default_rng(len(name)).choice(360, 4, replace=False)
     classes, scores, trace, dut = _run_network(digits_conv_ps_export, folding, idx, gap=gap, stall=stall, seed=7)
-    assert (dut.lanes_per_beat, dut.group, dut.beats_per_image) == (1, 1, 64)   # one grey pixel per beat
+    assert (dut.lanes_per_beat, dut.group, dut.beats_per_image) == (1, 1, 64)  # one grey pixel per beat
     assert np.array_equal(scores, trace.scores), (scores, trace.scores)
     assert np.array_equal(classes, trace.classes)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI end to end
+
 
 @pytest.fixture(scope="module")
 def conv_rtl(digits_conv_ps_export, tmp_path_factory):
@@ -118,8 +125,7 @@ def conv_rtl(digits_conv_ps_export, tmp_path_factory):
 @pytest.mark.parametrize("sim", SIMS)
 def test_cli_gen_and_sim_end_to_end(sim, digits_conv_ps_export, conv_rtl, tmp_path):
     out = tmp_path / "sim"
-    r = _cli("sim", "--export", digits_conv_ps_export, "--rtl", conv_rtl, "--sim", sim, "--n", 20, "--quiet",
-             "-o", out)
+    r = _cli("sim", "--export", digits_conv_ps_export, "--rtl", conv_rtl, "--sim", sim, "--n", 20, "--quiet", "-o", out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     top = json.loads((conv_rtl / "top.json").read_text())
@@ -143,8 +149,20 @@ def patch_rtl_run(digits_conv_ps_export, tmp_path_factory):
     root = tmp_path_factory.mktemp("conv-patch")
     r = _cli("hw", "gen", "--export", digits_conv_ps_export, "--pe", 16, "--simd", 12, "-o", root / "rtl")
     assert r.returncode == 0, r.stderr
-    r = _cli("sim", "--export", digits_conv_ps_export, "--rtl", root / "rtl", "--sim", "icarus", "--n", 12, "--quiet",
-             "-o", root / "sim")
+    r = _cli(
+        "sim",
+        "--export",
+        digits_conv_ps_export,
+        "--rtl",
+        root / "rtl",
+        "--sim",
+        "icarus",
+        "--n",
+        12,
+        "--quiet",
+        "-o",
+        root / "sim",
+    )
     results = root / "sim" / "results.json"
     return root / "rtl", r, (json.loads(results.read_text()) if results.exists() else None)
 
@@ -165,8 +183,24 @@ def test_cli_sim_with_patch_windows_keeps_the_fold_bound(patch_rtl_run):
 def test_cli_sim_with_gaps_and_stalls(digits_conv_ps_export, patch_rtl_run, tmp_path):
     """Random input gaps and output stalls (64/256 each)."""
     rtl = patch_rtl_run[0]
-    r = _cli("sim", "--export", digits_conv_ps_export, "--rtl", rtl, "--sim", "icarus", "--n", 12, "--gap", 64,
-             "--stall", 64, "--quiet", "-o", tmp_path / "sim")
+    r = _cli(
+        "sim",
+        "--export",
+        digits_conv_ps_export,
+        "--rtl",
+        rtl,
+        "--sim",
+        "icarus",
+        "--n",
+        12,
+        "--gap",
+        64,
+        "--stall",
+        64,
+        "--quiet",
+        "-o",
+        tmp_path / "sim",
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "sim" / "results.json").read_text())
     assert (res["images"], res["mismatches"], res["gap_rate"], res["stall_rate"]) == (12, 0, 64, 64)
@@ -176,18 +210,31 @@ def test_cli_sim_with_gaps_and_stalls(digits_conv_ps_export, patch_rtl_run, tmp_
 @needs_icarus
 def test_cli_sim_runs_again_into_its_own_output(digits_conv_ps_export, conv_rtl, tmp_path):
     for _ in range(2):
-        r = _cli("sim", "--export", digits_conv_ps_export, "--rtl", conv_rtl, "--sim", "icarus", "--n", 1, "--quiet",
-                 "-o", tmp_path / "sim")
+        r = _cli(
+            "sim",
+            "--export",
+            digits_conv_ps_export,
+            "--rtl",
+            conv_rtl,
+            "--sim",
+            "icarus",
+            "--n",
+            1,
+            "--quiet",
+            "-o",
+            tmp_path / "sim",
+        )
         assert r.returncode == 0, r.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------------- top.json
 
+
 def top_lanes(layers, entry):
     """Values per beat entering layer ``entry``: the image's channels first, then the PE of the compute layer
     before (a pool passes its input's lanes on)."""
     lanes = layers[0]["in_shape"][0]
-    for e in layers[:layers.index(entry)]:
+    for e in layers[: layers.index(entry)]:
         lanes = e.get("pe", lanes)
     return lanes
 
@@ -196,15 +243,16 @@ def test_top_json_describes_every_layer(digits_conv_ps_export, conv_rtl):
     top = json.loads((conv_rtl / "top.json").read_text())
     manifest = read_manifest(digits_conv_ps_export)
     layers = top["layers"]
-    assert [(e["name"], e["kind"], e["in_shape"], e["out_shape"]) for e in layers] == \
-        [(e["name"], e["kind"], e["in_shape"], e["out_shape"]) for e in manifest["layers"]]
+    assert [(e["name"], e["kind"], e["in_shape"], e["out_shape"]) for e in layers] == [
+        (e["name"], e["kind"], e["in_shape"], e["out_shape"]) for e in manifest["layers"]
+    ]
     assert top["input_shape"] == [1, 8, 8] and top["pixels"] == 64
     assert top["beats_per_image"] == 64 and top["ports"]["in"]["lanes"] == 1 and top["ports"]["in"]["group"] == 1
     for e, m in zip(layers, manifest["layers"]):
         if e["kind"] == "maxpool2d":
             assert "pe" not in e and "simd" not in e
             c, h, w = e["in_shape"]
-            assert e["cycles"] >= h * w            # one beat per input pixel at least
+            assert e["cycles"] >= h * w  # one beat per input pixel at least
             continue
         for key in ("pe", "simd", "sf", "nf", "vectors", "cycles"):
             assert isinstance(e[key], int), (e["name"], key)
@@ -237,10 +285,11 @@ def test_conv_verilog_has_no_multiplier(conv_rtl, tmp_path):
     run_yosys("read_verilog top.v; hierarchy -top lutmac_top; proc; tee -o stat.txt stat", tmp_path)
     report = (tmp_path / "stat.txt").read_text()
     assert "$mul" not in report and "$add" in report
-    assert "$mem" in report      # the sliding windows' line buffers and the weight memories
+    assert "$mem" in report  # the sliding windows' line buffers and the weight memories
 
 
 # ---------------------------------------------------------------------------------------------------- localisation
+
 
 def _flip_row(p, row):
     w = p.weights.copy()
@@ -253,8 +302,8 @@ def _differing_row(export_dir, layer_name, image_index):
     g = GoldenModel(export_dir)
     images, _ = load_test_set(export_dir)
     i = [p.name for p in g.layers].index(layer_name)
-    trace = g.run(images[image_index:image_index + 1])
-    x = images[image_index:image_index + 1] if i == 0 else trace.activations[i - 1]
+    trace = g.run(images[image_index : image_index + 1])
+    x = images[image_index : image_index + 1] if i == 0 else trace.activations[i - 1]
     _, want = g.layer(i, x)
     original = g.layers[i]
     for row in range(original.rows):
@@ -293,8 +342,20 @@ def corrupted_run(digits_conv_ps_export, tmp_path_factory):
     r = _cli("hw", "gen", "--export", root / "export", "--pe", PE, "--simd", SIMD, "-o", root / "rtl")
     assert r.returncode == 0, r.stderr
     assert json.loads((root / "rtl" / "top.json").read_text())["export"] == str(root / "export")
-    r = _cli("sim", "--export", digits_conv_ps_export, "--rtl", root / "rtl", "--sim", "icarus", "--n", 3,
-             "--quiet", "-o", root / "sim")
+    r = _cli(
+        "sim",
+        "--export",
+        digits_conv_ps_export,
+        "--rtl",
+        root / "rtl",
+        "--sim",
+        "icarus",
+        "--n",
+        3,
+        "--quiet",
+        "-o",
+        root / "sim",
+    )
     results = root / "sim" / "results.json"
     return r, (json.loads(results.read_text()) if results.exists() else None), root / "sim"
 
@@ -317,6 +378,7 @@ def test_sim_names_the_layer_that_differs(digits_conv_ps_export, tmp_path, monke
     import hw.network
     from hw.gen import generate
     from sim.runner import simulate_network
+
     row = _differing_row(digits_conv_ps_export, "conv1", 0)
     original = hw.layers.build_layers
 
@@ -326,18 +388,19 @@ def test_sim_names_the_layer_that_differs(digits_conv_ps_export, tmp_path, monke
     monkeypatch.setattr(hw.layers, "build_layers", corrupted)
     monkeypatch.setattr(hw.network, "build_layers", corrupted)
     generate(digits_conv_ps_export, tmp_path / "rtl", pe=PE, simd=SIMD, warn=lambda s: None)
-    s = simulate_network(digits_conv_ps_export, tmp_path / "rtl", sim="icarus", n=2, work_dir=tmp_path / "sim",
-                         progress=False)
+    s = simulate_network(
+        digits_conv_ps_export, tmp_path / "rtl", sim="icarus", n=2, work_dir=tmp_path / "sim", progress=False
+    )
     assert s["mismatches"] >= 1 and not s["passed"]
     assert s["first_difference"].startswith("layer conv1 (conv2d) is the first to differ alone"), s
 
 
-def test_locate_names_the_layer_whose_hardware_differs(digits_conv_ps_export, conv_rtl, corrupted_run,
-                                                       monkeypatch):
+def test_locate_names_the_layer_whose_hardware_differs(digits_conv_ps_export, conv_rtl, corrupted_run, monkeypatch):
     """sim.locate on its own: unpatched every layer matches alone; with conv1's hardware built from flipped weights
     (hw.layers.build_layers patched) it names conv1."""
     import hw.layers
     from sim.locate import locate_mismatch
+
     top = json.loads((conv_rtl / "top.json").read_text())
     work = corrupted_run[2].parent / "locate"
     msg = locate_mismatch(digits_conv_ps_export, top, 3, sim="icarus", work_dir=work)
@@ -357,6 +420,7 @@ def test_locate_names_the_layer_whose_hardware_differs(digits_conv_ps_export, co
 
 
 # ---------------------------------------------------------------------------------------------------- refusals
+
 
 def test_gen_refuses_hardwired_conv_and_folding_a_pool(digits_conv_ps_export, tmp_path):
     r = _cli("hw", "gen", "--export", digits_conv_ps_export, "--hardwired", "conv0", "-o", tmp_path / "a")

@@ -14,7 +14,7 @@ from export import ExportError, WeightFormatError
 from export.golden import GoldenModel
 from export.manifest import REQUIRED_KEYS, load_test_set, read_manifest
 
-pytestmark = pytest.mark.usefixtures("torch_single_thread")   # the session's trainings: see conftest
+pytestmark = pytest.mark.usefixtures("torch_single_thread")  # the session's trainings: see conftest
 
 
 def _tree_digest(d):
@@ -30,8 +30,22 @@ def test_manifest_contract_keys(digits_export):
     assert {k: m["input"][k] for k in ("shape", "bits", "signed")} == {"shape": [1, 8, 8], "bits": 8, "signed": False}
     assert [layer["name"] for layer in m["layers"]] == ["fc0", "fc1", "fc2", "fc3"]
     for layer in m["layers"]:
-        for key in ("name", "kind", "in_shape", "out_shape", "in_features", "out_features", "weights", "sha256",
-                    "abits", "in_bits", "acc_bits", "acc_min", "acc_max", "activation"):
+        for key in (
+            "name",
+            "kind",
+            "in_shape",
+            "out_shape",
+            "in_features",
+            "out_features",
+            "weights",
+            "sha256",
+            "abits",
+            "in_bits",
+            "acc_bits",
+            "acc_min",
+            "acc_max",
+            "activation",
+        ):
             assert key in layer, key
         assert layer["kind"] == "dense" and layer["out_shape"] == [layer["out_features"], 1, 1]
     assert m["layers"][0]["in_shape"] == [1, 8, 8] and m["layers"][0]["in_features"] == 64
@@ -48,6 +62,7 @@ def test_golden_agrees_with_float_model(digits_export):
 def test_golden_matches_float_per_image(digits_export):
     """Beyond accuracy: the float model (sign weights) and the golden model classify the same images."""
     from train.trainer import load_model
+
     ckpt, d = digits_export
     model, _ = load_model(ckpt)
     images, labels = load_test_set(d)
@@ -75,15 +90,18 @@ def test_golden_trace_intermediates(digits_export):
 
 def test_reexport_is_byte_identical(digits_export, tmp_path):
     from export.exporter import export_checkpoint
+
     ckpt, d = digits_export
     export_checkpoint(ckpt, tmp_path / "again")
     assert _tree_digest(tmp_path / "again") == _tree_digest(d)
 
 
 def test_golden_reader_needs_no_torch(digits_export):
-    code = ("import sys; from export.golden import GoldenModel; from export.manifest import load_test_set;"
-            f"g = GoldenModel({str(digits_export[1])!r}); i, l = load_test_set(g.directory);"
-            "print((g.classify(i) == l).mean()); assert 'torch' not in sys.modules")
+    code = (
+        "import sys; from export.golden import GoldenModel; from export.manifest import load_test_set;"
+        f"g = GoldenModel({str(digits_export[1])!r}); i, l = load_test_set(g.directory);"
+        "print((g.classify(i) == l).mean()); assert 'torch' not in sys.modules"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -94,16 +112,26 @@ def _broken_copy(src, dst, edit):
     return dst
 
 
-@pytest.mark.parametrize("edit, exc, words", [
-    (lambda d: (d / "fc1.weights").write_bytes((d / "fc1.weights").read_bytes()[:-3]), WeightFormatError, "SHA-256"),
-    (lambda d: (d / "manifest.json").write_text("{"), ExportError, "unreadable manifest"),
-    (lambda d: _edit_manifest(d, lambda m: m.pop("layers")), ExportError, "missing key 'layers'"),
-    (lambda d: _edit_manifest(d, lambda m: m["layers"][1].update(out_features=65)), ExportError, "out_shape"),
-    (lambda d: _edit_manifest(d, lambda m: m["layers"][1].update(out_features=65, out_shape=[65, 1, 1])),
-     ExportError, "'fc2' takes \\[64, 1, 1\\], its input is \\[65, 1, 1\\]"),
-    (lambda d: _edit_manifest(d, lambda m: m.update(format_version=9)), ExportError, "format_version"),
-    (lambda d: (d / "fc0.thresholds").unlink(), WeightFormatError, "cannot read"),
-])
+@pytest.mark.parametrize(
+    "edit, exc, words",
+    [
+        (
+            lambda d: (d / "fc1.weights").write_bytes((d / "fc1.weights").read_bytes()[:-3]),
+            WeightFormatError,
+            "SHA-256",
+        ),
+        (lambda d: (d / "manifest.json").write_text("{"), ExportError, "unreadable manifest"),
+        (lambda d: _edit_manifest(d, lambda m: m.pop("layers")), ExportError, "missing key 'layers'"),
+        (lambda d: _edit_manifest(d, lambda m: m["layers"][1].update(out_features=65)), ExportError, "out_shape"),
+        (
+            lambda d: _edit_manifest(d, lambda m: m["layers"][1].update(out_features=65, out_shape=[65, 1, 1])),
+            ExportError,
+            "'fc2' takes \\[64, 1, 1\\], its input is \\[65, 1, 1\\]",
+        ),
+        (lambda d: _edit_manifest(d, lambda m: m.update(format_version=9)), ExportError, "format_version"),
+        (lambda d: (d / "fc0.thresholds").unlink(), WeightFormatError, "cannot read"),
+    ],
+)
 def test_bad_export_directory(digits_export, tmp_path, edit, exc, words):
     d = _broken_copy(digits_export[1], tmp_path / "bad", edit)
     with pytest.raises(exc, match=words) as e:
@@ -133,7 +161,7 @@ def test_cli_failed_export_leaves_previous_intact(digits_export, tmp_path, capsy
     out = tmp_path / "export"
     shutil.copytree(digits_export[1], out)
     before = _tree_digest(out)
-    cks = tmp_path / "ck"   # beside the export: an output inside its input's folder is refused by itself
+    cks = tmp_path / "ck"  # beside the export: an output inside its input's folder is refused by itself
     cks.mkdir()
     (cks / "junk.pt").write_bytes(b"not a checkpoint")
     for ck in (cks / "junk.pt", cks / "missing.pt"):
@@ -145,13 +173,14 @@ def test_cli_failed_export_leaves_previous_intact(digits_export, tmp_path, capsy
     layers[0].update(out_features=32, out_shape=[32, 1, 1])
     layers[1]["in_shape"] = [32, 1, 1]
     torch.save(bad, cks / "shape.pt")
-    old = torch.load(digits_export[0], weights_only=False)   # an older lutmac's checkpoint: no layer list
+    old = torch.load(digits_export[0], weights_only=False)  # an older lutmac's checkpoint: no layer list
     old["model_config"] = {"sizes": [64, 64, 64, 64, 10], "binarize": "det", "abits": 8}
     torch.save(old, cks / "old.pt")
     from common.cli import run_stage
     from export.__main__ import main
+
     for name, words in (("shape.pt", "do not fit"), ("old.pt", "no layer list")):
-        with pytest.raises(SystemExit) as e:   # in this process (no second torch start-up), same wrapper
+        with pytest.raises(SystemExit) as e:  # in this process (no second torch start-up), same wrapper
             run_stage("export", lambda: main(["--checkpoint", str(cks / name), "-o", str(out)]))
         err = capsys.readouterr().err
         assert e.value.code == 2 and name in err and words in err, err

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from conftest import run_yosys
 
 from export.golden import GoldenModel
 from export.manifest import load_test_set
@@ -16,14 +17,15 @@ from hw.layers import image_beats
 from hw.network import NetworkTop
 from hw.stream_helpers import stream_get_all, stream_put_all
 
-from conftest import run_yosys
-
 
 def simulate_network(export_dir, n, *, pe, simd, gap=0.0, stall=0.0, seed=0, tree_pipeline=0, hardwired=()):
     g = GoldenModel(export_dir)
     images, _ = load_test_set(export_dir)
-    dut = NetworkTop(layers=g.layers, folding=resolve_folding(g.layers, pe=pe, simd=simd, hardwired=hardwired),
-                     tree_pipeline=tree_pipeline)
+    dut = NetworkTop(
+        layers=g.layers,
+        folding=resolve_folding(g.layers, pe=pe, simd=simd, hardwired=hardwired),
+        tree_pipeline=tree_pipeline,
+    )
     rng = np.random.default_rng(seed)
     got, times = [], {}
 
@@ -54,23 +56,35 @@ def test_network_bit_exact_on_digits(digits_export, pe, simd, gap, stall):
 
 
 def test_network_two_bit_odd_sizes(digits_export_a2):
-    classes, scores, trace, _ = simulate_network(digits_export_a2[1], 10, pe=7, simd=10, gap=0.1, stall=0.1,
-                                                 tree_pipeline=2)
+    classes, scores, trace, _ = simulate_network(
+        digits_export_a2[1], 10, pe=7, simd=10, gap=0.1, stall=0.1, tree_pipeline=2
+    )
     assert np.array_equal(scores, trace.scores) and np.array_equal(classes, trace.classes)
 
 
 @pytest.mark.parametrize("tree_pipeline", [2])
 def test_network_with_hardwired_layers(digits_export_a2, tree_pipeline):
     """Constant-weight (hard-wired) output and hidden layers, next to folded ones, stay bit-exact."""
-    classes, scores, trace, dut = simulate_network(digits_export_a2[1], 8, pe=4, simd=16, gap=0.2, stall=0.2,
-                                                   tree_pipeline=tree_pipeline, hardwired=("fc1", "fc2"))
+    classes, scores, trace, dut = simulate_network(
+        digits_export_a2[1], 8, pe=4, simd=16, gap=0.2, stall=0.2, tree_pipeline=tree_pipeline, hardwired=("fc1", "fc2")
+    )
     assert np.array_equal(scores, trace.scores) and np.array_equal(classes, trace.classes)
     assert [f.hardwired for f in dut.folding] == [False, True, True]
 
 
 def test_gen_hardwired_layer_has_no_weight_memory(digits_export, tmp_path):
-    r = _gen("--export", str(digits_export[1]), "--pe", "4", "--simd", "16", "--hardwired", "fc3",
-             "-o", str(tmp_path / "rtl"))
+    r = _gen(
+        "--export",
+        str(digits_export[1]),
+        "--pe",
+        "4",
+        "--simd",
+        "16",
+        "--hardwired",
+        "fc3",
+        "-o",
+        str(tmp_path / "rtl"),
+    )
     assert r.returncode == 0, r.stderr
     top = json.loads((tmp_path / "rtl" / "top.json").read_text())
     fc3 = top["layers"][-1]
@@ -102,11 +116,14 @@ def test_gen_writes_self_contained_verilog_without_multipliers(digits_export, tm
     assert "$mul" not in report and "$add" in report
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--pe", "0"], "pe must be"),
-    (["--simd", "-3"], "simd must be"),
-    (["--tree-pipeline", "-1"], "tree_pipeline"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--pe", "0"], "pe must be"),
+        (["--simd", "-3"], "simd must be"),
+        (["--tree-pipeline", "-1"], "tree_pipeline"),
+    ],
+)
 def test_gen_bad_input(digits_export, tmp_path, args, words):
     r = _gen("--export", str(digits_export[1]), *args, "-o", str(tmp_path / "rtl"))
     assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -127,19 +144,33 @@ def test_gen_bad_folding_and_broken_export(digits_export, tmp_path):
 
 def test_gen_folding_file_and_lut_budget_warning(digits_export, tmp_path):
     (tmp_path / "fold.json").write_text(json.dumps({"fc0": {"pe": 4, "simd": 8}, "fc3": {"pe": 3}}))
-    r = _gen("--export", str(digits_export[1]), "--folding", str(tmp_path / "fold.json"), "--lut-budget", "100",
-             "-o", str(tmp_path / "rtl"))
+    r = _gen(
+        "--export",
+        str(digits_export[1]),
+        "--folding",
+        str(tmp_path / "fold.json"),
+        "--lut-budget",
+        "100",
+        "-o",
+        str(tmp_path / "rtl"),
+    )
     assert r.returncode == 0 and "exceed the budget of 100" in r.stderr
     top = json.loads((tmp_path / "rtl" / "top.json").read_text())
     assert (top["layers"][0]["pe"], top["layers"][0]["simd"], top["layers"][3]["pe"]) == (4, 8, 3)
 
 
 def test_pe_cli(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "hw", "pe", "--lanes", "7", "--bits", "4", "-o", str(tmp_path / "pe.v")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "hw", "pe", "--lanes", "7", "--bits", "4", "-o", str(tmp_path / "pe.v")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "module pe" in (tmp_path / "pe.v").read_text()
-    r = subprocess.run([sys.executable, "-m", "hw", "pe", "--lanes", "0", "--bits", "4", "-o", str(tmp_path / "x.v")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "hw", "pe", "--lanes", "0", "--bits", "4", "-o", str(tmp_path / "x.v")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and not (tmp_path / "x.v").exists()
 
 
@@ -150,6 +181,7 @@ def test_fast_memory_init_emits_identical_verilog():
     from amaranth.lib import wiring
     from amaranth.lib.memory import Memory
     from amaranth.lib.wiring import In, Out
+
     from hw.fast_emit import fast_memory_init
 
     class Roms(wiring.Component):
@@ -162,8 +194,10 @@ def test_fast_memory_init_emits_identical_verilog():
             outs = []
             for width, depth in ((13, 20), (1, 32), (64, 7)):
                 mem = m.submodules[f"rom{width}"] = Memory(
-                    shape=width, depth=depth, init=[int(v) for v in rng.integers(0, 1 << width, depth - 2,
-                                                                                   dtype=np.uint64)])
+                    shape=width,
+                    depth=depth,
+                    init=[int(v) for v in rng.integers(0, 1 << width, depth - 2, dtype=np.uint64)],
+                )
                 port = mem.read_port(domain="comb")
                 m.d.comb += port.addr.eq(self.addr)
                 outs.append(port.data)
@@ -171,6 +205,7 @@ def test_fast_memory_init_emits_identical_verilog():
             return m
 
     from amaranth.hdl import Cat
+
     plain = verilog.convert(Roms(), name="roms", emit_src=False)
     with fast_memory_init():
         fast = verilog.convert(Roms(), name="roms", emit_src=False)

@@ -3,23 +3,38 @@
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from test_hw_window import first_mismatch, map_beats, stream_through
 
 from export.conv import patches
 from hw.patch_window import PatchWindow
 
-from test_hw_window import first_mismatch, map_beats, stream_through
 
-
-@pytest.mark.parametrize("channels, height, width, kernel, stride, padding, lanes", [
-    (1, 8, 8, 3, 1, 0, 1), (1, 8, 8, 3, 1, 1, 1), (3, 7, 9, 3, 2, 1, 3), (2, 6, 5, 2, 1, 0, 1),
-    (5, 6, 6, 3, 3, 2, 2),     # stride equal to the kernel, padding 2, a pixel in three beats
-    (4, 5, 7, 1, 1, 0, 3), (3, 9, 9, 5, 2, 2, 4), (2, 4, 9, 3, 4, 0, 8),   # stride beyond the kernel
-])
+@pytest.mark.parametrize(
+    "channels, height, width, kernel, stride, padding, lanes",
+    [
+        (1, 8, 8, 3, 1, 0, 1),
+        (1, 8, 8, 3, 1, 1, 1),
+        (3, 7, 9, 3, 2, 1, 3),
+        (2, 6, 5, 2, 1, 0, 1),
+        (5, 6, 6, 3, 3, 2, 2),  # stride equal to the kernel, padding 2, a pixel in three beats
+        (4, 5, 7, 1, 1, 0, 3),
+        (3, 9, 9, 5, 2, 2, 4),
+        (2, 4, 9, 3, 4, 0, 8),  # stride beyond the kernel
+    ],
+)
 def test_patch_window_matches_golden(channels, height, width, kernel, stride, padding, lanes):
     rng = np.random.default_rng(channels * 100 + height)
     x = rng.integers(0, 8, (3, height, width, channels))
-    dut = PatchWindow(channels=channels, height=height, width=width, kernel=kernel, stride=stride, padding=padding,
-                      bits=3, in_lanes=lanes)
+    dut = PatchWindow(
+        channels=channels,
+        height=height,
+        width=width,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        bits=3,
+        in_lanes=lanes,
+    )
     expected = patches(x, kernel=kernel, stride=stride, padding=padding).reshape(-1, kernel * kernel * channels)
     assert dut.out_beats_per_image * 3 == len(expected)
     got = stream_through(dut, map_beats(x, lanes, rng), len(expected), gap=0.3, stall=0.3, seed=2)

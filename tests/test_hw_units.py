@@ -7,9 +7,9 @@ from amaranth.sim import Simulator
 from export.folding import apply_thresholds
 from hw.adder_tree import SignFlipAdderTree
 from hw.mvu import MatrixVectorUnit
-from hw.test_vectors import random_layer
 from hw.requant import ScoreRequantizer, ThresholdRequantizer, csd_digits
 from hw.stream_helpers import stream_get_all, stream_put_all
+from hw.test_vectors import random_layer
 
 
 def _run(dut, *benches, clock=True):
@@ -21,10 +21,21 @@ def _run(dut, *benches, clock=True):
     sim.run()
 
 
-@pytest.mark.parametrize("lanes, bits, signed, pipeline", [
-    (1, 8, False, 0), (3, 8, False, 0), (7, 4, False, 1), (16, 2, False, 2), (64, 8, False, 0), (64, 8, False, 3),
-    (33, 1, False, 0), (5, 8, True, 0), (12, 4, True, 2), (128, 8, False, 2),
-])
+@pytest.mark.parametrize(
+    "lanes, bits, signed, pipeline",
+    [
+        (1, 8, False, 0),
+        (3, 8, False, 0),
+        (7, 4, False, 1),
+        (16, 2, False, 2),
+        (64, 8, False, 0),
+        (64, 8, False, 3),
+        (33, 1, False, 0),
+        (5, 8, True, 0),
+        (12, 4, True, 2),
+        (128, 8, False, 2),
+    ],
+)
 def test_sign_flip_tree_matches_golden(lanes, bits, signed, pipeline):
     dut = SignFlipAdderTree(lanes=lanes, in_bits=bits, signed=signed, pipeline=pipeline)
     rng = np.random.default_rng(lanes * 31 + bits)
@@ -55,17 +66,19 @@ def test_sign_flip_tree_matches_golden(lanes, bits, signed, pipeline):
 
 
 def test_sign_flip_tree_width_is_worst_case():
-    assert SignFlipAdderTree(lanes=64, in_bits=8).width == 15       # +-16320
+    assert SignFlipAdderTree(lanes=64, in_bits=8).width == 15  # +-16320
     assert SignFlipAdderTree(lanes=1, in_bits=8).width == 9
     assert SignFlipAdderTree(lanes=784, in_bits=8).width == 19
     with pytest.raises(ValueError, match="lanes"):
         SignFlipAdderTree(lanes=0, in_bits=8)
 
 
-@pytest.mark.parametrize("lanes, bits, pipeline, ones", [(1, 8, 0, 1.0), (5, 8, 0, 0.5), (16, 2, 2, 0.3),
-                                                         (33, 4, 1, 0.0), (64, 8, 3, 0.5)])
+@pytest.mark.parametrize(
+    "lanes, bits, pipeline, ones", [(1, 8, 0, 1.0), (5, 8, 0, 0.5), (16, 2, 2, 0.3), (33, 4, 1, 0.0), (64, 8, 3, 0.5)]
+)
 def test_constant_weight_tree_matches_golden(lanes, bits, pipeline, ones):
     from hw.constant_tree import ConstantWeightTree
+
     rng = np.random.default_rng(lanes + bits)
     w = (rng.random(lanes) < ones).astype(int)
     dut = ConstantWeightTree(weights=w, in_bits=bits, pipeline=pipeline)
@@ -86,18 +99,20 @@ def test_constant_weight_tree_matches_golden(lanes, bits, pipeline, ones):
 
 def test_flip_pair_init_is_sum_propagate_and_carry_data():
     from hw.xilinx_tree import flip_pair_init
+
     for flip in (0, 1):
         init = flip_pair_init(flip, flip)
         for a, wa, b, wb in np.ndindex(2, 2, 2, 2):
             idx = a | wa << 1 | b << 2 | wb << 3
             ua, ub = a ^ wa ^ flip, b ^ wb ^ flip
-            assert (init >> (32 + idx)) & 1 == ua ^ ub     # O6 (I5 = 1): propagate
-            assert (init >> idx) & 1 == ua                  # O5: carry-mux data
+            assert (init >> (32 + idx)) & 1 == ua ^ ub  # O6 (I5 = 1): propagate
+            assert (init >> idx) & 1 == ua  # O5: carry-mux data
 
 
 @pytest.mark.parametrize("target", ["portable", "xc7", "xcup"])
 def test_tree_latency_rule_matches_trees(target):
     from hw.targets import make_tree, tree_latency
+
     for lanes in (1, 2, 3, 7, 16, 33, 63, 64, 65):
         for pipeline in (0, 1, 2, 3):
             tree = make_tree(target=target, lanes=lanes, in_bits=4, pipeline=pipeline)
@@ -107,6 +122,7 @@ def test_tree_latency_rule_matches_trees(target):
 
 def test_make_tree_rejects_unknown_target():
     from hw.targets import make_tree
+
     with pytest.raises(ValueError, match="target must be one of"):
         make_tree(target="stratix", lanes=4, in_bits=8)
 
@@ -158,7 +174,7 @@ def test_score_requantizer_matches_golden(neurons, lanes):
 @pytest.mark.parametrize("abits, neurons, lanes", [(2, 5, 2), (4, 7, 3), (8, 16, 4), (8, 3, 3)])
 def test_threshold_search_matches_golden(abits, neurons, lanes):
     rng = np.random.default_rng(abits + neurons)
-    thr = np.sort(rng.integers(-300, 300, (neurons, 2 ** abits - 1)), axis=1)
+    thr = np.sort(rng.integers(-300, 300, (neurons, 2**abits - 1)), axis=1)
     orient = rng.choice([-1, 1], neurons)
     dut = ThresholdRequantizer(orientation=orient, thresholds=thr, lanes=lanes, acc_width=11)
     accs = rng.integers(-400, 400, (30, dut.folds * lanes))
@@ -169,12 +185,21 @@ def test_threshold_search_matches_golden(abits, neurons, lanes):
     assert np.array_equal(got[:, :neurons], expected)
 
 
-def run_mvu(n_in, n_out, *, pe, simd, in_lanes, in_bits, abits=None, vectors=4, gap=0.3, stall=0.3, pipeline=0,
-            seed=0):
+def run_mvu(n_in, n_out, *, pe, simd, in_lanes, in_bits, abits=None, vectors=4, gap=0.3, stall=0.3, pipeline=0, seed=0):
     """Stream random vectors through a MatrixVectorUnit with random input gaps and output stalls; compare with
     the golden layer arithmetic."""
-    layer = random_layer(n_in=n_in, n_out=n_out, pe=pe, simd=simd, in_lanes=in_lanes, in_bits=in_bits, abits=abits,
-                         vectors=vectors, seed=seed, tree_pipeline=pipeline)
+    layer = random_layer(
+        n_in=n_in,
+        n_out=n_out,
+        pe=pe,
+        simd=simd,
+        in_lanes=in_lanes,
+        in_bits=in_bits,
+        abits=abits,
+        vectors=vectors,
+        seed=seed,
+        tree_pipeline=pipeline,
+    )
     dut, beats, expected = layer.unit, layer.beats, layer.expected
     rng = np.random.default_rng(seed + 1)
     got = []
@@ -190,18 +215,30 @@ def run_mvu(n_in, n_out, *, pe, simd, in_lanes, in_bits, abits=None, vectors=4, 
     return result, expected
 
 
-@pytest.mark.parametrize("n_in, n_out, pe, simd, in_lanes, in_bits, abits, pipeline", [
-    (64, 64, 16, 64, 64, 8, 8, 0),     # divides evenly
-    (64, 64, 16, 64, 64, 8, 8, 2),     # pipelined trees
-    (10, 6, 4, 3, 3, 8, 2, 0),         # neither PE nor SIMD divides
-    (13, 7, 3, 5, 4, 4, 4, 1),         # odd everything
-    (9, 5, 1, 1, 2, 8, 2, 0),          # fully folded
-    (20, 10, 10, 7, 5, 2, None, 0),    # output layer (scores)
-    (49, 12, 5, 49, 7, 8, 4, 0),       # SIMD = whole row, one column fold
-])
+@pytest.mark.parametrize(
+    "n_in, n_out, pe, simd, in_lanes, in_bits, abits, pipeline",
+    [
+        (64, 64, 16, 64, 64, 8, 8, 0),  # divides evenly
+        (64, 64, 16, 64, 64, 8, 8, 2),  # pipelined trees
+        (10, 6, 4, 3, 3, 8, 2, 0),  # neither PE nor SIMD divides
+        (13, 7, 3, 5, 4, 4, 4, 1),  # odd everything
+        (9, 5, 1, 1, 2, 8, 2, 0),  # fully folded
+        (20, 10, 10, 7, 5, 2, None, 0),  # output layer (scores)
+        (49, 12, 5, 49, 7, 8, 4, 0),  # SIMD = whole row, one column fold
+    ],
+)
 def test_mvu_matches_golden_under_backpressure(n_in, n_out, pe, simd, in_lanes, in_bits, abits, pipeline):
-    got, expected = run_mvu(n_in, n_out, pe=pe, simd=simd, in_lanes=in_lanes, in_bits=in_bits, abits=abits,
-                            pipeline=pipeline, seed=n_in + pe)
+    got, expected = run_mvu(
+        n_in,
+        n_out,
+        pe=pe,
+        simd=simd,
+        in_lanes=in_lanes,
+        in_bits=in_bits,
+        abits=abits,
+        pipeline=pipeline,
+        seed=n_in + pe,
+    )
     assert np.array_equal(got, expected)
 
 
@@ -209,8 +246,9 @@ def test_mvu_rejects_bad_folding():
     w = np.ones((4, 6), np.int8)
     for pe, simd in ((0, 2), (2, 0), (5, 2), (2, 7)):
         with pytest.raises(ValueError):
-            MatrixVectorUnit(weights=w, in_bits=8, in_lanes=2, pe=pe, simd=simd, acc_width=12,
-                             scores=([1] * 4, [0] * 4, 24))
+            MatrixVectorUnit(
+                weights=w, in_bits=8, in_lanes=2, pe=pe, simd=simd, acc_width=12, scores=([1] * 4, [0] * 4, 24)
+            )
 
 
 @pytest.mark.parametrize("depth", [1, 3, 8])
@@ -218,7 +256,9 @@ def test_credited_output_keeps_order_and_never_overflows(depth):
     """A producer that starts work only with a credit and delivers each result 1..9 cycles later, a consumer that
     stalls at random: every result comes out once, in order (an overwrite of an unread place would break it)."""
     import random
+
     from hw.credit_fifo import CreditedOutput
+
     dut = CreditedOutput(shape=16, depth=depth)
     rng = random.Random(depth)
     sent, got = [], []
@@ -264,8 +304,9 @@ def test_credited_output_keeps_order_and_never_overflows(depth):
 def test_mvu_keeps_one_step_per_cycle(n_in, n_out, pe, simd, lanes):
     """A vector of one step arriving in one or two beats (a conv layer behind a patch window) is taken every cycle
     (three input banks); the results stay exact."""
-    layer = random_layer(n_in=n_in, n_out=n_out, pe=pe, simd=simd, in_lanes=lanes, in_bits=4, abits=2, vectors=12,
-                         seed=1)
+    layer = random_layer(
+        n_in=n_in, n_out=n_out, pe=pe, simd=simd, in_lanes=lanes, in_bits=4, abits=2, vectors=12, seed=1
+    )
     dut, got, stamps = layer.unit, [], []
 
     async def producer(ctx):
@@ -283,6 +324,6 @@ def test_mvu_keeps_one_step_per_cycle(n_in, n_out, pe, simd, lanes):
 
     _run(dut, producer, consumer)
     assert np.array_equal(np.array(got).reshape(12, -1)[:, :n_out], layer.expected)
-    per_vector = np.diff(stamps[dut.nf - 1::dut.nf])[-6:]
+    per_vector = np.diff(stamps[dut.nf - 1 :: dut.nf])[-6:]
     # a vector every max(sf * nf, its input beats) cycles: the compute never waits for a bank
     assert max(per_vector) == max(dut.sf * dut.nf, dut.in_beats)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from export.conv import maxpool, patches
 from hw.maxpool import MaxPool
@@ -17,8 +18,11 @@ def map_beats(x, lanes, rng=None):
     them), else zero."""
     n, h, w, c = x.shape
     beats = -(-c // lanes)
-    padded = np.zeros((n, h, w, beats * lanes), np.int64) if rng is None else \
-        rng.integers(0, int(x.max()) + 1, (n, h, w, beats * lanes))
+    padded = (
+        np.zeros((n, h, w, beats * lanes), np.int64)
+        if rng is None
+        else rng.integers(0, int(x.max()) + 1, (n, h, w, beats * lanes))
+    )
     padded[..., :c] = x
     return [[int(v) for v in row] for row in padded.reshape(-1, lanes)]
 
@@ -30,9 +34,11 @@ def simulate(dut, *benches, cycles):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     for bench in benches:
+
         async def run(ctx, bench=bench):
             await bench(ctx)
             done.append(bench)
+
         sim.add_testbench(run)
 
     async def watchdog(ctx):
@@ -73,12 +79,21 @@ def first_mismatch(got, expected, names):
     return f"{len(bad)} values differ; first at {where}: expected {expected[first]}, got {got[first]}"
 
 
-def check_window(channels, height, width, kernel, stride, padding, lanes, *, bits=3, images=3, gap=0.3, stall=0.3,
-                 seed=0):
+def check_window(
+    channels, height, width, kernel, stride, padding, lanes, *, bits=3, images=3, gap=0.3, stall=0.3, seed=0
+):
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 2 ** bits, (images, height, width, channels))
-    dut = SlidingWindow(channels=channels, height=height, width=width, kernel=kernel, stride=stride,
-                        padding=padding, bits=bits, in_lanes=lanes)
+    x = rng.integers(0, 2**bits, (images, height, width, channels))
+    dut = SlidingWindow(
+        channels=channels,
+        height=height,
+        width=width,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        bits=bits,
+        in_lanes=lanes,
+    )
     want = patches(x, kernel=kernel, stride=stride, padding=padding).reshape(-1, channels)
     assert dut.out_beats_per_image * images == len(want)
     got = stream_through(dut, map_beats(x, lanes, rng), len(want), gap=gap, stall=stall, seed=seed)
@@ -89,9 +104,9 @@ def check_window(channels, height, width, kernel, stride, padding, lanes, *, bit
 
 def check_pool(channels, height, width, kernel, lanes, *, bits=3, images=3, gap=0.3, stall=0.3, seed=0):
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 2 ** bits, (images, height, width, channels))
+    x = rng.integers(0, 2**bits, (images, height, width, channels))
     dut = MaxPool(channels=channels, height=height, width=width, kernel=kernel, bits=bits, lanes=lanes)
-    want = np.array(map_beats(maxpool(x, kernel), lanes))   # padding lanes: zeros
+    want = np.array(map_beats(maxpool(x, kernel), lanes))  # padding lanes: zeros
     assert dut.out_beats_per_image * images == len(want)
     got = stream_through(dut, map_beats(x, lanes, rng), len(want), gap=gap, stall=stall, seed=seed)
     shape = (images, dut.out_height, dut.out_width, dut.beats_per_pixel, lanes)
@@ -101,20 +116,20 @@ def check_pool(channels, height, width, kernel, lanes, *, bits=3, images=3, gap=
 
 # channels, height, width, kernel, stride, padding, in_lanes
 WINDOWS = [
-    (3, 6, 5, 3, 1, 1, 3),      # the common conv: 3x3, pad 1, one beat per pixel
-    (5, 5, 7, 3, 1, 0, 2),      # odd C, L < C not dividing it, unpadded
-    (3, 7, 6, 3, 2, 1, 8),      # L > C, stride 2
-    (4, 6, 9, 2, 3, 0, 4),      # stride > kernel: rows and columns skipped
-    (2, 9, 4, 1, 3, 0, 1),      # 1x1 kernel, stride 3, one channel per beat
-    (7, 4, 5, 5, 1, 2, 3),      # 5x5, pad 2, odd C and L
-    (3, 5, 3, 4, 2, 3, 2),      # padding K-1
-    (2, 6, 3, 3, 1, 0, 1),      # one-pixel-wide output
-    (1, 3, 8, 3, 2, 1, 1),      # one channel, stride 2 and padding on a three-row map
-    (6, 1, 6, 3, 1, 1, 4),      # one-row map
-    (2, 2, 2, 5, 1, 4, 2),      # a map smaller than the kernel
-    (9, 4, 4, 3, 3, 0, 4),      # one output pixel, G = 3 with a ragged last beat
-    (8, 5, 6, 3, 1, 1, 1),      # input-bound (8 beats a pixel): the reader waits for every row, padding at the end
-    (7, 6, 4, 3, 2, 2, 2),      # input-bound, stride 2, padding K-1
+    (3, 6, 5, 3, 1, 1, 3),  # the common conv: 3x3, pad 1, one beat per pixel
+    (5, 5, 7, 3, 1, 0, 2),  # odd C, L < C not dividing it, unpadded
+    (3, 7, 6, 3, 2, 1, 8),  # L > C, stride 2
+    (4, 6, 9, 2, 3, 0, 4),  # stride > kernel: rows and columns skipped
+    (2, 9, 4, 1, 3, 0, 1),  # 1x1 kernel, stride 3, one channel per beat
+    (7, 4, 5, 5, 1, 2, 3),  # 5x5, pad 2, odd C and L
+    (3, 5, 3, 4, 2, 3, 2),  # padding K-1
+    (2, 6, 3, 3, 1, 0, 1),  # one-pixel-wide output
+    (1, 3, 8, 3, 2, 1, 1),  # one channel, stride 2 and padding on a three-row map
+    (6, 1, 6, 3, 1, 1, 4),  # one-row map
+    (2, 2, 2, 5, 1, 4, 2),  # a map smaller than the kernel
+    (9, 4, 4, 3, 3, 0, 4),  # one output pixel, G = 3 with a ragged last beat
+    (8, 5, 6, 3, 1, 1, 1),  # input-bound (8 beats a pixel): the reader waits for every row, padding at the end
+    (7, 6, 4, 3, 2, 2, 2),  # input-bound, stride 2, padding K-1
 ]
 
 
@@ -139,13 +154,13 @@ def test_window_random_shapes(draw):
 
 # channels, height, width, kernel, lanes
 POOLS = [
-    (3, 4, 6, 2, 3),            # one beat per pixel
-    (5, 7, 7, 2, 2),            # odd C and map: the last row and column dropped
-    (3, 6, 5, 3, 8),            # L > C, K = 3
-    (7, 5, 9, 4, 3),            # ragged last beat, K = 4
-    (2, 3, 4, 1, 1),            # K = 1: every beat is a window
-    (4, 5, 2, 2, 4),            # one-pixel-wide output
-    (6, 3, 3, 3, 4),            # one output pixel
+    (3, 4, 6, 2, 3),  # one beat per pixel
+    (5, 7, 7, 2, 2),  # odd C and map: the last row and column dropped
+    (3, 6, 5, 3, 8),  # L > C, K = 3
+    (7, 5, 9, 4, 3),  # ragged last beat, K = 4
+    (2, 3, 4, 1, 1),  # K = 1: every beat is a window
+    (4, 5, 2, 2, 4),  # one-pixel-wide output
+    (6, 3, 3, 3, 4),  # one output pixel
     (1, 9, 8, 5, 1),
 ]
 
@@ -186,21 +201,33 @@ def handshake_cycles(dut, beats, count):
     return cycles
 
 
-@pytest.mark.parametrize("case, exact", [
-    ((3, 8, 8, 3, 1, 1, 3), True),      # output-bound
-    ((3, 8, 8, 3, 1, 0, 3), False),     # output-bound, unpadded: the next image's first rows wait
-    ((16, 8, 8, 3, 1, 1, 2), True),     # nearly balanced
-    ((64, 6, 6, 3, 1, 1, 4), True),     # input-bound
-    ((4, 9, 9, 2, 3, 0, 1), True),      # stride > kernel
-    ((8, 10, 10, 3, 2, 1, 4), True),    # stride 2
-    ((2, 3, 6, 3, 1, 0, 1), False),     # in = out, unpadded
-], ids=lambda c: "c{}_{}x{}_k{}s{}p{}_l{}".format(*c) if isinstance(c, tuple) else None)
+@pytest.mark.parametrize(
+    "case, exact",
+    [
+        ((3, 8, 8, 3, 1, 1, 3), True),  # output-bound
+        ((3, 8, 8, 3, 1, 0, 3), False),  # output-bound, unpadded: the next image's first rows wait
+        ((16, 8, 8, 3, 1, 1, 2), True),  # nearly balanced
+        ((64, 6, 6, 3, 1, 1, 4), True),  # input-bound
+        ((4, 9, 9, 2, 3, 0, 1), True),  # stride > kernel
+        ((8, 10, 10, 3, 2, 1, 4), True),  # stride 2
+        ((2, 3, 6, 3, 1, 0, 1), False),  # in = out, unpadded
+    ],
+    ids=lambda c: "c{}_{}x{}_k{}s{}p{}_l{}".format(*c) if isinstance(c, tuple) else None,
+)
 def test_window_throughput(case, exact):
     """Images back to back, no gaps or stalls: cycles per image within the documented bound (exactly the slower
     side's beats where ``exact``)."""
     channels, height, width, kernel, stride, padding, lanes = case
-    dut = SlidingWindow(channels=channels, height=height, width=width, kernel=kernel, stride=stride,
-                        padding=padding, bits=2, in_lanes=lanes)
+    dut = SlidingWindow(
+        channels=channels,
+        height=height,
+        width=width,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        bits=2,
+        in_lanes=lanes,
+    )
     images = 4
     x = np.zeros((images, height, width, channels), np.int64)
     per = dut.out_beats_per_image
@@ -213,8 +240,9 @@ def test_window_throughput(case, exact):
     assert worst == slower or not exact
 
 
-@pytest.mark.parametrize("case", [(3, 8, 8, 2, 3), (2, 6, 6, 1, 1), (7, 6, 9, 3, 2)],
-                         ids=lambda c: "c{}_{}x{}_k{}_l{}".format(*c))
+@pytest.mark.parametrize(
+    "case", [(3, 8, 8, 2, 3), (2, 6, 6, 1, 1), (7, 6, 9, 3, 2)], ids=lambda c: "c{}_{}x{}_k{}_l{}".format(*c)
+)
 def test_maxpool_throughput_and_latency(case):
     channels, height, width, kernel, lanes = case
     dut = MaxPool(channels=channels, height=height, width=width, kernel=kernel, bits=2, lanes=lanes)
@@ -229,8 +257,10 @@ def test_maxpool_throughput_and_latency(case):
 
 
 def test_no_multiplier_in_the_netlists():
-    for dut in (SlidingWindow(channels=5, height=7, width=6, kernel=3, stride=2, padding=1, bits=4, in_lanes=2),
-                MaxPool(channels=5, height=7, width=7, kernel=3, bits=4, lanes=2)):
+    for dut in (
+        SlidingWindow(channels=5, height=7, width=6, kernel=3, stride=2, padding=1, bits=4, in_lanes=2),
+        MaxPool(channels=5, height=7, width=7, kernel=3, bits=4, lanes=2),
+    ):
         text = rtlil.convert(dut)
         assert "$mul" not in text and "$div" not in text and "$mod" not in text
 
@@ -248,22 +278,25 @@ WINDOW_ARGS = dict(channels=3, height=5, width=6, kernel=3, stride=1, padding=1,
 POOL_ARGS = dict(channels=3, height=5, width=6, kernel=2, bits=4, lanes=2)
 
 
-@pytest.mark.parametrize("cls, args, name, value, error", [
-    (SlidingWindow, WINDOW_ARGS, "channels", 0, ValueError),
-    (SlidingWindow, WINDOW_ARGS, "height", 2.0, TypeError),
-    (SlidingWindow, WINDOW_ARGS, "width", -1, ValueError),
-    (SlidingWindow, WINDOW_ARGS, "kernel", 0, ValueError),
-    (SlidingWindow, WINDOW_ARGS, "kernel", 8, ValueError),       # 5 rows + 2 * 1 padding
-    (SlidingWindow, WINDOW_ARGS, "stride", 0, ValueError),
-    (SlidingWindow, WINDOW_ARGS, "padding", 3, ValueError),      # P < K
-    (SlidingWindow, WINDOW_ARGS, "padding", -1, ValueError),
-    (SlidingWindow, WINDOW_ARGS, "bits", "8", TypeError),
-    (SlidingWindow, WINDOW_ARGS, "in_lanes", True, TypeError),
-    (MaxPool, POOL_ARGS, "channels", None, TypeError),
-    (MaxPool, POOL_ARGS, "kernel", 6, ValueError),               # exceeds the height
-    (MaxPool, POOL_ARGS, "lanes", 0, ValueError),
-    (MaxPool, POOL_ARGS, "bits", 0, ValueError),
-])
+@pytest.mark.parametrize(
+    "cls, args, name, value, error",
+    [
+        (SlidingWindow, WINDOW_ARGS, "channels", 0, ValueError),
+        (SlidingWindow, WINDOW_ARGS, "height", 2.0, TypeError),
+        (SlidingWindow, WINDOW_ARGS, "width", -1, ValueError),
+        (SlidingWindow, WINDOW_ARGS, "kernel", 0, ValueError),
+        (SlidingWindow, WINDOW_ARGS, "kernel", 8, ValueError),  # 5 rows + 2 * 1 padding
+        (SlidingWindow, WINDOW_ARGS, "stride", 0, ValueError),
+        (SlidingWindow, WINDOW_ARGS, "padding", 3, ValueError),  # P < K
+        (SlidingWindow, WINDOW_ARGS, "padding", -1, ValueError),
+        (SlidingWindow, WINDOW_ARGS, "bits", "8", TypeError),
+        (SlidingWindow, WINDOW_ARGS, "in_lanes", True, TypeError),
+        (MaxPool, POOL_ARGS, "channels", None, TypeError),
+        (MaxPool, POOL_ARGS, "kernel", 6, ValueError),  # exceeds the height
+        (MaxPool, POOL_ARGS, "lanes", 0, ValueError),
+        (MaxPool, POOL_ARGS, "bits", 0, ValueError),
+    ],
+)
 def test_constructor_errors_name_the_parameter(cls, args, name, value, error):
     with pytest.raises(error) as e:
         cls(**{**args, name: value})

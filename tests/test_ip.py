@@ -63,7 +63,7 @@ def _model(calls):
         return args[0]
 
     buses, by_cmd, order = {}, {}, []
-    for i, cmd, args in calls:
+    for _, cmd, args in calls:
         by_cmd.setdefault(cmd, []).append(args)
         order.append(cmd)
         if cmd == "ipx::add_bus_interface":
@@ -85,13 +85,16 @@ def _model(calls):
 def _top_ports(verilog, top):
     """``{port: (direction, width)}`` of module ``top`` in ``verilog``."""
     body = verilog.split(f"module {top}(", 1)[1].split("endmodule", 1)[0]
-    return {name: (d, int(hi) + 1 if hi else 1)
-            for d, hi, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", body, flags=re.M)}
+    return {
+        name: (d, int(hi) + 1 if hi else 1)
+        for d, hi, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", body, flags=re.M)
+    }
 
 
 @pytest.fixture(scope="module")
 def axis_rtl(tiny_export, tmp_path_factory):
     from hw.gen import generate
+
     root = tmp_path_factory.mktemp("ip")
     generate(tiny_export, root / "rtl", pe=4, simd=16, axis=True, name="digits_ip")
     generate(tiny_export, root / "plain", pe=4, simd=16)
@@ -100,14 +103,16 @@ def axis_rtl(tiny_export, tmp_path_factory):
 
 @pytest.fixture
 def no_vivado(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
-                                               if not (Path(p) / "vivado").exists()))
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "vivado").exists())
+    )
     monkeypatch.delenv("AMARANTH_ENV_VIVADO", raising=False)
 
 
 @needs_tclsh
 def test_package_ip_tcl_against_top_json(axis_rtl, tmp_path, no_vivado, capsys):
     from boards.__main__ import main
+
     out = tmp_path / "ip"
     assert main(["ip", "--rtl", str(axis_rtl / "rtl"), "-o", str(out)]) == 0
     said = capsys.readouterr().out
@@ -135,8 +140,11 @@ def test_package_ip_tcl_against_top_json(axis_rtl, tmp_path, no_vivado, capsys):
     assert set(buses) == {"s_axis", "m_axis", "aclk", "aresetn", "frame_error"}
     for name, mode, p in (("s_axis", "slave", pin), ("m_axis", "master", pout)):
         b = buses[name]
-        assert b["props"] == {"abstraction_type_vlnv": "xilinx.com:interface:axis_rtl:1.0",
-                              "bus_type_vlnv": "xilinx.com:interface:axis:1.0", "interface_mode": mode}
+        assert b["props"] == {
+            "abstraction_type_vlnv": "xilinx.com:interface:axis_rtl:1.0",
+            "bus_type_vlnv": "xilinx.com:interface:axis:1.0",
+            "interface_mode": mode,
+        }
         assert b["ports"]["TDATA"] == p["payload"] and b["ports"]["TVALID"] == p["valid"]
         assert b["ports"]["TREADY"] == p["ready"] and b["ports"]["TLAST"] == p["last"]
         assert int(b["params"]["TDATA_NUM_BYTES"]) * 8 == p["width"] == ports[p["payload"]][1]
@@ -151,8 +159,16 @@ def test_package_ip_tcl_against_top_json(axis_rtl, tmp_path, no_vivado, capsys):
     assert buses["frame_error"]["params"] == {"SENSITIVITY": "LEVEL_HIGH"}
     # every physical port the script maps is a port of the top module, in the direction its role needs, and every
     # port is mapped
-    directions = {"TDATA": "input", "TVALID": "input", "TLAST": "input", "TREADY": "output", "TUSER": "input",
-                  "CLK": "input", "RST": "input", "INTERRUPT": "input"}   # as a slave sees them
+    directions = {
+        "TDATA": "input",
+        "TVALID": "input",
+        "TLAST": "input",
+        "TREADY": "output",
+        "TUSER": "input",
+        "CLK": "input",
+        "RST": "input",
+        "INTERRUPT": "input",
+    }  # as a slave sees them
     flip = {"input": "output", "output": "input"}
     for name, b in buses.items():
         for logical, physical in b["ports"].items():
@@ -164,6 +180,7 @@ def test_package_ip_tcl_against_top_json(axis_rtl, tmp_path, no_vivado, capsys):
 @needs_tclsh
 def test_package_ip_tcl_outside_vivado_says_so(axis_rtl, tmp_path):
     from boards.platforms import ip_package_tcl
+
     script = tmp_path / "package_ip.tcl"
     script.write_text(ip_package_tcl(json.loads((axis_rtl / "rtl" / "top.json").read_text()), part="xc7a35tcpg236-1"))
     r = subprocess.run(["tclsh", str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
@@ -178,12 +195,15 @@ def test_package_ip_runs_vivado_where_present(axis_rtl, tmp_path, monkeypatch):
     bindir.mkdir()
     (bindir / "stub.tcl").write_text(STUB)
     fake = bindir / "vivado"
-    fake.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -source ] && src="$2"; shift; done\n'
-                    f'exec tclsh {bindir / "stub.tcl"} "$src" calls.txt\n')
+    fake.write_text(
+        '#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -source ] && src="$2"; shift; done\n'
+        f'exec tclsh {bindir / "stub.tcl"} "$src" calls.txt\n'
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("AMARANTH_ENV_VIVADO", raising=False)
     from boards.flows import package_ip
+
     s = package_ip(axis_rtl / "rtl", tmp_path / "ip", board_name="arty_a7_100", progress=lambda s: None)
     assert s["vivado"] and s["component"] == "ip/component.xml" and s["part"] == "xc7a100ticsg324-1L"
     assert (tmp_path / "ip" / "ip" / "component.xml").is_file()
@@ -193,6 +213,7 @@ def test_package_ip_runs_vivado_where_present(axis_rtl, tmp_path, monkeypatch):
 def test_ip_refusals(axis_rtl, tmp_path, no_vivado):
     from boards.flows import package_ip, vivado_build
     from boards.platforms import ip_part
+
     with pytest.raises(BoardsError, match="AXIS=1"):
         package_ip(axis_rtl / "plain", tmp_path / "a", progress=lambda s: None)
     with pytest.raises(BoardsError, match="xilinx boards"):
@@ -210,14 +231,20 @@ def test_ip_refusals(axis_rtl, tmp_path, no_vivado):
 
 def test_make_passes_axis_name_and_ip():
     root = Path(__file__).resolve().parent.parent
-    r = subprocess.run(["make", "-n", "-o", "setup", "gen", "ip", "AXIS=1", "NAME=net_a", "OUT=/tmp/x",
-                        "BOARD=arty_a7_35"], cwd=root, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["make", "-n", "-o", "setup", "gen", "ip", "AXIS=1", "NAME=net_a", "OUT=/tmp/x", "BOARD=arty_a7_35"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.replace("\\\n", " ").splitlines()
     gen = next(line for line in lines if " -m hw gen " in line)
     assert "--axis" in gen and "--name net_a" in gen
     ip = next(line for line in lines if " -m boards ip " in line)
     assert "--rtl /tmp/x/rtl" in ip and "--board arty_a7_35" in ip and "-o /tmp/x/ip" in ip
-    plain = subprocess.run(["make", "-n", "-o", "setup", "gen", "OUT=/tmp/x"], cwd=root, capture_output=True,
-                           text=True, timeout=60).stdout
+    plain = subprocess.run(
+        ["make", "-n", "-o", "setup", "gen", "OUT=/tmp/x"], cwd=root, capture_output=True, text=True, timeout=60
+    ).stdout
     assert "--axis" not in plain and "--name" not in plain

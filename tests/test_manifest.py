@@ -14,13 +14,14 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from common.idx import read_idx, write_idx
 from export import ExportError
+from export.folding import expand_progression
 from export.golden import GoldenModel
 from export.manifest import MANIFEST, load_layers, load_test_set, read_manifest
-from export.folding import expand_progression
 from export.packing import decode_progression, decode_thresholds, encode_thresholds
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("torch_single_thread")]
@@ -28,6 +29,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.m
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
+
 
 def _load(d):
     return json.loads((d / MANIFEST).read_text())
@@ -58,7 +60,7 @@ def _rewrite_thresholds(d, m, name, change):
     that only the values are wrong."""
     e = _layer(m, name)
     path = d / e["activation"]["file"]
-    if e["activation"]["kind"] == "progression":   # stored as its expansion, a table (what the range check reads)
+    if e["activation"]["kind"] == "progression":  # stored as its expansion, a table (what the range check reads)
         orient, a_fx, d_fx, f, levels = decode_progression(path.read_bytes())
         thr = expand_progression(a_fx, d_fx, f, levels, e["acc_min"], e["acc_max"])
         for key in ("frac_bits", "a_bits", "d_bits"):
@@ -82,7 +84,7 @@ def _short_labels(d, m):
 
 
 def _absolute(d, m, name):
-    _layer(m, name)["weights"] = str(d / _layer(m, name)["weights"])   # the real file, by an absolute path
+    _layer(m, name)["weights"] = str(d / _layer(m, name)["weights"])  # the real file, by an absolute path
 
 
 def _dotdot(d, m, name):
@@ -93,36 +95,42 @@ def _set(name, key, value, sub=None):
     def edit(d, m):
         e = _layer(m, name)
         (e[sub] if sub else e)[key] = value(e[sub] if sub else e) if callable(value) else value
+
     return edit
 
 
 def _top(key, value):
     def edit(d, m):
         m[key] = value
+
     return edit
 
 
 def _input_shape(shape):
     def edit(d, m):
         m["input"]["shape"] = shape
+
     return edit
 
 
 def _test_set(key, value):
     def edit(d, m):
         m["test_set"][key] = value
+
     return edit
 
 
 def _scale(i, value):
     def edit(d, m):
         _layer(m, "fc0")["activation"]["scale"][i] = value
+
     return edit
 
 
 def _rename(old, new):
     def edit(d, m):
         _layer(m, old)["name"] = new
+
     return edit
 
 
@@ -132,21 +140,41 @@ LIES = [
     # widths and bounds that are not the worst case
     ("acc_bits-narrow", _set("conv0", "acc_bits", 12), ("'conv0'", "acc_bits is 12"), MANIFEST, "manifest"),
     ("acc_bits-wide", _set("conv1", "acc_bits", 32), ("'conv1'", "acc_bits is 32"), MANIFEST, "manifest"),
-    ("score_bits-narrow", _set("fc0", "score_bits", lambda a: a["score_bits"] - 1, "activation"),
-     ("'fc0'", "score_bits"), MANIFEST, "manifest"),
+    (
+        "score_bits-narrow",
+        _set("fc0", "score_bits", lambda a: a["score_bits"] - 1, "activation"),
+        ("'fc0'", "score_bits"),
+        MANIFEST,
+        "manifest",
+    ),
     ("acc_min", _set("conv1", "acc_min", lambda e: e["acc_min"] + 1), ("'conv1'", "acc_min"), MANIFEST, "manifest"),
     ("acc_max", _set("fc0", "acc_max", lambda e: e["acc_max"] - 1), ("'fc0'", "acc_max"), MANIFEST, "manifest"),
-    ("threshold_bits", _set("conv0", "threshold_bits", 8, "activation"), ("'conv0'", "threshold_bits"), MANIFEST,
-     "manifest"),
+    (
+        "threshold_bits",
+        _set("conv0", "threshold_bits", 8, "activation"),
+        ("'conv0'", "threshold_bits"),
+        MANIFEST,
+        "manifest",
+    ),
     ("levels", _set("conv0", "levels", 15, "activation"), ("'conv0'", "levels"), MANIFEST, "manifest"),
     # score constants the shift-add hardware cannot hold
     ("scale-2^11", _scale(0, 2048), ("'fc0'", "scale"), MANIFEST, "manifest"),
     ("scale-minus-2^11", _scale(9, -2048), ("'fc0'", "scale"), MANIFEST, "manifest"),
     ("scale-fraction", _scale(1, 1500.5), ("'fc0'", "scale"), MANIFEST, "manifest"),
-    ("scale-short", _set("fc0", "scale", lambda a: a["scale"][:-1], "activation"), ("'fc0'", "scale"), MANIFEST,
-     "manifest"),
-    ("offset-2^70", _set("fc0", "offset", lambda a: [2 ** 70] + a["offset"][1:], "activation"), ("'fc0'", "offset"),
-     MANIFEST, "manifest"),
+    (
+        "scale-short",
+        _set("fc0", "scale", lambda a: a["scale"][:-1], "activation"),
+        ("'fc0'", "scale"),
+        MANIFEST,
+        "manifest",
+    ),
+    (
+        "offset-2^70",
+        _set("fc0", "offset", lambda a: [2**70] + a["offset"][1:], "activation"),
+        ("'fc0'", "offset"),
+        MANIFEST,
+        "manifest",
+    ),
     # the network's outline disagreeing with its layers
     ("classes-9", _top("classes", 9), ("9 classes", "'fc0'"), MANIFEST, "manifest"),
     ("classes-11", _top("classes", 11), ("11 classes", "'fc0'"), MANIFEST, "manifest"),
@@ -165,16 +193,41 @@ LIES = [
     ("count-0", _test_set("count", 0), ("test_set", "count 0"), MANIFEST, "manifest"),
     ("labels-short", _short_labels, ("test-labels.idx.gz", "359 labels"), MANIFEST, "test_set"),
     # file names that leave the export directory
-    ("weights-absolute", lambda d, m: _absolute(d, m, "conv0"), ("'conv0'", "weights", "plain file name"),
-     MANIFEST, "manifest"),
-    ("weights-dotdot", lambda d, m: _dotdot(d, m, "conv1"), ("'conv1'", "weights", "plain file name"), MANIFEST,
-     "manifest"),
-    ("weights-dot-slash", _set("fc0", "weights", "./fc0.weights"), ("'fc0'", "weights", "plain file name"),
-     MANIFEST, "manifest"),
-    ("thresholds-absolute", lambda d, m: _layer(m, "conv1")["activation"].update(
-        file=str(d / "conv1.thresholds")), ("'conv1'", "file", "plain file name"), MANIFEST, "manifest"),
-    ("test-images-dotdot", lambda d, m: m["test_set"].update(images=f"../{d.name}/test-images.idx.gz"),
-     ("test_set", "images", "plain file name"), MANIFEST, "manifest"),
+    (
+        "weights-absolute",
+        lambda d, m: _absolute(d, m, "conv0"),
+        ("'conv0'", "weights", "plain file name"),
+        MANIFEST,
+        "manifest",
+    ),
+    (
+        "weights-dotdot",
+        lambda d, m: _dotdot(d, m, "conv1"),
+        ("'conv1'", "weights", "plain file name"),
+        MANIFEST,
+        "manifest",
+    ),
+    (
+        "weights-dot-slash",
+        _set("fc0", "weights", "./fc0.weights"),
+        ("'fc0'", "weights", "plain file name"),
+        MANIFEST,
+        "manifest",
+    ),
+    (
+        "thresholds-absolute",
+        lambda d, m: _layer(m, "conv1")["activation"].update(file=str(d / "conv1.thresholds")),
+        ("'conv1'", "file", "plain file name"),
+        MANIFEST,
+        "manifest",
+    ),
+    (
+        "test-images-dotdot",
+        lambda d, m: m["test_set"].update(images=f"../{d.name}/test-images.idx.gz"),
+        ("test_set", "images", "plain file name"),
+        MANIFEST,
+        "manifest",
+    ),
     # names
     ("duplicate-name", _rename("conv1", "conv0"), ("'conv0'", "used twice"), MANIFEST, "manifest"),
     ("name-space", _rename("conv0", "conv 0"), ("'conv 0'", "identifier"), MANIFEST, "manifest"),
@@ -182,12 +235,27 @@ LIES = [
     ("name-dash", _rename("fc0", "fc-0"), ("'fc-0'", "identifier"), MANIFEST, "manifest"),
     ("name-number", _rename("conv1", 5), ("layer 2", "name 5"), MANIFEST, "manifest"),
     # thresholds outside [acc_min, acc_max + 1]: only the range is wrong (file and hash rewritten)
-    ("threshold-above", lambda d, m: _rewrite_thresholds(d, m, "conv0", lambda t, e: t.__setitem__(
-        (0, -1), e["acc_max"] + 2)), ("'conv0'", "acc_max + 1"), "conv0.thresholds", "files"),
-    ("threshold-below", lambda d, m: _rewrite_thresholds(d, m, "conv1", lambda t, e: t.__setitem__(
-        (3, 0), e["acc_min"] - 1)), ("'conv1'", "acc_min"), "conv1.thresholds", "files"),
-    ("negative_orientation", _set("conv0", "negative_orientation", 1, "activation"),
-     ("'conv0'", "negative_orientation"), MANIFEST, "files"),
+    (
+        "threshold-above",
+        lambda d, m: _rewrite_thresholds(d, m, "conv0", lambda t, e: t.__setitem__((0, -1), e["acc_max"] + 2)),
+        ("'conv0'", "acc_max + 1"),
+        "conv0.thresholds",
+        "files",
+    ),
+    (
+        "threshold-below",
+        lambda d, m: _rewrite_thresholds(d, m, "conv1", lambda t, e: t.__setitem__((3, 0), e["acc_min"] - 1)),
+        ("'conv1'", "acc_min"),
+        "conv1.thresholds",
+        "files",
+    ),
+    (
+        "negative_orientation",
+        _set("conv0", "negative_orientation", 1, "activation"),
+        ("'conv0'", "negative_orientation"),
+        MANIFEST,
+        "files",
+    ),
     # structural garbage
     ("layers-ints", _top("layers", [1, 2]), ("layer 0", "object"), MANIFEST, "manifest"),
     ("layers-empty", _top("layers", []), ("layers",), MANIFEST, "manifest"),
@@ -197,19 +265,18 @@ LIES = [
     ("abits-null-hidden", _set("conv1", "abits", None), ("'conv1'", "abits"), MANIFEST, "manifest"),
     ("abits-on-output", _set("fc0", "abits", 8), ("'fc0'", "abits"), MANIFEST, "manifest"),
     ("accuracy-string", _top("float_test_accuracy", "0.9"), ("float_test_accuracy",), MANIFEST, "manifest"),
-    ("golden-accuracy-string", _top("golden_test_accuracy", "0.9"), ("golden_test_accuracy",), MANIFEST,
-     "manifest"),
+    ("golden-accuracy-string", _top("golden_test_accuracy", "0.9"), ("golden_test_accuracy",), MANIFEST, "manifest"),
     ("accuracy-nan", _top("float_test_accuracy", float("nan")), ("float_test_accuracy",), MANIFEST, "manifest"),
     ("in_bits-string", _set("conv0", "in_bits", "8"), ("'conv0'", "in_bits"), MANIFEST, "manifest"),
     ("in_bits-7", _set("conv1", "in_bits", 7), ("'conv1'", "in_bits"), MANIFEST, "manifest"),
     ("kind-unknown", _set("pool0", "kind", "avgpool2d"), ("layer 1", "kind 'avgpool2d'"), MANIFEST, "manifest"),
-    ("sha-upper", _set("conv0", "sha256", lambda e: e["sha256"].upper()), ("'conv0'", "sha256"), MANIFEST,
-     "manifest"),
+    ("sha-upper", _set("conv0", "sha256", lambda e: e["sha256"].upper()), ("'conv0'", "sha256"), MANIFEST, "manifest"),
     ("input-null", _top("input", None), ("input",), MANIFEST, "manifest"),
     ("input-bits", lambda d, m: m["input"].update(bits=16), ("input", "bits"), MANIFEST, "manifest"),
     ("test_set-list", _top("test_set", []), ("test_set",), MANIFEST, "manifest"),
     ("format_version-string", _top("format_version", "2"), ("format_version",), MANIFEST, "manifest"),
 ]
+
 
 @pytest.fixture(scope="module")
 def export_dir(digits_conv_export):
@@ -258,6 +325,7 @@ def test_reader_refuses(export_dir, tmp_path, name, edit, words, where, reader):
 
 def _run_cli(stage, argv, capsys):
     from common.cli import run_stage
+
     if stage == "export":
         from export.__main__ import main
     else:
@@ -292,13 +360,17 @@ def test_hw_gen_refuses(export_dir, tmp_path, capsys, name, edit, words, where, 
     assert not out_dir.exists()
 
 
-@pytest.mark.parametrize("name, edit, words, where, reader", [lie for lie in LIES if lie[4] == "test_set"],
-                         ids=[lie[0] for lie in LIES if lie[4] == "test_set"])
+@pytest.mark.parametrize(
+    "name, edit, words, where, reader",
+    [lie for lie in LIES if lie[4] == "test_set"],
+    ids=[lie[0] for lie in LIES if lie[4] == "test_set"],
+)
 def test_hw_load_export_checks_the_test_set(export_dir, tmp_path, name, edit, words, where, reader):
     """hw.gen.load_export makes the reader's checks of `python -m export check`, the test set's included (a wrong
     test_set.count, a labels file one entry short): asked directly, as every generation starts with it."""
     from hw import HardwareError
     from hw.gen import load_export
+
     d = _lie(export_dir, tmp_path, edit)
     with pytest.raises(HardwareError) as e:
         load_export(d)
@@ -310,10 +382,15 @@ def test_real_subprocesses_refuse_a_lie(export_dir, tmp_path):
     import os
     import subprocess
     import sys
+
     d = _lie(export_dir, tmp_path, _set("conv0", "acc_bits", 12))
     for stage, args in (("export", ["check", str(d)]), ("hw", ["gen", "--export", str(d), "-o", str(tmp_path / "o")])):
-        r = subprocess.run([sys.executable, "-m", stage, *args], capture_output=True, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+        r = subprocess.run(
+            [sys.executable, "-m", stage, *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "'conv0'" in lines[0] and "acc_bits" in lines[0] and str(d) in lines[0], r.stderr
@@ -322,6 +399,7 @@ def test_real_subprocesses_refuse_a_lie(export_dir, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------
 # version 1
+
 
 def _as_v1(m):
     """A v2 MLP manifest written back as format version 1: input.shape [H, W]; layers without kind/in_shape/out_shape;
@@ -362,9 +440,11 @@ def test_version_1_manifest_loads_and_classifies_the_same(v1_dir, digits_export,
 
 
 def test_version_1_lies_are_refused(v1_dir, tmp_path):
-    for edit, words in ((lambda d, m: m["layers"][1].update(in_features=65), "in_features"),
-                        (lambda d, m: m["layers"][0].update(acc_bits=12), "acc_bits"),
-                        (lambda d, m: m.update(classes=9), "9 classes")):
+    for edit, words in (
+        (lambda d, m: m["layers"][1].update(in_features=65), "in_features"),
+        (lambda d, m: m["layers"][0].update(acc_bits=12), "acc_bits"),
+        (lambda d, m: m.update(classes=9), "9 classes"),
+    ):
         d = tmp_path / str(len(list(tmp_path.iterdir())))
         shutil.copytree(v1_dir, d)
         m = _load(d)
@@ -376,6 +456,7 @@ def test_version_1_lies_are_refused(v1_dir, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------
 # once source bugs and gaps (each was a strict xfail until fixed): refused now, one line, ExportError
+
 
 def _harmless_or_refused(d, reference_classes):
     """The fuzz property: ExportError, or a load that classifies exactly as the original export."""
@@ -404,8 +485,18 @@ def test_unhashable_kind_refused(export_dir, tmp_path, reference_classes, kind):
         read_manifest(d)
 
 
-@pytest.mark.parametrize("key, value", [("padding", 0.0), ("padding", False), ("stride", 1.0), ("kernel", 3.0),
-                                        ("stride", True), ("out_channels", 16.0), ("out_shape", [16.0, 6, 6])])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("padding", 0.0),
+        ("padding", False),
+        ("stride", 1.0),
+        ("kernel", 3.0),
+        ("stride", True),
+        ("out_channels", 16.0),
+        ("out_shape", [16.0, 6, 6]),
+    ],
+)
 def test_integer_fields_must_be_integers(export_dir, tmp_path, reference_classes, key, value):
     """Every integer field of a layer is a JSON integer: 0.0 (padding), 1.0, true are refused naming the layer and
     the key (padding 0.0 made out_shape float and the golden model raise TypeError)."""
@@ -416,7 +507,7 @@ def test_integer_fields_must_be_integers(export_dir, tmp_path, reference_classes
     _check_message(str(e.value), d, ("'conv0'", key), MANIFEST)
 
 
-@pytest.mark.parametrize("stride", [4, 2 ** 62, 2 ** 70])
+@pytest.mark.parametrize("stride", [4, 2**62, 2**70])
 def test_huge_stride_refused(export_dir, tmp_path, reference_classes, stride):
     """conv1 (3x3 input, 3x3 kernel) keeps its 1x1 output at any stride; a stride beyond the padded map's larger
     side (here 3) is refused instead of overflowing the golden model's index arithmetic (OverflowError)."""
@@ -447,9 +538,14 @@ def test_v1_input_not_an_object(v1_dir, tmp_path, value):
     _check_message(str(e.value), d, ("input must be an object",), MANIFEST)
 
 
-_FLOAT_WIDTHS = [("conv0", "acc_bits", 13.0, None), ("fc0", "score_bits", 26.0, "activation"),
-                 ("conv0", "levels", 255.0, "activation"), ("conv1", "in_bits", 8.0, None),
-                 ("conv0", "threshold_bits", 13.0, "activation"), ("fc0", "in_features", 32.0, None)]
+_FLOAT_WIDTHS = [
+    ("conv0", "acc_bits", 13.0, None),
+    ("fc0", "score_bits", 26.0, "activation"),
+    ("conv0", "levels", 255.0, "activation"),
+    ("conv1", "in_bits", 8.0, None),
+    ("conv0", "threshold_bits", 13.0, "activation"),
+    ("fc0", "in_features", 32.0, None),
+]
 
 
 @pytest.mark.parametrize("layer, key, value, sub", _FLOAT_WIDTHS, ids=[w[1] for w in _FLOAT_WIDTHS])
@@ -470,8 +566,11 @@ def test_true_is_not_one(export_dir, tmp_path):
         read_manifest(d)
 
 
-@pytest.mark.parametrize("edit", [_set("conv0", "acc_bits", 13.0), _set("fc0", "score_bits", 26.0, "activation")],
-                         ids=["acc_bits-13.0", "score_bits-26.0"])
+@pytest.mark.parametrize(
+    "edit",
+    [_set("conv0", "acc_bits", 13.0), _set("fc0", "score_bits", 26.0, "activation")],
+    ids=["acc_bits-13.0", "score_bits-26.0"],
+)
 def test_hw_gen_refuses_float_widths(export_dir, tmp_path, capsys, edit):
     """A width of 13.0 no longer reaches Amaranth (TypeError: Width must be an integer): one line, status 2."""
     d = _lie(export_dir, tmp_path, edit)
@@ -512,6 +611,7 @@ def test_score_constants_hash_is_the_documented_one(export_dir):
     """scores_sha256 is SHA-256 of little-endian int64 scale[c], then offset[c] - offset[0] (docs/weight-format.md),
     so a common offset (which changes no class) keeps it."""
     import struct
+
     a = _layer(_load(export_dir), "fc0")["activation"]
     values = a["scale"] + [b - a["offset"][0] for b in a["offset"]]
     assert a["scores_sha256"] == _sha(struct.pack(f"<{len(values)}q", *values))
@@ -526,13 +626,15 @@ def test_score_constants_common_offset_and_old_exports_load(export_dir, tmp_path
         e = _layer(m, "fc0")
         a = e["activation"]
         a["offset"] = [b + 5 for b in a["offset"]]
-        ext = apply_scores(np.array([[e["acc_min"]] * 10, [e["acc_max"]] * 10]), np.array(a["scale"]),
-                           np.array(a["offset"]))
+        ext = apply_scores(
+            np.array([[e["acc_min"]] * 10, [e["acc_max"]] * 10]), np.array(a["scale"]), np.array(a["offset"])
+        )
         a["score_bits"] = signed_bits(int(ext.min()), int(ext.max()))
+
     d = _lie(export_dir, tmp_path / "shift", shift_all)
     assert _harmless_or_refused(d, reference_classes) == "harmless"
     d = _lie(export_dir, tmp_path / "old", lambda d, m: _layer(m, "fc0")["activation"].pop("scores_sha256"))
-    assert _harmless_or_refused(d, reference_classes) == "harmless"    # exported before the hash was recorded
+    assert _harmless_or_refused(d, reference_classes) == "harmless"  # exported before the hash was recorded
 
 
 @pytest.mark.parametrize("version", [2, 1])
@@ -548,8 +650,11 @@ def test_equal_layers_swapped_refused(digits_export, v1_dir, tmp_path, version):
 
     def drop(d, m):
         del m["layers"][2]
-    for edit, words in ((swap, ("layer 1 'fc2'", "name must be 'fc1'")),
-                        (drop, ("layer 2 'fc3'", "name must be 'fc2'"))):
+
+    for edit, words in (
+        (swap, ("layer 1 'fc2'", "name must be 'fc1'")),
+        (drop, ("layer 2 'fc3'", "name must be 'fc2'")),
+    ):
         d = _lie(src, tmp_path / edit.__name__, edit)
         assert _harmless_or_refused(d, reference) == "refused"
         with pytest.raises(ExportError) as e:
@@ -561,6 +666,7 @@ def test_equal_layers_swapped_refused(digits_export, v1_dir, tmp_path, version):
 def test_equal_layers_files_swapped_refused(digits_export, tmp_path, what):
     """The same swap told by the entries' files (names kept, weights or thresholds of fc1 and fc2 exchanged with
     their hashes): a layer's files carry its name."""
+
     def swap(d, m):
         a, b = m["layers"][1], m["layers"][2]
         if what == "weights":
@@ -568,6 +674,7 @@ def test_equal_layers_files_swapped_refused(digits_export, tmp_path, what):
                 a[key], b[key] = b[key], a[key]
         else:
             a["activation"], b["activation"] = b["activation"], a["activation"]
+
     d = _lie(digits_export[1], tmp_path, swap)
     with pytest.raises(ExportError) as e:
         read_manifest(d)
@@ -576,6 +683,7 @@ def test_equal_layers_files_swapped_refused(digits_export, tmp_path, what):
 
 # ---------------------------------------------------------------------------------------------------------------
 # fuzz
+
 
 def _paths(node, prefix=()):
     """Every (path, value) below ``node``."""
@@ -600,8 +708,9 @@ def _parent(root, path):
 
 _JSON_TYPES = {type(None): "null", bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
 _SCALARS = {
-    "null": st.none(), "bool": st.booleans(),
-    "int": st.one_of(st.integers(-3, 300), st.integers(-2 ** 70, 2 ** 70)),
+    "null": st.none(),
+    "bool": st.booleans(),
+    "int": st.one_of(st.integers(-3, 300), st.integers(-(2**70), 2**70)),
     "float": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 0.5, 1.0, 8.0])),
     "str": st.one_of(st.text(max_size=8), st.sampled_from(["conv0", "dense", "conv2d", "fc0.weights", "..", "/"])),
 }
@@ -645,7 +754,7 @@ def _mutated(draw, manifest):
         if kind == "int":
             ops += ["scale", "nudge", "nudge"]
         if kind in ("int", "float"):
-            ops.append("retype_number")         # 8 <-> 8.0
+            ops.append("retype_number")  # 8 <-> 8.0
         if kind == "str":
             ops.append("edit_str")
         if kind == "list" and len(value) >= 2:
@@ -662,14 +771,15 @@ def _mutated(draw, manifest):
             else:
                 parent[key] = {"value": value}
         elif op == "scale":
-            parent[key] = value * draw(st.sampled_from([-1, 0, 2, 3, 1000, 2 ** 40]))
+            parent[key] = value * draw(st.sampled_from([-1, 0, 2, 3, 1000, 2**40]))
         elif op == "nudge":
             parent[key] = value + draw(st.sampled_from([-1, 1]))
         elif op == "retype_number":
             parent[key] = float(value) if kind == "int" else int(value) if np.isfinite(value) else 0
         elif op == "edit_str":
-            parent[key] = draw(st.sampled_from([value + "x", value.upper(), value[:-1], "", "../" + value,
-                                                "/" + value, value + "/"]))
+            parent[key] = draw(
+                st.sampled_from([value + "x", value.upper(), value[:-1], "", "../" + value, "/" + value, value + "/"])
+            )
         elif op == "swap":
             i, j = draw(st.integers(0, len(value) - 1)), draw(st.integers(0, len(value) - 1))
             value[i], value[j] = value[j], value[i]
@@ -698,7 +808,8 @@ _OUTCOMES = {"refused": 0, "harmless": 0}
 @given(data=st.data())
 def test_fuzz_manifest_refused_or_harmless(fuzz_targets, data):
     """Dropped keys, values of other JSON types, scaled and nudged integers, 8 <-> 8.0, edited names and paths,
-    swapped and duplicated list entries (whole layers and score constants included), unknown keys: every mutated manifest is refused with ExportError or loads
+    swapped and duplicated list entries (whole layers and score constants included), unknown keys: every mutated
+    manifest is refused with ExportError or loads
     into a golden model that classifies the test set exactly as the original export. Never another exception."""
     target = data.draw(st.sampled_from(["conv", "conv", "conv", "v1"]))
     d, manifest, reference = fuzz_targets[target]

@@ -9,24 +9,23 @@ import time
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from conftest import run_yosys
 
 from export.folding import accumulator_bounds, apply_scores, apply_thresholds, signed_bits
 from hw.matrix import ConstantMatrix, default_depth, lut_estimate, plan_matrix
 from hw.mvu import MatrixVectorUnit
 from hw.stream_helpers import stream_get_all, stream_put_all
 
-from conftest import run_yosys
-
 
 def _weights(n_in, n_out, seed, kind="random"):
     rng = np.random.default_rng(seed)
     w = rng.choice([-1, 1], (n_in, n_out))
     if kind == "special" and n_out >= 4:
-        w[:, 0] = 1                      # all +1
-        w[:, 1] = -1                     # all -1: needs a negation
-        w[:, 2] = w[:, 3]                # two equal outputs
+        w[:, 0] = 1  # all +1
+        w[:, 1] = -1  # all -1: needs a negation
+        w[:, 2] = w[:, 3]  # two equal outputs
         if n_out >= 5:
-            w[:, 4] = -w[:, 3]           # and one negated
+            w[:, 4] = -w[:, 3]  # and one negated
     return w
 
 
@@ -48,9 +47,19 @@ def _coefficients(plan):
     return c
 
 
-SHAPES = [(1, 1, 8, "random"), (1, 3, 4, "random"), (2, 5, 1, "special"), (3, 2, 8, "random"),
-          (5, 7, 3, "special"), (17, 4, 8, "special"), (33, 12, 2, "random"), (40, 9, 8, "special"),
-          (64, 16, 8, "random"), (64, 6, 5, "special"), (100, 20, 4, "random")]
+SHAPES = [
+    (1, 1, 8, "random"),
+    (1, 3, 4, "random"),
+    (2, 5, 1, "special"),
+    (3, 2, 8, "random"),
+    (5, 7, 3, "special"),
+    (17, 4, 8, "special"),
+    (33, 12, 2, "random"),
+    (40, 9, 8, "special"),
+    (64, 16, 8, "random"),
+    (64, 6, 5, "special"),
+    (100, 20, 4, "random"),
+]
 
 
 @pytest.mark.parametrize("n_in, n_out, bits, kind", SHAPES)
@@ -63,13 +72,13 @@ def test_plan_is_exact_with_exact_ranges_and_bounded_depth(n_in, n_out, bits, ki
     xhi = (1 << bits) - 1
     coef = _coefficients(plan)
     for n, c in enumerate(coef):
-        assert set(np.unique(c)) <= {-1, 0, 1}                      # every input at most once per node
+        assert set(np.unique(c)) <= {-1, 0, 1}  # every input at most once per node
         assert (plan.lo[n], plan.hi[n]) == (int(c[c < 0].sum()) * xhi, int(c[c > 0].sum()) * xhi)
         assert plan.depths[n] <= plan.depth
     for j, n in enumerate(plan.outputs):
         assert np.array_equal(coef[n], w[:, j])
     y = x @ w
-    assert [plan.lo[n] for n in plan.outputs] == list(y.min(axis=0))   # the extreme vectors reach every range
+    assert [plan.lo[n] for n in plan.outputs] == list(y.min(axis=0))  # the extreme vectors reach every range
     assert [plan.hi[n] for n in plan.outputs] == list(y.max(axis=0))
 
 
@@ -84,15 +93,20 @@ def test_depth_bound_holds_down_to_a_balanced_tree(n_in, n_out, depth):
 
 def test_bad_arguments():
     w = _weights(8, 3, 0)
-    for bad, match in (([1, -1], "2-D"), (np.zeros((4, 2)), r"\+1 or -1"), (np.full((2, 2), 2), r"\+1 or -1"),
-                       (np.zeros((0, 3)), "non-empty"), (np.array([["a"]]), "numbers")):
+    for bad, match in (
+        ([1, -1], "2-D"),
+        (np.zeros((4, 2)), r"\+1 or -1"),
+        (np.full((2, 2), 2), r"\+1 or -1"),
+        (np.zeros((0, 3)), "non-empty"),
+        (np.array([["a"]]), "numbers"),
+    ):
         with pytest.raises(ValueError, match=match):
             plan_matrix(bad, 8)
     for bits in (0, 33, 2.5):
         with pytest.raises(ValueError, match="bits"):
             plan_matrix(w, bits)
     with pytest.raises(ValueError, match="depth"):
-        plan_matrix(w, 8, depth=2)        # ceil(log2(8)) = 3
+        plan_matrix(w, 8, depth=2)  # ceil(log2(8)) = 3
     # an all -1 output over 2**D inputs cannot be negated within D levels
     with pytest.raises(ValueError, match="too small"):
         plan_matrix(-np.ones((8, 2), int), 8, depth=3)
@@ -139,9 +153,18 @@ def _simulate(dut, xs):
     return np.array(got)
 
 
-@pytest.mark.parametrize("n_in, n_out, bits, pipeline, kind", [
-    (1, 2, 8, 0, "random"), (5, 7, 3, 0, "special"), (40, 9, 8, 0, "special"), (64, 16, 8, 0, "random"),
-    (40, 9, 8, 1, "special"), (23, 6, 4, 2, "random"), (64, 16, 8, 3, "random")])
+@pytest.mark.parametrize(
+    "n_in, n_out, bits, pipeline, kind",
+    [
+        (1, 2, 8, 0, "random"),
+        (5, 7, 3, 0, "special"),
+        (40, 9, 8, 0, "special"),
+        (64, 16, 8, 0, "random"),
+        (40, 9, 8, 1, "special"),
+        (23, 6, 4, 2, "random"),
+        (64, 16, 8, 3, "random"),
+    ],
+)
 def test_component_matches_x_at_w_in_amaranth_sim(n_in, n_out, bits, pipeline, kind):
     w = _weights(n_in, n_out, n_in + n_out + bits, kind)
     dut = ConstantMatrix(weights=w, in_bits=bits, pipeline=pipeline)
@@ -193,15 +216,18 @@ def test_cli_verilog_matches_x_at_w_in_icarus(tmp_path, n_in, n_out, bits, pipel
     assert meta["depth"] <= meta["depth_bound"] == default_depth(n_in)
     assert lat == (meta["depth"] // pipeline if pipeline else 0) and meta["adders"] > 0
     xs = _vectors(w, bits, n=30)
-    (tmp_path / "x.hex").write_text("".join(
-        f"{sum(int(v) << (i * bits) for i, v in enumerate(x)):x}\n" for x in xs))
+    (tmp_path / "x.hex").write_text("".join(f"{sum(int(v) << (i * bits) for i, v in enumerate(x)):x}\n" for x in xs))
     ports = ".clk(clk), .rst(1'b0), .x(x), .y(y)" if lat else ".x(x), .y(y)"
     (tmp_path / "tb.v").write_text(ICARUS_TB.format(xw=n_in * bits, yw=n_out * wy, n=len(xs), lat=lat, ports=ports))
     subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", "m.v"], cwd=tmp_path, check=True)
     subprocess.run(["vvp", "-n", "tb.vvp"], cwd=tmp_path, check=True, capture_output=True)
     words = [int(s, 16) for s in (tmp_path / "y.hex").read_text().split()]
-    got = np.array([[((v >> (j * wy)) & ((1 << wy) - 1)) - (((v >> (j * wy + wy - 1)) & 1) << wy)
-                     for j in range(n_out)] for v in words])
+    got = np.array(
+        [
+            [((v >> (j * wy)) & ((1 << wy) - 1)) - (((v >> (j * wy + wy - 1)) & 1) << wy) for j in range(n_out)]
+            for v in words
+        ]
+    )
     assert np.array_equal(got, xs @ w)
     # no multiplier anywhere
     run_yosys("read_verilog m.v; proc; tee -o stat.txt stat", tmp_path)
@@ -214,10 +240,17 @@ def test_cli_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path):
     for name, arr in files.items():
         np.save(tmp_path / f"{name}.npy", arr)
     (tmp_path / "junk.npy").write_text("not an array")
-    cases = [("pm2.npy", 8, [], r"\+1 or -1"), ("flat.npy", 8, [], "2-D"), ("cube.npy", 8, [], "2-D"),
-             ("good.npy", 0, [], "--bits"), ("good.npy", 33, [], "--bits"), ("missing.npy", 8, [], "no such file"),
-             ("junk.npy", 8, [], "cannot read"), ("good.npy", 8, ["--depth", "2"], "depth"),
-             ("good.npy", 8, ["--pipeline", "-1"], "--pipeline")]
+    cases = [
+        ("pm2.npy", 8, [], r"\+1 or -1"),
+        ("flat.npy", 8, [], "2-D"),
+        ("cube.npy", 8, [], "2-D"),
+        ("good.npy", 0, [], "--bits"),
+        ("good.npy", 33, [], "--bits"),
+        ("missing.npy", 8, [], "no such file"),
+        ("junk.npy", 8, [], "cannot read"),
+        ("good.npy", 8, ["--depth", "2"], "depth"),
+        ("good.npy", 8, ["--pipeline", "-1"], "--pipeline"),
+    ]
     for k, (wfile, bits, extra, match) in enumerate(cases):
         out = tmp_path / f"out{k}" / "m.v"
         r = _cli("--weights", tmp_path / wfile, "--bits", bits, *extra, "-o", out)
@@ -230,24 +263,33 @@ def test_cli_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path):
 def _hardwired_layer(n_in, n_out, bits, abits, pipeline, seed, vectors=5, in_lanes=4):
     rng = np.random.default_rng(seed)
     weights = rng.choice(np.array([-1, 1], np.int8), (n_out, n_in))
-    lo, hi = accumulator_bounds(n_in, 2 ** bits - 1)
-    x = rng.integers(0, 2 ** bits, (vectors, n_in))
-    x[0] = 2 ** bits - 1
+    lo, hi = accumulator_bounds(n_in, 2**bits - 1)
+    x = rng.integers(0, 2**bits, (vectors, n_in))
+    x[0] = 2**bits - 1
     acc = x @ weights.T.astype(np.int64)
-    common = dict(weights=weights, in_bits=bits, in_lanes=in_lanes, pe=n_out, simd=n_in,
-                  acc_width=signed_bits(lo, hi), tree_pipeline=pipeline, hardwired=True)
+    common = dict(
+        weights=weights,
+        in_bits=bits,
+        in_lanes=in_lanes,
+        pe=n_out,
+        simd=n_in,
+        acc_width=signed_bits(lo, hi),
+        tree_pipeline=pipeline,
+        hardwired=True,
+    )
     if abits:
-        thr = np.sort(rng.integers(lo // 4, hi // 4 + 1, (n_out, 2 ** abits - 1)), axis=1)
+        thr = np.sort(rng.integers(lo // 4, hi // 4 + 1, (n_out, 2**abits - 1)), axis=1)
         orient = rng.choice([-1, 1], n_out)
         return MatrixVectorUnit(**common, thresholds=(orient, thr)), x, apply_thresholds(acc, orient, thr)
-    scale, offset = rng.integers(-2047, 2048, n_out), rng.integers(-10 ** 5, 10 ** 5, n_out)
-    bound = 2047 * hi + 10 ** 5
+    scale, offset = rng.integers(-2047, 2048, n_out), rng.integers(-(10**5), 10**5, n_out)
+    bound = 2047 * hi + 10**5
     unit = MatrixVectorUnit(**common, scores=(scale, offset, signed_bits(-bound, bound)))
     return unit, x, apply_scores(acc, scale, offset)
 
 
-@pytest.mark.parametrize("n_in, n_out, bits, abits, pipeline", [(24, 10, 8, None, 0), (30, 12, 4, 2, 2),
-                                                                 (64, 16, 8, 4, 3)])
+@pytest.mark.parametrize(
+    "n_in, n_out, bits, abits, pipeline", [(24, 10, 8, None, 0), (30, 12, 4, 2, 2), (64, 16, 8, 4, 3)]
+)
 def test_hardwired_mvu_uses_one_shared_matrix(n_in, n_out, bits, abits, pipeline):
     dut, x, expected = _hardwired_layer(n_in, n_out, bits, abits, pipeline, seed=n_in)
     plan = dut._matrix_plan

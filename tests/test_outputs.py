@@ -21,14 +21,23 @@ from unittest import mock
 
 import pytest
 
-from common.files import (MARKER, OutputError, atomic_directory, atomic_path, atomic_write_text, check_output_dir,
-                          claim_directory, output_stage)
+from common.files import (
+    MARKER,
+    OutputError,
+    atomic_directory,
+    atomic_path,
+    atomic_write_text,
+    check_output_dir,
+    claim_directory,
+    output_stage,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 LEFTOVER = re.compile(r"^\..*\.(tmp|old)$")
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
+
 
 def tree_state(root, *, times=True):
     """Every path under ``root`` (``root`` included) with its kind, mode, content hash and (``times``) mtime: equal
@@ -57,8 +66,15 @@ def stage(*args, cwd=None, env=None, umask=None, timeout=300):
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), e.get("PYTHONPATH")]))
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=cwd, env=e, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+    return subprocess.run(
+        [sys.executable, "-m", *map(str, args)],
+        cwd=cwd,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
+    )
 
 
 def assert_refused(r, path, *reason):
@@ -91,6 +107,7 @@ def make_out(tmp_path, train_dir, export_dir, name="OUT"):
 def tiny_rtl(tiny_export, tmp_path_factory):
     """``hw gen`` output of the tiny export (PE 2, SIMD 8), generated once."""
     from hw.gen import generate
+
     rtl = tmp_path_factory.mktemp("outputs-rtl") / "rtl"
     generate(tiny_export, rtl, pe=2, simd=8, warn=lambda s: None)
     return rtl
@@ -107,6 +124,7 @@ def out(tmp_path, tiny_export, tiny_rtl):
 
 # -- common.files: atomic_directory --------------------------------------------------------------------------------
 
+
 def _fill(tmp, **files):
     for name, text in files.items():
         (Path(tmp) / name).write_text(text)
@@ -119,7 +137,7 @@ def test_atomic_directory_creates_replaces_and_marks(tmp_path):
         _fill(tmp, **{"top.v": "v1", "top.json": "{}"})
     marker = json.loads((d / MARKER).read_text())
     assert marker == {"stage": "gen", "files": ["top.json", "top.v"]} and output_stage(d) == "gen"
-    with atomic_directory(d, stage="gen") as tmp:   # its own earlier output: replaced as a whole
+    with atomic_directory(d, stage="gen") as tmp:  # its own earlier output: replaced as a whole
         _fill(tmp, **{"top.v": "v2"})
     assert sorted(p.name for p in d.iterdir()) == [MARKER, "top.v"] and (d / "top.v").read_text() == "v2"
     assert leftovers(tmp_path) == []
@@ -137,19 +155,22 @@ def test_atomic_directory_failure_keeps_previous_output(tmp_path):
     assert tree_state(d) == before and leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("file", "is a file"),
-    ("user", "files that no lutmac stage wrote"),
-    ("other-stage", "the output of `export`"),
-    ("user-file-added", "also holds notes.txt"),
-    ("legacy-user-file", "also holds notes.txt"),
-    ("symlink", "symbolic link"),
-    ("input", "input folder"),
-    ("holds-input", "input folder"),
-    ("inside-input", "lies inside the input folder"),
-    ("parent-file", "a parent of it"),
-    ("nested-stage-output", "also holds"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("file", "is a file"),
+        ("user", "files that no lutmac stage wrote"),
+        ("other-stage", "the output of `export`"),
+        ("user-file-added", "also holds notes.txt"),
+        ("legacy-user-file", "also holds notes.txt"),
+        ("symlink", "symbolic link"),
+        ("input", "input folder"),
+        ("holds-input", "input folder"),
+        ("inside-input", "lies inside the input folder"),
+        ("parent-file", "a parent of it"),
+        ("nested-stage-output", "also holds"),
+    ],
+)
 def test_atomic_directory_refusals_touch_nothing(tmp_path, case, reason):
     root = tmp_path / "root"
     root.mkdir()
@@ -166,7 +187,7 @@ def test_atomic_directory_refusals_touch_nothing(tmp_path, case, reason):
         with atomic_directory(target, stage="gen") as tmp:
             _fill(tmp, **{"top.v": "v"})
         (target / "notes.txt").write_text("mine")
-    elif case == "legacy-user-file":   # written before markers: top.json says gen, notes.txt is not gen's
+    elif case == "legacy-user-file":  # written before markers: top.json says gen, notes.txt is not gen's
         target.mkdir()
         _fill(target, **{"top.v": "v", "top.json": "{}", "notes.txt": "mine"})
     elif case == "symlink":
@@ -183,7 +204,7 @@ def test_atomic_directory_refusals_touch_nothing(tmp_path, case, reason):
     elif case == "parent-file":
         (root / "afile").write_text("data")
         target = root / "afile" / "rtl"
-    elif case == "nested-stage-output":   # a legacy gen folder someone ran sim into
+    elif case == "nested-stage-output":  # a legacy gen folder someone ran sim into
         target.mkdir()
         _fill(target, **{"top.v": "v", "top.json": "{}"})
         (target / "sim").mkdir()
@@ -201,8 +222,8 @@ def test_legacy_output_with_only_its_files_is_replaced(tmp_path):
     d.mkdir()
     _fill(d, **{"manifest.json": "{}", "fc0.weights": "w", "fc0.thresholds": "t", "test-images.idx.gz": "i"})
     with atomic_directory(d, stage="export") as tmp:
-        _fill(tmp, **{"manifest.json": "{\"v\": 2}"})
-    assert (d / "manifest.json").read_text() == "{\"v\": 2}" and not (d / "fc0.weights").exists()
+        _fill(tmp, **{"manifest.json": '{"v": 2}'})
+    assert (d / "manifest.json").read_text() == '{"v": 2}' and not (d / "fc0.weights").exists()
 
 
 def test_empty_folder_and_current_folder(tmp_path, monkeypatch):
@@ -281,7 +302,7 @@ def test_busy_folder_keeps_previous_output(tmp_path):
         with pytest.raises(OutputError, match="cannot replace the folder"):
             with atomic_directory(d, stage="gen") as tmp:
                 _fill(tmp, **{"top.v": "new"})
-    assert len(calls) == 3   # aside, (failed) into place, back
+    assert len(calls) == 3  # aside, (failed) into place, back
     assert tree_state(d, times=False) == before and leftovers(tmp_path) == []
 
 
@@ -289,6 +310,7 @@ def test_umask_is_read_without_changing_it(tmp_path):
     """Setting the umask to read it, even for an instant, gives files other threads create meanwhile (the report's
     parallel syntheses) the wrong permissions: on Linux it is read from /proc, never set."""
     from common import files
+
     old = os.umask(0o027)
     try:
         if Path("/proc/self/status").exists():
@@ -307,24 +329,27 @@ def test_umask_is_read_without_changing_it(tmp_path):
 
 # -- common.files: claim_directory, check_output_dir, atomic_path ----------------------------------------------------
 
+
 def test_claim_directory(tmp_path):
     d = claim_directory(tmp_path / "sim", stage="sim")
     assert json.loads((d / MARKER).read_text()) == {"stage": "sim", "files": None}
     (d / "build").mkdir()
     (d / "results.json").write_text("{}")
-    assert claim_directory(d, stage="sim") == d   # its own cache: reused in place
-    (d / "my-notes.txt").write_text("kept")        # filled in place: a user's file there is not at risk
+    assert claim_directory(d, stage="sim") == d  # its own cache: reused in place
+    (d / "my-notes.txt").write_text("kept")  # filled in place: a user's file there is not at risk
     claim_directory(d, stage="sim")
     assert (d / "my-notes.txt").read_text() == "kept"
     with atomic_directory(tmp_path / "export", stage="export") as tmp:
         _fill(tmp, **{"manifest.json": "{}"})
     (tmp_path / "afile").write_text("x")
     before = tree_state(tmp_path)
-    for target, inputs, reason in [(tmp_path / "export", (), "the output of `export`"),
-                                   (tmp_path / "afile", (), "is a file"),
-                                   (tmp_path / "afile" / "sim", (), "a parent of it"),
-                                   (tmp_path, (tmp_path / "export",), "input folder"),
-                                   (tmp_path / "export" / "sim", (tmp_path / "export",), "inside the input")]:
+    for target, inputs, reason in [
+        (tmp_path / "export", (), "the output of `export`"),
+        (tmp_path / "afile", (), "is a file"),
+        (tmp_path / "afile" / "sim", (), "a parent of it"),
+        (tmp_path, (tmp_path / "export",), "input folder"),
+        (tmp_path / "export" / "sim", (tmp_path / "export",), "inside the input"),
+    ]:
         with pytest.raises(OutputError, match=re.escape(reason)):
             claim_directory(target, stage="sim", inputs=inputs)
     assert_untouched(tmp_path, before)
@@ -356,7 +381,7 @@ def test_atomic_path(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with atomic_path(f) as tmp:
             tmp.write_text("2")
-            1 / 0
+            raise ZeroDivisionError
     assert f.read_text() == "1" and leftovers(tmp_path) == []
     with pytest.raises(OutputError, match="is a folder"):
         with atomic_path(tmp_path / "sub"):
@@ -379,11 +404,15 @@ def _current_umask():
 
 # -- every stage's command line, pointed at the wrong place ----------------------------------------------------------
 
+
 def _targets(out, tmp_path, names):
     """Wrong ``-o`` values: OUT itself, folders inside it, an existing file, a path under a file."""
     (tmp_path / "afile").write_text("not a folder\n")
-    table = {"OUT": (out, "input folder"), "afile": (tmp_path / "afile", "is a file"),
-             "afile/x": (tmp_path / "afile" / "x", "a parent of it")}
+    table = {
+        "OUT": (out, "input folder"),
+        "afile": (tmp_path / "afile", "is a file"),
+        "afile/x": (tmp_path / "afile" / "x", "a parent of it"),
+    }
     for n in names:
         if n not in table:
             table[n] = (out / n, "input folder")
@@ -403,8 +432,13 @@ def _refusals(tmp_path, out, args_for, names, *, stage_name, env=None, skip=()):
 
 def test_gen_refuses_wrong_outputs(out, tmp_path):
     exp = out / "export"
-    _refusals(tmp_path, out, lambda o: ("hw", "gen", "--export", exp, "--pe", 2, "--simd", 8, "-o", o),
-              ["export"], stage_name="hw")
+    _refusals(
+        tmp_path,
+        out,
+        lambda o: ("hw", "gen", "--export", exp, "--pe", 2, "--simd", 8, "-o", o),
+        ["export"],
+        stage_name="hw",
+    )
     # a folder of other stages' outputs: train is not an input of gen, but it is export's output
     before = tree_state(tmp_path)
     r = stage("hw", "gen", "--export", exp, "-o", out / "train")
@@ -455,14 +489,25 @@ def test_export_refuses_wrong_outputs(out, tmp_path):
     """A real checkpoint (the tiny network's: ``digits_export``'s would cost a 60-epoch training when this file runs
     alone) exported onto OUT, its own input folder or a file. (export imports torch before its check: 3 runs.)"""
     ck = out / "train" / "model.pt"
-    _refusals(tmp_path, out, lambda o: ("export", "--checkpoint", ck, "-o", o), ["train"], stage_name="export",
-              skip=("afile/x",))
+    _refusals(
+        tmp_path,
+        out,
+        lambda o: ("export", "--checkpoint", ck, "-o", o),
+        ["train"],
+        stage_name="export",
+        skip=("afile/x",),
+    )
 
 
 def test_sim_refuses_wrong_outputs(out, tmp_path):
     exp, rtl = out / "export", out / "rtl"
-    _refusals(tmp_path, out, lambda o: ("sim", "--export", exp, "--rtl", rtl, "--n", 2, "--sim", "icarus", "-o", o),
-              ["export", "rtl"], stage_name="sim")
+    _refusals(
+        tmp_path,
+        out,
+        lambda o: ("sim", "--export", exp, "--rtl", rtl, "--n", 2, "--sim", "icarus", "-o", o),
+        ["export", "rtl"],
+        stage_name="sim",
+    )
 
 
 def test_synth_refuses_wrong_outputs(out, tmp_path):
@@ -476,8 +521,13 @@ def test_synth_refuses_wrong_outputs(out, tmp_path):
 
 def test_report_refuses_wrong_outputs(out, tmp_path):
     exp = out / "export"
-    _refusals(tmp_path, out, lambda o: ("boards", "report", "--export", exp, "--pe", "1", "--simd", "8", "-o", o),
-              ["export"], stage_name="boards")
+    _refusals(
+        tmp_path,
+        out,
+        lambda o: ("boards", "report", "--export", exp, "--pe", "1", "--simd", "8", "-o", o),
+        ["export"],
+        stage_name="boards",
+    )
 
 
 def _no_tools(tmp_path):
@@ -485,16 +535,26 @@ def _no_tools(tmp_path):
     fake = tmp_path / "fake-tool"
     fake.write_text(f"#!/bin/sh\ntouch {tmp_path / 'a-tool-ran'}\nexit 1\n")
     fake.chmod(0o755)
-    return {"YOSYS": str(fake), "NEXTPNR_ECP5": str(fake), "ECPPACK": str(fake), "AMARANTH_ENV_VIVADO": ""}, \
-        tmp_path / "a-tool-ran"
+    return {
+        "YOSYS": str(fake),
+        "NEXTPNR_ECP5": str(fake),
+        "ECPPACK": str(fake),
+        "AMARANTH_ENV_VIVADO": "",
+    }, tmp_path / "a-tool-ran"
 
 
 def test_pnr_refuses_wrong_outputs_before_any_tool(out, tmp_path):
     env, ran = _no_tools(tmp_path)
     rtl = out / "rtl"
     for scope in ("board", "network"):
-        _refusals(tmp_path, out, lambda o: ("boards", "pnr", "--rtl", rtl, "--board", "ulx3s_85f", "--scope", scope,
-                                            "-o", o), ["rtl"], stage_name="boards", env=env)
+        _refusals(
+            tmp_path,
+            out,
+            lambda o: ("boards", "pnr", "--rtl", rtl, "--board", "ulx3s_85f", "--scope", scope, "-o", o),
+            ["rtl"],
+            stage_name="boards",
+            env=env,
+        )
     assert not ran.exists()
     # an earlier board build with the user's file in it
     pnr = out / "pnr" / "ulx3s_85f"
@@ -511,8 +571,14 @@ def test_pnr_refuses_wrong_outputs_before_any_tool(out, tmp_path):
 def test_build_refuses_wrong_outputs(out, tmp_path):
     env, ran = _no_tools(tmp_path)
     rtl = out / "rtl"
-    _refusals(tmp_path, out, lambda o: ("boards", "build", "--rtl", rtl, "--board", "arty_a7_35", "-o", o),
-              ["rtl"], stage_name="boards", env=env)
+    _refusals(
+        tmp_path,
+        out,
+        lambda o: ("boards", "build", "--rtl", rtl, "--board", "arty_a7_35", "-o", o),
+        ["rtl"],
+        stage_name="boards",
+        env=env,
+    )
     assert not ran.exists()
 
 
@@ -530,10 +596,12 @@ def test_new_outputs_follow_the_umask(out, tmp_path, mask, dmode, fmode):
 
 # -- flash --dry-run -------------------------------------------------------------------------------------------------
 
+
 def test_flash_dry_run_needs_the_bitstream(tmp_path):
-    for board_name, path, make in (("ulx3s_85f", "pnr/ulx3s_85f/lutmac.bit", "make pnr BOARD=ulx3s_85f"),
-                                   ("arty_a7_35", "build/arty_a7_35/vivado/lutmac.bit",
-                                    "make build BOARD=arty_a7_35")):
+    for board_name, path, make in (
+        ("ulx3s_85f", "pnr/ulx3s_85f/lutmac.bit", "make pnr BOARD=ulx3s_85f"),
+        ("arty_a7_35", "build/arty_a7_35/vivado/lutmac.bit", "make build BOARD=arty_a7_35"),
+    ):
         r = stage("boards", "flash", "--board", board_name, "--dir", tmp_path, "--dry-run")
         assert_refused(r, tmp_path / path, "no bitstream", make)
         assert r.stdout == ""
@@ -546,14 +614,23 @@ def test_flash_dry_run_needs_the_bitstream(tmp_path):
 
 # -- the LUT estimate and the boards' fit check ------------------------------------------------------------------------
 
+
 def _layer(name, n_in, n_out, in_bits, acc_bits, abits, is_output):
-    return SimpleNamespace(name=name, in_features=n_in, out_features=n_out, in_bits=in_bits, acc_bits=acc_bits,
-                           abits=abits, is_output=is_output)
+    return SimpleNamespace(
+        name=name,
+        in_features=n_in,
+        out_features=n_out,
+        in_bits=in_bits,
+        acc_bits=acc_bits,
+        abits=abits,
+        is_output=is_output,
+    )
 
 
 def test_estimate_luts_per_target():
     from hw import HardwareError
     from hw.folding import estimate_luts
+
     layers = [_layer("fc0", 784, 256, 8, 19, 8, False), _layer("fc1", 256, 10, 8, 18, 8, True)]
     folding = [SimpleNamespace(pe=16, simd=64, hardwired=False), SimpleNamespace(pe=10, simd=64, hardwired=False)]
     xc7, portable = estimate_luts(layers, folding, "xc7"), estimate_luts(layers, folding, "portable")
@@ -568,13 +645,16 @@ def test_estimate_luts_per_target():
     # a hard-wired output layer: constant-weight trees, in_bits + 0.8 LUT per lane whatever the target
     wired = folding[:1] + [SimpleNamespace(pe=10, simd=256, hardwired=True)]
     for target in ("xc7", "portable"):
-        assert estimate_luts(layers, wired, target) - estimate_luts(layers[:1], folding[:1], target) == \
-            round(10 * 256 * 8.8) + 256 * 8 * 1
+        assert (
+            estimate_luts(layers, wired, target) - estimate_luts(layers[:1], folding[:1], target)
+            == round(10 * 256 * 8.8) + 256 * 8 * 1
+        )
 
 
 def test_gen_records_the_estimate_for_its_target(tiny_export, tiny_rtl, tmp_path):
     from hw.folding import estimate_luts, resolve_folding
     from hw.gen import generate, load_export
+
     _, layers = load_export(tiny_export)
     folding = resolve_folding(layers, pe=2, simd=8)
     top = json.loads((tiny_rtl / "top.json").read_text())
@@ -596,18 +676,28 @@ def _claiming(rtl, tmp_path, luts):
 
 def test_fit_check_refuses_before_any_tool(tiny_rtl, tmp_path, monkeypatch):
     from boards.platforms import ECP5_LUT4_PER_LUT6, board, estimated_fit_error
+
     env, ran = _no_tools(tmp_path)
     big = _claiming(tiny_rtl, tmp_path, 1_000_000)
     need = round(1_000_000 * ECP5_LUT4_PER_LUT6)
     before = tree_state(tmp_path)
     for scope in ("board", "network"):
-        r = stage("boards", "pnr", "--rtl", big, "--board", "ulx3s_85f", "--scope", scope, "-o", tmp_path / "pnr",
-                  env=env)
-        assert_refused(r, big / "top.json", "ulx3s_85f", f"~{need} LUT4", f"has 83640 LUT4 cells",
-                       f"({need - 83640} too many", "--force")
+        r = stage(
+            "boards", "pnr", "--rtl", big, "--board", "ulx3s_85f", "--scope", scope, "-o", tmp_path / "pnr", env=env
+        )
+        assert_refused(
+            r,
+            big / "top.json",
+            "ulx3s_85f",
+            f"~{need} LUT4",
+            "has 83640 LUT4 cells",
+            f"({need - 83640} too many",
+            "--force",
+        )
     r = stage("boards", "build", "--rtl", big, "--board", "arty_a7_35", "-o", tmp_path / "b", env=env)
-    assert_refused(r, big / "top.json", "arty_a7_35", "~1000000 LUTs", "has 20800 LUTs", "(979200 too many, 4808%)",
-                   "--force")
+    assert_refused(
+        r, big / "top.json", "arty_a7_35", "~1000000 LUTs", "has 20800 LUTs", "(979200 too many, 4808%)", "--force"
+    )
     assert_untouched(tmp_path, before)
     assert not ran.exists()
     # fits: no complaint; no estimate (older top.json): no complaint
@@ -622,12 +712,34 @@ def test_fit_check_force_runs_the_flow(tiny_rtl, tmp_path):
     env, ran = _no_tools(tmp_path)
     big = _claiming(tiny_rtl, tmp_path, 1_000_000)
     # Xilinx without Vivado: --force writes the plan (amaranth's own yosys elaborates the board top: the real one)
-    r = stage("boards", "build", "--rtl", big, "--board", "arty_a7_35", "--force", "-o", tmp_path / "b",
-              env={"AMARANTH_ENV_VIVADO": ""})
+    r = stage(
+        "boards",
+        "build",
+        "--rtl",
+        big,
+        "--board",
+        "arty_a7_35",
+        "--force",
+        "-o",
+        tmp_path / "b",
+        env={"AMARANTH_ENV_VIVADO": ""},
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "b" / "plan.zip").exists()
     # ECP5: --force goes on to the tools (the network alone: a fake yosys that fails at once)
-    r = stage("boards", "pnr", "--rtl", big, "--board", "ulx3s_85f", "--scope", "network", "--force",
-              "-o", tmp_path / "p", env=env)
+    r = stage(
+        "boards",
+        "pnr",
+        "--rtl",
+        big,
+        "--board",
+        "ulx3s_85f",
+        "--scope",
+        "network",
+        "--force",
+        "-o",
+        tmp_path / "p",
+        env=env,
+    )
     assert r.returncode == 2 and "the ECP5 flow failed" in r.stderr and ran.exists()
     assert not (tmp_path / "p").exists()

@@ -8,26 +8,34 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import have_simulator
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from export import ExportError
-from export.folding import (FRAC_BITS_MAX, accumulator_bounds, apply_progression, apply_thresholds, expand_progression,
-                            fit_progression, fold_thresholds, progression_bounds, progression_terms,
-                            threshold_storage_bits)
+from export.folding import (
+    FRAC_BITS_MAX,
+    accumulator_bounds,
+    apply_progression,
+    apply_thresholds,
+    expand_progression,
+    fit_progression,
+    fold_thresholds,
+    progression_bounds,
+    progression_terms,
+    threshold_storage_bits,
+)
 from export.packing import decode_progression, encode_progression
-
-from conftest import have_simulator
-
 
 # -- the definition and its expansion ------------------------------------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2 ** 32 - 1), abits=st.integers(1, 8), frac_bits=st.integers(0, 12),
-       span=st.integers(1, 300))
+@given(seed=st.integers(0, 2**32 - 1), abits=st.integers(1, 8), frac_bits=st.integers(0, 12), span=st.integers(1, 300))
 def test_progression_level_equals_expanded_table(seed, abits, frac_bits, span):
     rng = np.random.default_rng(seed)
     lo, hi = -span, span
-    levels, rows = 2 ** abits - 1, 6
+    levels, rows = 2**abits - 1, 6
     a_lo, a_hi, d_lo, d_hi = progression_bounds(lo, hi, levels, frac_bits)
     d = rng.integers(d_lo, min(d_hi, 4 * (span << frac_bits) // levels + 2) + 1, rows)
     a = rng.integers(max(a_lo, (lo - 2) << frac_bits) - levels * d, (hi + 2) << frac_bits)
@@ -40,8 +48,14 @@ def test_progression_level_equals_expanded_table(seed, abits, frac_bits, span):
 
 
 def _bn(rng, rows, acc_scale):
-    return dict(mean=rng.normal(0, acc_scale / 4, rows), var=rng.uniform(0.1, 2, rows) * acc_scale ** 2 / 16,
-                gamma=rng.normal(0, 1, rows), beta=rng.normal(0, 1, rows), bias=np.zeros(rows), eps=1e-4)
+    return dict(
+        mean=rng.normal(0, acc_scale / 4, rows),
+        var=rng.uniform(0.1, 2, rows) * acc_scale**2 / 16,
+        gamma=rng.normal(0, 1, rows),
+        beta=rng.normal(0, 1, rows),
+        bias=np.zeros(rows),
+        eps=1e-4,
+    )
 
 
 @pytest.mark.parametrize("abits, seed", [(3, 0), (4, 1), (8, 2), (8, 3)])
@@ -52,10 +66,10 @@ def test_fit_reproduces_the_exact_table(abits, seed):
     rows = 40
     lo, hi = accumulator_bounds(64, 15)
     bn = _bn(rng, rows, hi)
-    bn["gamma"][0] = 0.0                       # constant level (beta's)
+    bn["gamma"][0] = 0.0  # constant level (beta's)
     bn["beta"][1], bn["gamma"][1] = 50.0, 1.0  # every threshold below acc_min: level L
     bn["beta"][2], bn["gamma"][2] = -50.0, 1.0  # every threshold above acc_max: level 0
-    bn["gamma"][3], bn["beta"][3] = 0.0, 2.0   # gamma == 0, a level strictly inside 0..L
+    bn["gamma"][3], bn["beta"][3] = 0.0, 2.0  # gamma == 0, a level strictly inside 0..L
     kw = dict(abits=abits, act_range=4)
     orient, table = fold_thresholds(**bn, **kw, acc_min=lo, acc_max=hi)
     a_est, d_est = progression_terms(**bn, **kw)
@@ -64,18 +78,18 @@ def test_fit_reproduces_the_exact_table(abits, seed):
     f, a_fx, d_fx = fit
     assert np.all(d_fx >= 1)
     acc = np.broadcast_to(np.arange(lo, hi + 1)[:, None], (hi - lo + 1, rows))
-    levels = 2 ** abits - 1
+    levels = 2**abits - 1
     assert np.array_equal(apply_progression(acc, orient, a_fx, d_fx, f, levels), apply_thresholds(acc, orient, table))
-    assert 0 < apply_progression(acc[:1], orient, a_fx, d_fx, f, levels)[0, 3] < levels   # mid-level constant kept
+    assert 0 < apply_progression(acc[:1], orient, a_fx, d_fx, f, levels)[0, 3] < levels  # mid-level constant kept
     a_lo, a_hi, d_lo, d_hi = progression_bounds(lo, hi, levels, f)
     assert a_fx.min() >= a_lo and a_fx.max() <= a_hi and d_fx.max() <= d_hi
-    if f > 0:   # the smallest F: one fewer fractional bit does not fit
+    if f > 0:  # the smallest F: one fewer fractional bit does not fit
         assert fit_progression(table, a_est, d_est, acc_min=lo, acc_max=hi, max_frac_bits=f - 1) is None
 
 
 def test_fit_refuses_a_table_that_is_no_progression():
     lo, hi = -100, 100
-    table = np.array([[-50, -49, 60]])       # steps 1 and 109: no common step fits exactly
+    table = np.array([[-50, -49, 60]])  # steps 1 and 109: no common step fits exactly
     assert fit_progression(table, np.array([-60.0]), np.array([10.0]), acc_min=lo, acc_max=hi) is None
 
 
@@ -94,11 +108,13 @@ def test_progression_file_round_trip_and_refusals():
 
 # -- a real export --------------------------------------------------------------------------------------------------
 
+
 def test_digits_export_chooses_progression(digits_export, tmp_path):
     """tfc A8 (auto): every hidden layer a progression, exact: its levels equal a table export's everywhere, the
     golden accuracy equals the float model's, and the thresholds take >= 10x fewer bits."""
     from export.exporter import export_checkpoint
     from export.golden import GoldenModel
+
     ckpt, prog_dir = digits_export
     m = json.loads((prog_dir / "manifest.json").read_text())
     hidden = [e for e in m["layers"] if e["abits"] is not None]
@@ -112,14 +128,16 @@ def test_digits_export_chooses_progression(digits_export, tmp_path):
     assert mt["golden_test_accuracy"] == m["golden_test_accuracy"]
     gp, gt = GoldenModel(prog_dir), GoldenModel(table_dir)
     table_bits = prog_bits = 0
-    for p, t, e in zip(gp.layers, gt.layers, m["layers"]):
+    for p, t in zip(gp.layers, gt.layers):
         if p.thresholds is None:
             continue
         assert np.array_equal(p.thresholds, t.thresholds) and np.array_equal(p.orientation, t.orientation)
         acc = np.broadcast_to(np.arange(p.acc_min, p.acc_max + 1)[:, None], (p.acc_max - p.acc_min + 1, p.rows))
         f, a_fx, d_fx = p.progression
-        assert np.array_equal(apply_progression(acc, p.orientation, a_fx, d_fx, f, 255),
-                              apply_thresholds(acc, t.orientation, t.thresholds))
+        assert np.array_equal(
+            apply_progression(acc, p.orientation, a_fx, d_fx, f, 255),
+            apply_thresholds(acc, t.orientation, t.thresholds),
+        )
         kw = dict(rows=p.rows, levels=255, acc_min=p.acc_min, acc_max=p.acc_max)
         table_bits += threshold_storage_bits("table", **kw)
         prog_bits += threshold_storage_bits("progression", **kw, frac_bits=f)
@@ -130,18 +148,21 @@ def test_auto_takes_progressions_only_where_they_store_fewer_bits(digits_export_
     """At A2 (3 levels) auto stores a progression only where its constants take fewer bits than the table; forcing
     tables keeps the same levels (golden accuracy)."""
     from export.exporter import export_checkpoint
+
     m = json.loads((digits_export_a2[1] / "manifest.json").read_text())
     for e in m["layers"][:-1]:
         act = e["activation"]
         kw = dict(rows=e["out_features"], levels=3, acc_min=e["acc_min"], acc_max=e["acc_max"])
         if act["kind"] == "progression":
-            assert threshold_storage_bits("progression", **kw, frac_bits=act["frac_bits"]) < \
-                threshold_storage_bits("table", **kw)
+            assert threshold_storage_bits("progression", **kw, frac_bits=act["frac_bits"]) < threshold_storage_bits(
+                "table", **kw
+            )
     mt = export_checkpoint(digits_export_a2[0], tmp_path / "t", thresholds="table")
     assert mt["golden_test_accuracy"] == m["golden_test_accuracy"]
 
 
 # -- manifest lies --------------------------------------------------------------------------------------------------
+
 
 def _copy(digits_export, tmp_path):
     d = tmp_path / "export"
@@ -158,12 +179,14 @@ def _rewrite_file(d, m, layer, data):
 def _lie_fields(key, value):
     def lie(d, m):
         m["layers"][0]["activation"][key] = value
+
     return lie
 
 
 def _lie_frac_consistent(d, m):
     """frac_bits and the widths it implies all changed consistently: the file's own F disagrees."""
     from export.folding import progression_widths
+
     e = m["layers"][0]
     act = e["activation"]
     act["frac_bits"] += 1
@@ -175,6 +198,7 @@ def _file_edit(edit):
         o, a, dd, f, levels = decode_progression((d / "fc0.thresholds").read_bytes())
         o, a, dd = edit(o.copy(), a.copy(), dd.copy(), m["layers"][0])
         _rewrite_file(d, m, "fc0", encode_progression(o, a, dd, f, levels))
+
     return lie
 
 
@@ -193,21 +217,25 @@ def _flip_orientation(o, a, d, e):
     return o, a, d
 
 
-@pytest.mark.parametrize("lie, match", [
-    (_lie_fields("frac_bits", 99), r"layer 'fc0' activation: frac_bits 99 is outside 0\.\.20"),
-    (_lie_fields("frac_bits", 13.0), "frac_bits must be an integer"),
-    (_lie_fields("a_bits", 7), r"layer 'fc0' activation: a_bits is 7, acc range"),
-    (_lie_fields("d_bits", 64), r"layer 'fc0' activation: d_bits is 64, acc range"),
-    (_lie_fields("kind", "affine"), "activation kind must be 'thresholds' or 'progression'"),
-    (lambda d, m: m["layers"][0]["activation"].pop("frac_bits"), "missing key 'frac_bits'"),
-    (_lie_frac_consistent, r"fc0' activation frac_bits is \d+, .*fc0.thresholds has \d+"),
-    (_file_edit(_zero_d), r"fc0.thresholds: D_fx of row 3 is 0"),
-    (_file_edit(_huge_a), r"fc0.thresholds: layer 'fc0': A_fx of row 2 is \d+, outside"),
-    (_file_edit(_flip_orientation), "negative_orientation"),
-    (lambda d, m: m["layers"][0]["activation"].update(kind="thresholds"), "bad magic"),
-])
+@pytest.mark.parametrize(
+    "lie, match",
+    [
+        (_lie_fields("frac_bits", 99), r"layer 'fc0' activation: frac_bits 99 is outside 0\.\.20"),
+        (_lie_fields("frac_bits", 13.0), "frac_bits must be an integer"),
+        (_lie_fields("a_bits", 7), r"layer 'fc0' activation: a_bits is 7, acc range"),
+        (_lie_fields("d_bits", 64), r"layer 'fc0' activation: d_bits is 64, acc range"),
+        (_lie_fields("kind", "affine"), "activation kind must be 'thresholds' or 'progression'"),
+        (lambda d, m: m["layers"][0]["activation"].pop("frac_bits"), "missing key 'frac_bits'"),
+        (_lie_frac_consistent, r"fc0' activation frac_bits is \d+, .*fc0.thresholds has \d+"),
+        (_file_edit(_zero_d), r"fc0.thresholds: D_fx of row 3 is 0"),
+        (_file_edit(_huge_a), r"fc0.thresholds: layer 'fc0': A_fx of row 2 is \d+, outside"),
+        (_file_edit(_flip_orientation), "negative_orientation"),
+        (lambda d, m: m["layers"][0]["activation"].update(kind="thresholds"), "bad magic"),
+    ],
+)
 def test_manifest_lies_about_progressions_are_refused(digits_export, tmp_path, lie, match):
     from export.golden import GoldenModel
+
     d, m = _copy(digits_export, tmp_path)
     lie(d, m)
     (d / "manifest.json").write_text(json.dumps(m))
@@ -218,23 +246,26 @@ def test_manifest_lies_about_progressions_are_refused(digits_export, tmp_path, l
 
 # -- hardware -------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("abits, neurons, lanes, frac_bits", [(3, 5, 2, 0), (4, 7, 3, 5), (8, 16, 4, 14),
-                                                              (8, 3, 3, 9)])
+
+@pytest.mark.parametrize("abits, neurons, lanes, frac_bits", [(3, 5, 2, 0), (4, 7, 3, 5), (8, 16, 4, 14), (8, 3, 3, 9)])
 def test_progression_requantizer_matches_golden(abits, neurons, lanes, frac_bits):
     from test_hw_units import _requantize_folds
+
     from hw.requant import ProgressionRequantizer
+
     rng = np.random.default_rng(abits * 100 + neurons)
-    levels, acc_width = 2 ** abits - 1, 11
+    levels, acc_width = 2**abits - 1, 11
     lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
     d = rng.integers(1, max(2, (hi - lo) << frac_bits) // levels, neurons)
     a = rng.integers(lo << frac_bits, hi << frac_bits, neurons) - levels * d // 2
     orient = rng.choice([-1, 1], neurons)
-    dut = ProgressionRequantizer(orientation=orient, a_fx=a, d_fx=d, frac_bits=frac_bits, levels=levels,
-                                 lanes=lanes, acc_width=acc_width)
+    dut = ProgressionRequantizer(
+        orientation=orient, a_fx=a, d_fx=d, frac_bits=frac_bits, levels=levels, lanes=lanes, acc_width=acc_width
+    )
     assert dut.latency == ProgressionRequantizer.latency_for(abits) == abits + 4
     accs = rng.integers(lo, hi + 1, (30, dut.folds * lanes))
-    accs[0], accs[1] = lo, hi                                          # both clamps, both orientations
-    t = expand_progression(a, d, frac_bits, levels, lo, hi)            # at and just below each row's thresholds
+    accs[0], accs[1] = lo, hi  # both clamps, both orientations
+    t = expand_progression(a, d, frac_bits, levels, lo, hi)  # at and just below each row's thresholds
     accs[2, :neurons] = orient * t[:, levels // 2]
     accs[3, :neurons] = orient * np.maximum(t[:, levels // 2] - 1, lo + 1)
     expected = apply_progression(accs[:, :neurons], orient, a, d, frac_bits, levels)
@@ -248,17 +279,32 @@ def test_generator_picks_the_unit_by_representation(digits_export, digits_export
     from hw.layers import requant_kind
     from hw.mvu import MatrixVectorUnit
     from hw.requant import ProgressionRequantizer, ThresholdRequantizer
+
     prog = load_layers(digits_export[1])
     assert [requant_kind(p) for p in prog] == ["progression"] * 3 + [None]
     table = load_layers(digits_export_a2[1])
     assert all(requant_kind(p) == "thresholds" for p in table[:-1])
     p = prog[0]
     f, a_fx, d_fx = p.progression
-    mvu = MatrixVectorUnit(weights=p.weights, in_bits=p.in_bits, in_lanes=16, pe=4, simd=16, acc_width=p.acc_bits,
-                           progression=(p.orientation, a_fx, d_fx, f, 255))
+    mvu = MatrixVectorUnit(
+        weights=p.weights,
+        in_bits=p.in_bits,
+        in_lanes=16,
+        pe=4,
+        simd=16,
+        acc_width=p.acc_bits,
+        progression=(p.orientation, a_fx, d_fx, f, 255),
+    )
     assert isinstance(mvu._make_requant(), ProgressionRequantizer)
-    mvu_t = MatrixVectorUnit(weights=p.weights, in_bits=p.in_bits, in_lanes=16, pe=4, simd=16, acc_width=p.acc_bits,
-                             thresholds=(p.orientation, p.thresholds))
+    mvu_t = MatrixVectorUnit(
+        weights=p.weights,
+        in_bits=p.in_bits,
+        in_lanes=16,
+        pe=4,
+        simd=16,
+        acc_width=p.acc_bits,
+        thresholds=(p.orientation, p.thresholds),
+    )
     assert isinstance(mvu_t._make_requant(), ThresholdRequantizer)
     assert mvu.latency < mvu_t.latency
     for obj in (mvu, mvu_t):
@@ -268,8 +314,9 @@ def test_generator_picks_the_unit_by_representation(digits_export, digits_export
 @pytest.fixture(scope="module")
 def tiny_a3_progression(tmp_path_factory):
     """64-16-10 with 3-bit activations on digits, exported as progressions."""
-    from train.trainer import TrainConfig, run_training
     from export.exporter import export_checkpoint
+    from train.trainer import TrainConfig, run_training
+
     root = tmp_path_factory.mktemp("digits-a3")
     run_training(TrainConfig(dataset="digits", arch="64-16-10", abits=3, epochs=8), root / "train", progress=False)
     export_checkpoint(root / "train" / "model.pt", root / "export", thresholds="progression")
@@ -280,18 +327,21 @@ def tiny_a3_progression(tmp_path_factory):
 def test_progression_network_bit_exact_on_verilator(tiny_a3_progression, tmp_path):
     from hw.gen import generate
     from sim.runner import simulate_network
+
     m = json.loads((tiny_a3_progression / "manifest.json").read_text())
     assert m["layers"][0]["activation"]["kind"] == "progression"
     desc = generate(tiny_a3_progression, tmp_path / "rtl", pe=4, simd=16)
     assert desc["layers"][0]["requant"] == "progression"
-    s = simulate_network(tiny_a3_progression, tmp_path / "rtl", sim="verilator", n=30, work_dir=tmp_path / "sim",
-                         progress=False)
+    s = simulate_network(
+        tiny_a3_progression, tmp_path / "rtl", sim="verilator", n=30, work_dir=tmp_path / "sim", progress=False
+    )
     assert s["passed"] and s["mismatches"] == 0 and s["images"] == 30
 
 
 def test_no_exact_progression_refused_or_kept_as_table(digits_export, tmp_path, monkeypatch):
     """Where no F fits exactly: --thresholds progression refuses the layer (one line naming it), auto keeps tables."""
     import export.exporter as exporter
+
     monkeypatch.setattr(exporter, "fit_progression", lambda *a, **k: None)
     with pytest.raises(ExportError, match=r"^layer 'fc0': no progression .* --thresholds table or auto$"):
         exporter.export_checkpoint(digits_export[0], tmp_path / "p", thresholds="progression")
@@ -304,8 +354,22 @@ def test_no_exact_progression_refused_or_kept_as_table(digits_export, tmp_path, 
 def test_cli_thresholds_option(digits_export, tmp_path):
     import subprocess
     import sys
-    r = subprocess.run([sys.executable, "-m", "export", "--checkpoint", str(digits_export[0]), "-o",
-                        str(tmp_path / "t"), "--thresholds", "table"], capture_output=True, text=True)
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export",
+            "--checkpoint",
+            str(digits_export[0]),
+            "-o",
+            str(tmp_path / "t"),
+            "--thresholds",
+            "table",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "thresholds: fc0 table" in r.stdout and "(1.0x)" in r.stdout
     m = json.loads((tmp_path / "t" / "manifest.json").read_text())

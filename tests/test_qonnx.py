@@ -23,13 +23,19 @@ from export.qonnx import build_model, check_model, load_model, run_model  # noqa
 
 def _train_export(root, arch, abits, epochs=5):
     import torch
+
     from export.exporter import export_checkpoint
     from train.trainer import TrainConfig, run_training
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)        # tiny nets: two threads on two shared cores only spin against each other
+    torch.set_num_threads(1)  # tiny nets: two threads on two shared cores only spin against each other
     try:
-        run_training(TrainConfig(dataset="digits", arch=arch, abits=abits, epochs=epochs), root / "train",
-                     progress=False, log=lambda s: None)
+        run_training(
+            TrainConfig(dataset="digits", arch=arch, abits=abits, epochs=epochs),
+            root / "train",
+            progress=False,
+            log=lambda s: None,
+        )
     finally:
         torch.set_num_threads(threads)
     export_checkpoint(root / "train" / "model.pt", root / "export", warn=lambda s: None)
@@ -82,12 +88,13 @@ def test_graph_matches_golden_on_every_test_image(which, request):
     kinds = [p.kind for p in g.layers]
     assert ops.count("Conv") == kinds.count("conv2d") and ops.count("MatMul") == kinds.count("dense")
     assert ops.count("MaxPool") == kinds.count("maxpool2d") and ops.count("BipolarQuant") == len(g.layers) - ops.count(
-        "MaxPool")
+        "MaxPool"
+    )
     assert ops.count("MultiThreshold") == sum(p.thresholds is not None for p in g.layers)
     assert ops.count("Quant") == 1 and ops[-2:] == ["Mul", "Add"]
-    assert ("Transpose" in ops) == (which == "conv_export")        # the 2x2x16 map, not the 1-channel image
+    assert ("Transpose" in ops) == (which == "conv_export")  # the 2x2x16 map, not the 1-channel image
     for p in g.layers:
-        if p.kind == "conv2d":       # (ky, kx, c) columns -> ONNX (out, in, kH, kW), rows times their orientation
+        if p.kind == "conv2d":  # (ky, kx, c) columns -> ONNX (out, in, kH, kW), rows times their orientation
             w = model.get_initializer(f"{p.name}_weights")
             k, c = p.spec.kernel, p.spec.in_shape[0]
             r, ci, ky, kx = 3 % p.rows, c - 1, k - 1, 0
@@ -111,7 +118,7 @@ def _flip_rows(src, dst, plan):
             p, rows = layers[e["name"]], plan[e["name"]]
             w, s = p.weights.copy(), p.orientation.copy()
             w[rows], s[rows] = -w[rows], -s[rows]
-            if p.progression is not None:      # a progression row keeps its constants: s * acc is unchanged
+            if p.progression is not None:  # a progression row keeps its constants: s * acc is unchanged
                 f, a_fx, d_fx = p.progression
                 tb = encode_progression(s, a_fx, d_fx, f, p.thresholds.shape[1])
             else:
@@ -121,26 +128,33 @@ def _flip_rows(src, dst, plan):
             (directory / e["activation"]["file"]).write_bytes(tb)
             e["sha256"], e["activation"]["sha256"] = hashlib.sha256(wb).hexdigest(), hashlib.sha256(tb).hexdigest()
             e["activation"]["negative_orientation"] = int((s < 0).sum())
+
     return _rewrite(dst, edit)
 
 
-@pytest.mark.parametrize("which, plan", [
-    ("conv_export", {"conv0": [0, 2, 5], "conv1": list(range(0, 16, 3))}),   # padded and strided conv rows
-    ("mlp_export", {"fc0": [1, 7, 8], "fc1": [0, 15]}),
-])
+@pytest.mark.parametrize(
+    "which, plan",
+    [
+        ("conv_export", {"conv0": [0, 2, 5], "conv1": list(range(0, 16, 3))}),  # padded and strided conv rows
+        ("mlp_export", {"fc0": [1, 7, 8], "fc1": [0, 15]}),
+    ],
+)
 def test_negative_orientation_rows(which, plan, request, tmp_path):
     src = request.getfixturevalue(which)
     flipped = _flip_rows(src, tmp_path / "flipped", plan)
     g = GoldenModel(flipped)
-    negative = {p.name: np.flatnonzero(p.orientation < 0).tolist() for p in g.layers
-                if p.orientation is not None and (p.orientation < 0).any()}
+    negative = {
+        p.name: np.flatnonzero(p.orientation < 0).tolist()
+        for p in g.layers
+        if p.orientation is not None and (p.orientation < 0).any()
+    }
     assert set(negative) == set(plan)
     _, _, original = _golden_scores(src)
     model, golden = _assert_exact(flipped)
-    assert np.array_equal(golden, original)     # the flip changed no level: a sanity check of the construction
+    assert np.array_equal(golden, original)  # the flip changed no level: a sanity check of the construction
     assert json.loads(model.get_metadata_prop("lutmac_negated_rows")) == negative
     base = build_model(src)
-    for name in plan:   # the graph folds s = -1 into the weights: the same graph weights as the unflipped export
+    for name in plan:  # the graph folds s = -1 into the weights: the same graph weights as the unflipped export
         assert np.array_equal(model.get_initializer(f"{name}_weights"), base.get_initializer(f"{name}_weights"))
 
 
@@ -153,17 +167,24 @@ def test_scores_beyond_float32_use_float64(mlp_export, tmp_path):
         e = m["layers"][-1]
         act = e["activation"]
         act["offset"] = [b + (1 << 30) + 1 for b in act["offset"]]
-        ext = apply_scores(np.array([[e["acc_min"]] * len(act["scale"]), [e["acc_max"]] * len(act["scale"])]),
-                           np.array(act["scale"]), np.array(act["offset"]))
+        ext = apply_scores(
+            np.array([[e["acc_min"]] * len(act["scale"]), [e["acc_max"]] * len(act["scale"])]),
+            np.array(act["scale"]),
+            np.array(act["offset"]),
+        )
         act["score_bits"] = signed_bits(int(ext.min()), int(ext.max()))
+
     _rewrite(big, edit)
     model, golden = _assert_exact(big)
-    assert golden.min() > 1 << 24 and (golden % 2 == 1).any()     # odd integers float32 cannot hold
+    assert golden.min() > 1 << 24 and (golden % 2 == 1).any()  # odd integers float32 cannot hold
     assert "Cast" in [n.op_type for n in model.graph.node]
     from onnx import TensorProto
+
     assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.DOUBLE
-    assert model.graph.output[0].type.tensor_type.elem_type != build_model(mlp_export).graph.output[0].type \
-        .tensor_type.elem_type
+    assert (
+        model.graph.output[0].type.tensor_type.elem_type
+        != build_model(mlp_export).graph.output[0].type.tensor_type.elem_type
+    )
 
 
 def _cli(*args):
@@ -176,13 +197,14 @@ def test_cli_writes_and_checks(conv_export, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "100/100 classes and 100/100 score vectors" in r.stdout
     assert "Conv x2" in r.stdout and "MultiThreshold x2" in r.stdout
-    assert [p.name for p in tmp_path.iterdir()] == ["net.onnx"]       # atomic: no temporary left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["net.onnx"]  # atomic: no temporary left behind
     assert check_model(load_model(out), conv_export, 20) == {"images": 20, "class_matches": 20, "score_matches": 20}
 
 
 def _main(capsys, *args):
     """``python -m export qonnx ...`` in-process, through the stage's CLI wrapper: (status, stdout, stderr)."""
     from export.__main__ import main
+
     with pytest.raises(SystemExit) as e:
         run_stage("export", lambda: main(["qonnx", *map(str, args)]))
     out, err = capsys.readouterr()
@@ -199,6 +221,7 @@ def test_cli_mismatch_exits_1(mlp_export, tmp_path, capsys, monkeypatch):
         b[3] += 1
         model.set_initializer("fc2_offset", b)
         return model
+
     monkeypatch.setattr(q, "load_model", off_by_one)
     code, out, _ = _main(capsys, mlp_export, "-o", tmp_path / "m.onnx", "--check", "50")
     assert code == 1 and "0/50 score vectors" in out
@@ -210,7 +233,7 @@ def test_cli_errors_are_one_line(mlp_export, tmp_path, capsys, monkeypatch):
         assert code == 2 and len(lines) == 1 and lines[0].startswith("export: error: "), err
         assert all(w in lines[0] for w in words), lines[0]
 
-    r = _cli(tmp_path / "nothing", "-o", tmp_path / "a.onnx")        # a real process: no traceback on stderr
+    r = _cli(tmp_path / "nothing", "-o", tmp_path / "a.onnx")  # a real process: no traceback on stderr
     one_line(r.returncode, r.stderr, "no manifest")
     bad = tmp_path / "bad"
     shutil.copytree(mlp_export, bad)

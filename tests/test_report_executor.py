@@ -32,6 +32,7 @@ def _files(out):
 @pytest.fixture(scope="module")
 def local_sweep(tiny_export, tmp_path_factory):
     from boards.report import sweep
+
     out = tmp_path_factory.mktemp("report-local") / "report"
     rows = sweep(tiny_export, out, progress=False, **SWEEP)
     return rows, out
@@ -44,37 +45,45 @@ def two_workers():
         yield c
 
 
-@pytest.mark.slow   # ~45 s; the retry test below also checks rows equal to the local run on a real cluster
+@pytest.mark.slow  # ~45 s; the retry test below also checks rows equal to the local run on a real cluster
 def test_local_cluster_matches_local_run(tiny_export, local_sweep, tmp_path, capsys):
     from boards.report import sweep
+
     rows, local_out = local_sweep
     assert [(r["pe"], r["simd"]) for r in rows] == [(1, 8), (2, 8)]
     # no --scheduler: the sweep starts its own LocalCluster of --jobs (2) worker processes
     dask_rows = sweep(tiny_export, tmp_path / "report", executor="dask", **SWEEP)
     assert _timeless(dask_rows) == _timeless(rows)
-    assert _files(tmp_path / "report") == _files(local_out)   # same points, numbers and order in csv and json
+    assert _files(tmp_path / "report") == _files(local_out)  # same points, numbers and order in csv and json
     err = capsys.readouterr().err
     assert "local Dask cluster (2 workers)" in err
-    assert "report: 4/4 " in err and " elapsed" in err   # 2 foldings + 2 multiplier PEs, one line each
+    assert "report: 4/4 " in err and " elapsed" in err  # 2 foldings + 2 multiplier PEs, one line each
 
 
 def test_worker_that_dies_is_retried(tiny_export, local_sweep, two_workers, tmp_path, capsys):
     from boards.report import sweep, synth_task
+
     marker = tmp_path / "killed-once"
 
-    def dies_first_time(task):   # a closure: cloudpickle ships it by value to the workers
+    def dies_first_time(task):  # a closure: cloudpickle ships it by value to the workers
         try:
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return synth_task(task)
-        os._exit(1)   # the worker process dies with this point in flight
+        os._exit(1)  # the worker process dies with this point in flight
 
     workers = set(two_workers.scheduler_info["workers"])
     # PE 1 only (one folding, two multiplier PEs): the first point to start kills its worker
-    dask_rows = sweep(tiny_export, tmp_path / "report", executor="dask", scheduler=two_workers.scheduler_address,
-                      point_fn=dies_first_time, **dict(SWEEP, pes=[1]))
+    dask_rows = sweep(
+        tiny_export,
+        tmp_path / "report",
+        executor="dask",
+        scheduler=two_workers.scheduler_address,
+        point_fn=dies_first_time,
+        **dict(SWEEP, pes=[1]),
+    )
     assert marker.exists()
-    assert set(two_workers.scheduler_info["workers"]) != workers   # a worker was lost (its nanny started another)
+    assert set(two_workers.scheduler_info["workers"]) != workers  # a worker was lost (its nanny started another)
     assert _timeless(dask_rows) == _timeless(local_sweep[0][:1])
     rows, meta_rows = _files(tmp_path / "report")
     local_rows, local_meta_rows = _files(local_sweep[1])
@@ -85,25 +94,65 @@ def test_worker_that_dies_is_retried(tiny_export, local_sweep, two_workers, tmp_
 
 def test_unreachable_scheduler_and_missing_dask(tiny_export, tmp_path, monkeypatch):
     import socket
+
     from boards.report import sweep
-    with socket.socket() as s:   # a port nobody listens on
+
+    with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
     with pytest.raises(BoardsError, match=f"cannot reach the Dask scheduler at {address}"):
         sweep(tiny_export, tmp_path / "a", executor="dask", scheduler=address, connect_timeout=1, **SWEEP)
-    assert not (tmp_path / "a").exists() and not (tmp_path / ".a.work").exists()   # failed before any work
+    assert not (tmp_path / "a").exists() and not (tmp_path / ".a.work").exists()  # failed before any work
     env = dict(os.environ, DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="1s")
-    r = subprocess.run([sys.executable, "-m", "boards", "report", "--export", str(tiny_export), "--pe", "1",
-                        "--simd", "8", "--executor", "dask", "--scheduler", address, "-o", str(tmp_path / "b")],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "boards",
+            "report",
+            "--export",
+            str(tiny_export),
+            "--pe",
+            "1",
+            "--simd",
+            "8",
+            "--executor",
+            "dask",
+            "--scheduler",
+            address,
+            "-o",
+            str(tmp_path / "b"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.count("\n") == 1 and address in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "boards", "report", "--export", str(tiny_export), "--executor", "ray",
-                        "-o", str(tmp_path / "c")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "boards",
+            "report",
+            "--export",
+            str(tiny_export),
+            "--executor",
+            "ray",
+            "-o",
+            str(tmp_path / "c"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "invalid choice: 'ray'" in r.stderr
     with pytest.raises(BoardsError, match="needs --executor dask"):
         sweep(tiny_export, tmp_path / "d", scheduler=address, **SWEEP)
-    monkeypatch.setitem(sys.modules, "distributed", None)   # as if Dask were not installed
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if Dask were not installed
     with pytest.raises(BoardsError, match=r'pip install "dask\[distributed\]"'):
         sweep(tiny_export, tmp_path / "e", executor="dask", **SWEEP)

@@ -6,16 +6,16 @@ import subprocess
 import sys
 
 import pytest
+from conftest import have_simulator as _have
 
 from sim import SimError
 from sim.toolchain import check_simulator
 from sim.units import simulate_layer, simulate_pe
 
-from conftest import have_simulator as _have
-
-
-SIMS = [pytest.param(s, marks=pytest.mark.skipif(not _have(s), reason=f"{s} is not installed (make setup installs it)"))
-        for s in ("verilator", "icarus")]
+SIMS = [
+    pytest.param(s, marks=pytest.mark.skipif(not _have(s), reason=f"{s} is not installed (make setup installs it)"))
+    for s in ("verilator", "icarus")
+]
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +31,26 @@ def test_pe_bench(sim, sim_work, lanes, bits, pipeline):
 
 # the Xilinx primitive netlist (LUT6_2 + CARRY4/CARRY8 models) against the same golden arithmetic
 # (Icarus builds in a second, so it takes every case; Verilator two, for the second simulator's semantics)
-@pytest.mark.parametrize("sim, target, lanes, bits, pipeline, signed", [
-    pytest.param(*case, marks=SIMS[0 if case[0] == "verilator" else 1].marks) for case in [
-        ("icarus", "xc7", 64, 8, 0, False), ("icarus", "xc7", 1, 3, 0, False), ("icarus", "xc7", 7, 4, 0, False),
-        ("icarus", "xc7", 33, 8, 2, True), ("icarus", "xcup", 64, 8, 3, False), ("icarus", "xcup", 6, 5, 1, True),
-        ("icarus", "xcup", 5, 1, 0, False), ("verilator", "xc7", 64, 8, 2, False)]])
+@pytest.mark.parametrize(
+    "sim, target, lanes, bits, pipeline, signed",
+    [
+        pytest.param(*case, marks=SIMS[0 if case[0] == "verilator" else 1].marks)
+        for case in [
+            ("icarus", "xc7", 64, 8, 0, False),
+            ("icarus", "xc7", 1, 3, 0, False),
+            ("icarus", "xc7", 7, 4, 0, False),
+            ("icarus", "xc7", 33, 8, 2, True),
+            ("icarus", "xcup", 64, 8, 3, False),
+            ("icarus", "xcup", 6, 5, 1, True),
+            ("icarus", "xcup", 5, 1, 0, False),
+            ("verilator", "xc7", 64, 8, 2, False),
+        ]
+    ],
+)
 def test_xilinx_pe_bench(sim, sim_work, target, lanes, bits, pipeline, signed):
-    assert simulate_pe(lanes=lanes, bits=bits, pipeline=pipeline, signed=signed, target=target, sim=sim,
-                       work_dir=sim_work)
+    assert simulate_pe(
+        lanes=lanes, bits=bits, pipeline=pipeline, signed=signed, target=target, sim=sim, work_dir=sim_work
+    )
 
 
 # at least 8 foldings: odd lane counts, PE/SIMD not dividing the layer, ABITS 2/4/8, the output layer
@@ -63,11 +75,22 @@ def _folding_id(f):
     return f"{f['n_in']}x{f['n_out']}-pe{f['pe']}-simd{f['simd']}"
 
 
-@pytest.mark.parametrize("sim, folding", [
-    pytest.param(sim.values[0], f, id=f"{_folding_id(f)}-{sim.values[0]}",
-                 marks=[*sim.marks, *([] if sim.values[0] == "icarus" or _folding_id(f) in VERILATOR_FOLDINGS
-                                      else [pytest.mark.slow])])
-    for f in FOLDINGS for sim in SIMS])
+@pytest.mark.parametrize(
+    "sim, folding",
+    [
+        pytest.param(
+            sim.values[0],
+            f,
+            id=f"{_folding_id(f)}-{sim.values[0]}",
+            marks=[
+                *sim.marks,
+                *([] if sim.values[0] == "icarus" or _folding_id(f) in VERILATOR_FOLDINGS else [pytest.mark.slow]),
+            ],
+        )
+        for f in FOLDINGS
+        for sim in SIMS
+    ],
+)
 def test_layer_bench(sim, sim_work, folding):
     assert simulate_layer(**folding, sim=sim, work_dir=sim_work, seed=folding["n_in"])
 
@@ -83,6 +106,7 @@ def test_benches_can_fail(sim, sim_work):
 @pytest.fixture(scope="session")
 def digits_rtl(digits_export, tmp_path_factory):
     from hw.gen import generate
+
     out = tmp_path_factory.mktemp("digits-rtl") / "rtl"
     generate(digits_export[1], out, pe=4, simd=16)
     return digits_export[1], out
@@ -92,12 +116,27 @@ def digits_rtl(digits_export, tmp_path_factory):
 def test_xilinx_netlist_network_on_digits(digits_export, tmp_path):
     """`hw gen --target xc7`: the primitive netlist (with its models from sim_models.v) is bit-exact too."""
     from hw.gen import generate
+
     rtl = tmp_path / "rtl"
     desc = generate(digits_export[1], rtl, pe=4, simd=16, tree_pipeline=2, target="xc7")
     assert desc["tree_target"] == "xc7" and (rtl / desc["simulation_models"]).is_file()
     assert "LUT6_2" in (rtl / "top.v").read_text() and "module LUT6_2" not in (rtl / "top.v").read_text()
-    r = _sim_cli("--export", str(digits_export[1]), "--rtl", str(rtl), "--sim", "icarus", "--n", "12", "--gap", "50",
-                 "--stall", "50", "-o", str(tmp_path / "sim"))
+    r = _sim_cli(
+        "--export",
+        str(digits_export[1]),
+        "--rtl",
+        str(rtl),
+        "--sim",
+        "icarus",
+        "--n",
+        "12",
+        "--gap",
+        "50",
+        "--stall",
+        "50",
+        "-o",
+        str(tmp_path / "sim"),
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "sim" / "results.json").read_text())
     assert res["mismatches"] == 0 and res["images"] == 12
@@ -107,16 +146,24 @@ def _sim_cli(*args):
     return subprocess.run([sys.executable, "-m", "sim", *args, "--quiet"], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("sim, n", [pytest.param("verilator", "all", marks=SIMS[0].marks),
-                                    pytest.param("icarus", "24", marks=SIMS[1].marks)])
+@pytest.mark.parametrize(
+    "sim, n", [pytest.param("verilator", "all", marks=SIMS[0].marks), pytest.param("icarus", "24", marks=SIMS[1].marks)]
+)
 def test_network_bench_on_digits(sim, n, digits_rtl, tmp_path_factory):
     export_dir, rtl = digits_rtl
     out = tmp_path_factory.getbasetemp() / f"netsim-{sim}"
     r = _sim_cli("--export", str(export_dir), "--rtl", str(rtl), "--sim", sim, "--n", n, "-o", str(out))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
-    for key in ("simulator", "images", "mismatches", "accuracy", "cycles_per_image", "fold_bound_cycles",
-                "wall_seconds"):
+    for key in (
+        "simulator",
+        "images",
+        "mismatches",
+        "accuracy",
+        "cycles_per_image",
+        "fold_bound_cycles",
+        "wall_seconds",
+    ):
         assert key in res
     assert res["mismatches"] == 0 and res["images"] == (360 if n == "all" else int(n))
     assert res["cycles_per_image"] <= 1.05 * res["fold_bound_cycles"]
@@ -127,6 +174,7 @@ def test_network_bench_on_digits(sim, n, digits_rtl, tmp_path_factory):
 @pytest.mark.parametrize("sim", SIMS)
 def test_network_reset_backpressure_and_corruption(sim, digits_rtl, tmp_path_factory):
     from sim.runner import simulate_network
+
     export_dir, rtl = digits_rtl
     work = tmp_path_factory.getbasetemp() / f"netsim-{sim}"
     n = 40 if sim == "verilator" else 12
@@ -141,9 +189,27 @@ def test_network_reset_backpressure_and_corruption(sim, digits_rtl, tmp_path_fac
 @pytest.mark.skipif(not _have("icarus"), reason="icarus is not installed (make setup installs it)")
 def test_waves_on_request(digits_rtl, tmp_path):
     export_dir, rtl = digits_rtl
-    r = subprocess.run([sys.executable, "-m", "sim", "--export", str(export_dir), "--rtl", str(rtl), "--sim", "icarus",
-                        "--n", "2", "--quiet", "-o", str(tmp_path / "s")], capture_output=True, text=True,
-                       env={**os.environ, "WAVES": "1"})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim",
+            "--export",
+            str(export_dir),
+            "--rtl",
+            str(rtl),
+            "--sim",
+            "icarus",
+            "--n",
+            "2",
+            "--quiet",
+            "-o",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WAVES": "1"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "s" / "results.json").read_text())
     assert res["waves"] and res["waves"].endswith((".fst", ".vcd")) and os.path.getsize(res["waves"]) > 0

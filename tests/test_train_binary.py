@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+from train import TrainError
 from train.arch import parse_arch
 from train.binary import BinaryConv2d, BinaryLinear, QuantReLU, binarize, hard_sigmoid, w_lr_scale
 from train.model import BinaryNet
-from train import TrainError
 
 
 def test_deterministic_sign_zero_is_plus_one():
@@ -87,7 +87,11 @@ def test_parse_arch():
     # MLP strings keep their meaning (sizes from input to classes); presets get the classes appended
     dense = parse_arch("sfc", (1, 28, 28), 10)
     assert [(layer.kind, layer.in_values, layer.out_features) for layer in dense] == [
-        ("dense", 784, 256), ("dense", 256, 256), ("dense", 256, 256), ("dense", 256, 10)]
+        ("dense", 784, 256),
+        ("dense", 256, 256),
+        ("dense", 256, 256),
+        ("dense", 256, 10),
+    ]
     assert [layer.out_features for layer in parse_arch("784-100-10", (1, 28, 28), 10)] == [100, 10]
     for bad in ("xfc", "784-0-10", "64-10", "784--10", ""):
         with pytest.raises(TrainError):
@@ -117,7 +121,7 @@ def _sign(w):
 def test_conv_forward_uses_plus_minus_one_weights():
     g = torch.Generator().manual_seed(0)
     w = torch.rand(5, 3, 3, 3, generator=g) * 2 - 1
-    w[0, 0, 0, 0] = 0.0   # sign(0) = +1
+    w[0, 0, 0, 0] = 0.0  # sign(0) = +1
     w[1, 1, 1, 1] = -0.0
     for stride, padding in ((1, 0), (2, 1)):
         layer = _conv_with(w, stride=stride, padding=padding)
@@ -133,9 +137,9 @@ def test_conv_forward_uses_plus_minus_one_weights():
 def test_conv_straight_through_gradient_unmasked():
     g = torch.Generator().manual_seed(1)
     w = torch.rand(4, 2, 3, 3, generator=g) * 2 - 1
-    w[0, 0] = 1.0     # on the clip boundary
+    w[0, 0] = 1.0  # on the clip boundary
     w[1, 1] = -1.0
-    w[2, 0, 0, 0] = 1.5   # outside [-1, 1] (before clipping): the gradient is not masked there either
+    w[2, 0, 0, 0] = 1.5  # outside [-1, 1] (before clipping): the gradient is not masked there either
     layer = _conv_with(w, padding=1)
     x = torch.randint(0, 16, (3, 2, 5, 5), generator=g).float()
     upstream = torch.randn(3, 4, 5, 5, generator=g)
@@ -188,11 +192,28 @@ def _kinds(net):
 def test_binary_net_block_order():
     net = BinaryNet(parse_arch("4c3p1-mp2-6c3-5-3", (2, 6, 6), 3), abits=2)
     # conv -> batch norm -> quantised activation -> max-pool; flatten (H, W, C) before the first dense layer
-    assert _kinds(net) == ["_Pixels", "BinaryConv2d", "BatchNorm2d", "QuantReLU", "MaxPool2d",
-                           "BinaryConv2d", "BatchNorm2d", "QuantReLU", "_FlattenHWC",
-                           "BinaryLinear", "BatchNorm1d", "QuantReLU", "BinaryLinear", "BatchNorm1d"]
-    assert [type(m).__name__ for m in net.binary_layers()] == ["BinaryConv2d", "BinaryConv2d", "BinaryLinear",
-                                                              "BinaryLinear"]
+    assert _kinds(net) == [
+        "_Pixels",
+        "BinaryConv2d",
+        "BatchNorm2d",
+        "QuantReLU",
+        "MaxPool2d",
+        "BinaryConv2d",
+        "BatchNorm2d",
+        "QuantReLU",
+        "_FlattenHWC",
+        "BinaryLinear",
+        "BatchNorm1d",
+        "QuantReLU",
+        "BinaryLinear",
+        "BatchNorm1d",
+    ]
+    assert [type(m).__name__ for m in net.binary_layers()] == [
+        "BinaryConv2d",
+        "BinaryConv2d",
+        "BinaryLinear",
+        "BinaryLinear",
+    ]
     conv1 = net.binary_layers()[1]
     assert (conv1.in_channels, conv1.out_channels, conv1.kernel_size, conv1.padding) == (4, 6, (3, 3), (0, 0))
     assert net.binary_layers()[2].in_features == 6 * 1 * 1
@@ -208,7 +229,7 @@ def test_binary_net_flattens_hwc_before_dense():
     relu.register_forward_hook(lambda m, i, o: seen.__setitem__("map", o))
     dense.register_forward_pre_hook(lambda m, i: seen.__setitem__("vector", i[0]))
     g = torch.Generator().manual_seed(3)
-    x = torch.randint(0, 256, (5, 2, 3, 2), generator=g, dtype=torch.uint8)   # (N, H, W, C)
+    x = torch.randint(0, 256, (5, 2, 3, 2), generator=g, dtype=torch.uint8)  # (N, H, W, C)
     net(x)
     nchw = seen["map"]
     assert nchw.shape == (5, 3, 2, 3)

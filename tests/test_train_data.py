@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.idx import IDXError, read_idx, write_idx
 import train.data as data
+from common.idx import IDXError, read_idx, write_idx
 from train import TrainError
 from train.data import load_dataset
 
@@ -36,15 +36,18 @@ def _mnist_like(tmp_path):
     return (tmp_path / "x.idx").read_bytes()
 
 
-@pytest.mark.parametrize("mutate, reason", [
-    (lambda b: b[:-1], "data bytes"),
-    (lambda b: b + b"\0", "data bytes"),
-    (lambda b: b[:6], "truncated header"),
-    (lambda b: b[:2], "truncated header"),
-    (lambda b: b"\x01" + b[1:], "magic"),
-    (lambda b: b[:2] + b"\x07" + b[3:], "magic"),
-    (lambda b: b[:3] + b"\x02" + b[4:], "dimensions"),
-])
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda b: b[:-1], "data bytes"),
+        (lambda b: b + b"\0", "data bytes"),
+        (lambda b: b[:6], "truncated header"),
+        (lambda b: b[:2], "truncated header"),
+        (lambda b: b"\x01" + b[1:], "magic"),
+        (lambda b: b[:2] + b"\x07" + b[3:], "magic"),
+        (lambda b: b[:3] + b"\x02" + b[4:], "dimensions"),
+    ],
+)
 def test_idx_rejects_corrupt(tmp_path, mutate, reason):
     bad = tmp_path / "bad.idx"
     bad.write_bytes(mutate(_mnist_like(tmp_path)))
@@ -80,6 +83,7 @@ def test_mnist_offline_error_names_env_and_alternatives(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_DIR", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     import train.data as data
+
     monkeypatch.setattr(data, "_MIRRORS", {**data._MIRRORS, "mnist": ["http://127.0.0.1:9/"]})
     with pytest.raises(data.TrainError, match="MNIST_DIR.*digits.*fashion-mnist"):
         load_dataset("mnist")
@@ -87,6 +91,7 @@ def test_mnist_offline_error_names_env_and_alternatives(tmp_path, monkeypatch):
 
 def test_mnist_found_in_env_dir_and_hash_checked(tmp_path, monkeypatch):
     import train.data as data
+
     for fname, _ in data._MNIST_FILES.values():
         (tmp_path / fname).write_bytes(b"not mnist")
     monkeypatch.setenv("MNIST_DIR", str(tmp_path))
@@ -94,8 +99,9 @@ def test_mnist_found_in_env_dir_and_hash_checked(tmp_path, monkeypatch):
         load_dataset("mnist")
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="Debian's dataset-fashion-mnist is not installed"
+)
 def test_fashion_mnist_offline():
     s = load_dataset("fashion-mnist")
     assert (len(s.train), len(s.val), len(s.test)) == (50_000, 10_000, 10_000)
@@ -114,10 +120,12 @@ def _md5(path):
 
 def test_mnist_layout_on_idx_files_in_env_dir(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
-    arrays = {"train_images": rng.integers(0, 256, (10_010, 2, 3), dtype=np.uint8),
-              "train_labels": rng.integers(0, 10, 10_010).astype(np.uint8),
-              "test_images": rng.integers(0, 256, (7, 2, 3), dtype=np.uint8),
-              "test_labels": rng.integers(0, 10, 7).astype(np.uint8)}
+    arrays = {
+        "train_images": rng.integers(0, 256, (10_010, 2, 3), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, 10_010).astype(np.uint8),
+        "test_images": rng.integers(0, 256, (7, 2, 3), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, 7).astype(np.uint8),
+    }
     files = {}
     for key, (fname, _) in data._MNIST_FILES.items():
         write_idx(tmp_path / fname, arrays[key])
@@ -132,14 +140,19 @@ def test_mnist_layout_on_idx_files_in_env_dir(tmp_path, monkeypatch):
 
 # --- CIFAR-10 --------------------------------------------------------------------------------------------------------
 
+
 def _cifar_batches(n=20):
     """Tiny batches in the real layout; image i of batch b has pixel (0, 0) = (b, i, 7) and label (b + i) % 10."""
     out = {}
     for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
         rows = np.random.default_rng(b).integers(0, 256, (n, 3072), dtype=np.uint8)
         rows[:, 0], rows[:, 1024], rows[:, 2048] = b, np.arange(n), 7  # pixel (0,0): R plane, G plane, B plane
-        out[name] = {b"batch_label": name.encode(), b"labels": [(b + i) % 10 for i in range(n)], b"data": rows,
-                     b"filenames": [b"x.png"] * n}
+        out[name] = {
+            b"batch_label": name.encode(),
+            b"labels": [(b + i) % 10 for i in range(n)],
+            b"data": rows,
+            b"filenames": [b"x.png"] * n,
+        }
     # a pure red pixel at (row 5, column 9) of test image 3: only the R plane's byte 5*32+9 is set
     out["test_batch"][b"data"][3, [5 * 32 + 9, 1024 + 5 * 32 + 9, 2048 + 5 * 32 + 9]] = (255, 0, 0)
     return out
@@ -147,13 +160,15 @@ def _cifar_batches(n=20):
 
 class _Py2Pickler(pickle._Pickler):
     """What Python 2's cPickle wrote (the real batches): every str and bytes as a byte STRING, numpy as numpy.core."""
+
     dispatch = dict(pickle._Pickler.dispatch)
 
     def save_bytes(self, obj):
         obj = obj.encode("latin1") if isinstance(obj, str) else obj
         n = len(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else
-                   pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.write(
+            pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj
+        )
         self.memoize(obj)
 
     dispatch[bytes] = dispatch[str] = save_bytes
@@ -335,9 +350,11 @@ def test_cifar10_shape_is_synthetic_and_seeded():
 
 # --- SVHN ------------------------------------------------------------------------------------------------------------
 
+
 def _svhn_mat(path, n, seed):
     """(32, 32, 3, n) uint8 with image i's pixel (0, 0) = (i, seed, 0); labels 1..10 cycling (10 = digit 0)."""
     import scipy.io
+
     x = np.random.default_rng(seed).integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
     x[0, 0, 0, :], x[0, 0, 1, :], x[0, 0, 2, :] = np.arange(n), seed, 0
     y = (np.arange(n) % 10 + 1).reshape(n, 1).astype(np.uint8)
@@ -349,8 +366,11 @@ def _svhn_mat(path, n, seed):
 def svhn_dir(tmp_path, monkeypatch):
     d = tmp_path / "svhn"
     d.mkdir()
-    files = {"train": _svhn_mat(d / "train_32x32.mat", 60, 1), "test": _svhn_mat(d / "test_32x32.mat", 20, 2),
-             "extra": _svhn_mat(d / "extra_32x32.mat", 40, 3)}
+    files = {
+        "train": _svhn_mat(d / "train_32x32.mat", 60, 1),
+        "test": _svhn_mat(d / "test_32x32.mat", 20, 2),
+        "extra": _svhn_mat(d / "extra_32x32.mat", 40, 3),
+    }
     monkeypatch.setattr(data, "_SVHN_FILES", {k: (f"{k}_32x32.mat", _md5(d / f"{k}_32x32.mat")) for k in files})
     monkeypatch.setattr(data, "_SVHN_VAL_PER_CLASS", {"train": 2, "extra": 1})
     monkeypatch.setattr(data, "_MIRRORS", {**data._MIRRORS, "svhn": ["http://127.0.0.1:9/"]})
@@ -411,6 +431,7 @@ def test_svhn_md5_checked_and_bad_files(svhn_dir):
     _one_line(e)
     (d / "extra_32x32.mat").unlink()
     import scipy.io
+
     scipy.io.savemat(d / "test_32x32.mat", {"X": files["test"][0].astype(np.float64), "y": files["test"][1]})
     data._SVHN_FILES["test"] = ("test_32x32.mat", _md5(d / "test_32x32.mat"))
     with pytest.raises(TrainError, match=r"test_32x32.mat: 'X' is float64"):
@@ -436,11 +457,16 @@ def test_svhn_offline_names_env_variable(svhn_dir, monkeypatch):
 
 # --- your own data ---------------------------------------------------------------------------------------------------
 
+
 def _own_arrays(rgb=True, val=False):
     rng = np.random.default_rng(5)
     shape = (5, 6, 3) if rgb else (5, 6)
-    a = {"x_train": rng.integers(0, 256, (30, *shape), dtype=np.uint8), "y_train": np.arange(30) % 4,
-         "x_test": rng.integers(0, 256, (8, *shape), dtype=np.uint8), "y_test": np.arange(8, dtype=np.uint8) % 6}
+    a = {
+        "x_train": rng.integers(0, 256, (30, *shape), dtype=np.uint8),
+        "y_train": np.arange(30) % 4,
+        "x_test": rng.integers(0, 256, (8, *shape), dtype=np.uint8),
+        "y_test": np.arange(8, dtype=np.uint8) % 6,
+    }
     if val:
         a["x_val"], a["y_val"] = rng.integers(0, 256, (4, *shape), dtype=np.uint8), np.array([0, 1, 2, 7])
     return a
@@ -461,19 +487,25 @@ def test_own_npz(tmp_path):
     assert s.val.images.shape == (4, 5, 6, 1) and np.array_equal(s.val.images[..., 0], a["x_val"])
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda a: a.pop("y_test"), "missing key 'y_test'"),
-    (lambda a: a.pop("y_val"), "missing key 'y_val'"),
-    (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "key 'x_train'.*float32, expected uint8"),
-    (lambda a: a.update(y_test=a["y_test"].astype(np.float64)), "key 'y_test'.*float64, expected integers"),
-    (lambda a: a.update(y_train=a["y_train"][:-1]), "key 'y_train'.*29 labels for 30 images"),
-    (lambda a: a.update(x_test=a["x_test"][:, :4]), "key 'x_test'.*images are \\(4, 6, 3\\).*\\(5, 6, 3\\)"),
-    (lambda a: a.update(x_val=a["x_val"][..., :1]), "key 'x_val'.*images are \\(5, 6, 1\\)"),
-    (lambda a: a.update(y_val=np.array([0, -1, 2, 3])), "key 'y_val'.*label -1 out of range"),
-    (lambda a: a.update(x_test=a["x_test"][:0], y_test=a["y_test"][:0]), "key 'x_test'.*empty split"),
-    (lambda a: a.update(x_train=a["x_train"][:, 0, 0]), "key 'x_train'.*expected \\(N, H, W\\) or \\(N, H, W, C\\)"),
-    (lambda a: a.update(y_train=np.array(["a"] * 30)), "key 'y_train'.*expected integers"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda a: a.pop("y_test"), "missing key 'y_test'"),
+        (lambda a: a.pop("y_val"), "missing key 'y_val'"),
+        (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "key 'x_train'.*float32, expected uint8"),
+        (lambda a: a.update(y_test=a["y_test"].astype(np.float64)), "key 'y_test'.*float64, expected integers"),
+        (lambda a: a.update(y_train=a["y_train"][:-1]), "key 'y_train'.*29 labels for 30 images"),
+        (lambda a: a.update(x_test=a["x_test"][:, :4]), "key 'x_test'.*images are \\(4, 6, 3\\).*\\(5, 6, 3\\)"),
+        (lambda a: a.update(x_val=a["x_val"][..., :1]), "key 'x_val'.*images are \\(5, 6, 1\\)"),
+        (lambda a: a.update(y_val=np.array([0, -1, 2, 3])), "key 'y_val'.*label -1 out of range"),
+        (lambda a: a.update(x_test=a["x_test"][:0], y_test=a["y_test"][:0]), "key 'x_test'.*empty split"),
+        (
+            lambda a: a.update(x_train=a["x_train"][:, 0, 0]),
+            "key 'x_train'.*expected \\(N, H, W\\) or \\(N, H, W, C\\)",
+        ),
+        (lambda a: a.update(y_train=np.array(["a"] * 30)), "key 'y_train'.*expected integers"),
+    ],
+)
 def test_own_npz_errors(tmp_path, change, match):
     a = _own_arrays(val=True)
     change(a)
@@ -524,16 +556,19 @@ def test_own_idx_folder(tmp_path):
     assert s.shape == (3, 5, 6) and np.array_equal(s.test.images, a["x_test"]) and s.classes == 6
 
 
-@pytest.mark.parametrize("change, bad, match", [
-    ("missing", "t10k-labels-idx1-ubyte", "missing"),
-    ("float_images", "train-images-idx3-ubyte", "float32, expected uint8"),
-    ("float_labels", "t10k-labels-idx1-ubyte", "float64, expected integers"),
-    ("count", "train-labels-idx1-ubyte", "29 labels for 30 images"),
-    ("shape", "t10k-images-idx3-ubyte", "images are \\(5, 4, 1\\).*\\(5, 6, 1\\)"),
-    ("negative", "train-labels-idx1-ubyte", "label -3 out of range"),
-    ("empty", "t10k-images-idx3-ubyte", "empty split"),
-    ("corrupt", "train-images-idx3-ubyte", "data bytes"),
-])
+@pytest.mark.parametrize(
+    "change, bad, match",
+    [
+        ("missing", "t10k-labels-idx1-ubyte", "missing"),
+        ("float_images", "train-images-idx3-ubyte", "float32, expected uint8"),
+        ("float_labels", "t10k-labels-idx1-ubyte", "float64, expected integers"),
+        ("count", "train-labels-idx1-ubyte", "29 labels for 30 images"),
+        ("shape", "t10k-images-idx3-ubyte", "images are \\(5, 4, 1\\).*\\(5, 6, 1\\)"),
+        ("negative", "train-labels-idx1-ubyte", "label -3 out of range"),
+        ("empty", "t10k-images-idx3-ubyte", "empty split"),
+        ("corrupt", "train-images-idx3-ubyte", "data bytes"),
+    ],
+)
 def test_own_idx_folder_errors(tmp_path, change, bad, match):
     a = _own_arrays(rgb=False)
     a["y_train"] = a["y_train"].astype(np.uint8)

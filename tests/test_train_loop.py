@@ -11,7 +11,6 @@ import time
 
 import pytest
 import torch
-
 from conftest import sigint_default
 
 from common import Interrupted
@@ -33,6 +32,7 @@ def digits_run(digits_export):
 
 def _test_split():
     from train.data import load_dataset
+
     return load_dataset("digits").test
 
 
@@ -44,9 +44,23 @@ def test_short_digits_training_beats_floor(digits_run):
     assert m["test_accuracy_sign"] >= 0.96
     for f in ("model.pt", "metrics.json", "curves.png", "weights.png", "checkpoint.pt"):
         assert (out / f).stat().st_size > 0
-    for key in ("dataset", "arch", "binarize", "abits", "epochs", "test_accuracy", "test_accuracy_sign",
-                "test_accuracy_sign_before_finetune", "seconds", "device", "world_size", "synthetic", "layers",
-                "finetune_epochs", "history"):
+    for key in (
+        "dataset",
+        "arch",
+        "binarize",
+        "abits",
+        "epochs",
+        "test_accuracy",
+        "test_accuracy_sign",
+        "test_accuracy_sign_before_finetune",
+        "seconds",
+        "device",
+        "world_size",
+        "synthetic",
+        "layers",
+        "finetune_epochs",
+        "history",
+    ):
         assert key in m, key
     assert (m["dataset"], m["arch"], m["binarize"], m["abits"], m["epochs"]) == ("digits", "tfc", "det", 8, 60)
     assert (m["device"], m["world_size"], m["synthetic"]) == ("cpu", 1, False)
@@ -70,10 +84,13 @@ def test_model_reload_reproduces_accuracy(digits_run):
 def test_conv_net_trains_and_reloads_identically(digits_conv_export):
     ckpt, _ = digits_conv_export
     m = json.loads((ckpt.parent / "metrics.json").read_text())
-    assert m["arch"] == "16c3-mp2-32c3-10" and m["test_accuracy_sign"] >= 0.8   # 91.67% measured (15 epochs)
+    assert m["arch"] == "16c3-mp2-32c3-10" and m["test_accuracy_sign"] >= 0.8  # 91.67% measured (15 epochs)
     assert [(layer["name"], layer["kind"], layer["out_shape"]) for layer in m["layers"]] == [
-        ("conv0", "conv2d", [16, 6, 6]), ("pool0", "maxpool2d", [16, 3, 3]), ("conv1", "conv2d", [32, 1, 1]),
-        ("fc0", "dense", [10, 1, 1])]
+        ("conv0", "conv2d", [16, 6, 6]),
+        ("pool0", "maxpool2d", [16, 3, 3]),
+        ("conv1", "conv2d", [32, 1, 1]),
+        ("fc0", "dense", [10, 1, 1]),
+    ]
     model, ck = load_model(ckpt)
     assert [layer.kind for layer in model.layers] == ["conv2d", "maxpool2d", "conv2d", "dense"]
     test = _test_split()
@@ -83,6 +100,7 @@ def test_conv_net_trains_and_reloads_identically(digits_conv_export):
     # the reloaded network is the best epoch's, the one the last checkpoint kept
     from train.arch import parse_arch
     from train.model import BinaryNet
+
     best = torch.load(ckpt.parent / "checkpoint.pt", weights_only=False)["best"]
     assert best["epoch"] == m["best_epoch"]
     again = BinaryNet(parse_arch("16c3-mp2-32c3-10", (1, 8, 8), 10))
@@ -95,6 +113,7 @@ def _interrupt_after(monkeypatch, checkpoints):
     """Make the trainer's checkpoint writer raise KeyboardInterrupt (Ctrl-C) right after its ``checkpoints``-th
     checkpoint."""
     import train.trainer as tr
+
     real_save = tr._save
     count = {"n": 0}
 
@@ -108,13 +127,16 @@ def _interrupt_after(monkeypatch, checkpoints):
     monkeypatch.setattr(tr, "_save", save_then_die)
 
 
-@pytest.mark.parametrize("binarize, arch, kill_at", [
-    ("det", "64-32-10", 2),
-    ("stoch", "64-32-10", 2),
-    ("stoch", "64-32-10", 3),      # at the end of the stochastic phase: the resumed run starts the fine-tune
-    ("det", "8c3-mp2-10", 2),
-    ("stoch", "8c3-mp2-10", 3),
-])
+@pytest.mark.parametrize(
+    "binarize, arch, kill_at",
+    [
+        ("det", "64-32-10", 2),
+        ("stoch", "64-32-10", 2),
+        ("stoch", "64-32-10", 3),  # at the end of the stochastic phase: the resumed run starts the fine-tune
+        ("det", "8c3-mp2-10", 2),
+        ("stoch", "8c3-mp2-10", 3),
+    ],
+)
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch, binarize, arch, kill_at):
     cfg = TrainConfig(dataset="digits", arch=arch, binarize=binarize, epochs=3, abits=4)
     full = run_training(cfg, tmp_path / "full", progress=False, log=lambda s: None)
@@ -164,16 +186,20 @@ def test_stochastic_run_ends_with_deterministic_finetune(tmp_path):
 
 
 def test_finetune_epochs_defaults_and_zero(tmp_path):
-    assert TrainConfig(binarize="stoch", epochs=25).finetune == 2      # a tenth of the epochs
-    assert TrainConfig(binarize="stoch", epochs=3).finetune == 1       # at least one
+    assert TrainConfig(binarize="stoch", epochs=25).finetune == 2  # a tenth of the epochs
+    assert TrainConfig(binarize="stoch", epochs=3).finetune == 1  # at least one
     assert TrainConfig(binarize="stoch", epochs=25, finetune_epochs=0).finetune == 0
     assert TrainConfig(binarize="det", epochs=25, finetune_epochs=5).finetune == 0
     with pytest.raises(TrainError, match="finetune_epochs"):
         TrainConfig(finetune_epochs=-1).validate()
     with pytest.raises(TrainError, match="epochs 0"):
         TrainConfig(epochs=0).validate()
-    m = run_training(TrainConfig(dataset="digits", arch="64-16-10", binarize="stoch", epochs=2, finetune_epochs=0),
-                     tmp_path / "t", progress=False, log=lambda s: None)
+    m = run_training(
+        TrainConfig(dataset="digits", arch="64-16-10", binarize="stoch", epochs=2, finetune_epochs=0),
+        tmp_path / "t",
+        progress=False,
+        log=lambda s: None,
+    )
     assert [h["phase"] for h in m["history"]] == ["stochastic"] * 2
     assert m["finetune_epochs"] == 0 and m["test_accuracy_sign_before_finetune"] is None
 
@@ -182,25 +208,29 @@ def _cli_in_process(capsys, *args):
     """``python -m train ARGS`` run in this process through the same wrapper: ``(exit status, stdout, stderr)``."""
     from common.cli import run_stage
     from train.__main__ import main
+
     with pytest.raises(SystemExit) as e:
         run_stage("train", lambda: main([*args, "--quiet"]))
     out = capsys.readouterr()
     return e.value.code, out.out, out.err
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--dataset", "cifar"], "dataset 'cifar'"),
-    (["--arch", "zfc"], "arch 'zfc'"),
-    (["--arch", "784-10"], "arch '784-10'"),
-    (["--arch", "16c9-10"], "'16c9'"),
-    (["--arch", "16c3-mp8-10"], "'mp8'"),
-    (["--abits", "9"], "abits 9"),
-    (["--abits", "1"], "abits 1"),
-    (["--epochs", "0"], "epochs 0"),
-    (["--epochs", "-3"], "epochs -3"),
-    (["--finetune-epochs", "-1", "--binarize", "stoch"], "finetune_epochs -1"),
-    (["--device", "tpu"], "device 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--dataset", "cifar"], "dataset 'cifar'"),
+        (["--arch", "zfc"], "arch 'zfc'"),
+        (["--arch", "784-10"], "arch '784-10'"),
+        (["--arch", "16c9-10"], "'16c9'"),
+        (["--arch", "16c3-mp8-10"], "'mp8'"),
+        (["--abits", "9"], "abits 9"),
+        (["--abits", "1"], "abits 1"),
+        (["--epochs", "0"], "epochs 0"),
+        (["--epochs", "-3"], "epochs -3"),
+        (["--finetune-epochs", "-1", "--binarize", "stoch"], "finetune_epochs -1"),
+        (["--device", "tpu"], "device 'tpu'"),
+    ],
+)
 def test_cli_bad_input_one_line_exit_2(tmp_path, capsys, args, words):
     code, _, err = _cli_in_process(capsys, *args, "-o", str(tmp_path / "t"))
     assert code == 2
@@ -210,7 +240,7 @@ def test_cli_bad_input_one_line_exit_2(tmp_path, capsys, args, words):
 
 def test_cli_resume_mismatch_and_corrupt_leave_outputs(digits_run, tmp_path, capsys):
     out = tmp_path / "train"
-    shutil.copytree(digits_run[0], out)   # the session's run stays untouched whatever happens here
+    shutil.copytree(digits_run[0], out)  # the session's run stays untouched whatever happens here
     before = {f: (out / f).read_bytes() for f in ("model.pt", "metrics.json", "checkpoint.pt")}
     code, _, err = _cli_in_process(capsys, "--epochs", "60", "--abits", "4", "--resume", "-o", str(out))
     assert code == 2 and "abits=8" in err and len(err.strip().splitlines()) == 1, err
@@ -239,10 +269,23 @@ def _wait_for(predicate, proc, what, timeout=90):
 def test_ctrl_c_exits_130_and_resumes(tmp_path):
     out = tmp_path / "t"
     ck = out / "checkpoint.pt"
-    args = [sys.executable, "-m", "train", "--dataset", "digits", "--arch", "64-32-10", "--epochs", "400",
-            "--quiet", "-o", str(out)]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ENV,
-                         preexec_fn=sigint_default)
+    args = [
+        sys.executable,
+        "-m",
+        "train",
+        "--dataset",
+        "digits",
+        "--arch",
+        "64-32-10",
+        "--epochs",
+        "400",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
+    p = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ENV, preexec_fn=sigint_default
+    )
     _wait_for(ck.exists, p, "first checkpoint")
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=60)
@@ -255,11 +298,17 @@ def test_ctrl_c_exits_130_and_resumes(tmp_path):
     assert done >= 1 and f"({done} complete" in lines[0]
 
     # --resume says where it continues, then trains on (interrupted again once a later checkpoint is written)
-    p = subprocess.Popen(args + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ENV,
-                         preexec_fn=sigint_default)
+    p = subprocess.Popen(
+        args + ["--resume"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_ENV,
+        preexec_fn=sigint_default,
+    )
     first = p.stderr.readline()
     assert f"resuming from epoch {done} of 400" in first, first
-    inode = ck.stat().st_ino   # every checkpoint is a new file renamed over the old one
+    inode = ck.stat().st_ino  # every checkpoint is a new file renamed over the old one
     _wait_for(lambda: ck.stat().st_ino != inode, p, "a checkpoint after the resume")
     p.send_signal(signal.SIGINT)
     _, rest = p.communicate(timeout=60)

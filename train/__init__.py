@@ -1,5 +1,4 @@
-"""BinaryConnect training (stage 1 of lutmac).
-"""
+"""BinaryConnect training (stage 1 of lutmac)."""
 
 from common import LutmacError
 

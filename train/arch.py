@@ -36,8 +36,9 @@ def parse_arch(arch, input_shape, classes):
     """The layers (:class:`common.layers.Layer`) of ``arch`` for inputs of ``input_shape`` ``(C, H, W)`` and
     ``classes`` outputs; :class:`TrainError` naming the token that does not work."""
     if not isinstance(arch, str) or not arch:
-        raise TrainError(f"arch {arch!r} must be a preset ({', '.join(ARCH_PRESETS)}) or a string like "
-                         f"16c3-mp2-32c3-10")
+        raise TrainError(
+            f"arch {arch!r} must be a preset ({', '.join(ARCH_PRESETS)}) or a string like 16c3-mp2-32c3-10"
+        )
     if arch in ARCH_PRESETS:
         tokens = ARCH_PRESETS[arch].split("-") + [str(classes)]
     else:
@@ -46,8 +47,10 @@ def parse_arch(arch, input_shape, classes):
         # an all-dense string is an MLP's sizes (784-256-10): its first token is the input, not a layer
         if all(_DENSE.fullmatch(t) for t in tokens):
             if len(tokens) < 2 or int(tokens[0]) != in_values:
-                raise TrainError(f"arch {arch!r}: an MLP string must start with the data set's {in_values} inputs "
-                                 f"and end with its {classes} classes (like {in_values}-256-{classes})")
+                raise TrainError(
+                    f"arch {arch!r}: an MLP string must start with the data set's {in_values} inputs "
+                    f"and end with its {classes} classes (like {in_values}-256-{classes})"
+                )
             tokens = tokens[1:]
         if not _DENSE.fullmatch(tokens[-1]) or int(tokens[-1]) != classes:
             raise TrainError(f"arch {arch!r}: the last token {tokens[-1]!r} must be the data set's {classes} classes")
@@ -63,8 +66,9 @@ def parse_arch(arch, input_shape, classes):
         try:
             if m := _CONV.fullmatch(token):
                 c, k, s, p = (int(v) if v is not None else None for v in m.groups())
-                layer = Conv2d(name=name("conv"), in_shape=shape, out_channels=c, kernel=k, stride=s or 1,
-                               padding=p or 0)
+                layer = Conv2d(
+                    name=name("conv"), in_shape=shape, out_channels=c, kernel=k, stride=s or 1, padding=p or 0
+                )
             elif m := _POOL.fullmatch(token):
                 k = int(m.group(1))
                 layer = MaxPool2d(name=name("pool"), in_shape=shape, kernel=k, stride=k)
@@ -92,5 +96,7 @@ def _reason(e):
 def describe(layers):
     """One line per layer: ``conv0 conv2d 1x28x28 -> 32x26x26``."""
     fmt = "x".join
-    return [f"{layer.name} {layer.kind} {fmt(map(str, layer.in_shape))} -> {fmt(map(str, layer.out_shape))}"
-            for layer in layers]
+    return [
+        f"{layer.name} {layer.kind} {fmt(map(str, layer.in_shape))} -> {fmt(map(str, layer.out_shape))}"
+        for layer in layers
+    ]

@@ -117,11 +117,16 @@ class BinaryConv2d(_BinaryWeights, nn.Conv2d):
         As for :class:`BinaryLinear`.
     """
 
-    def __init__(self, in_channels, out_channels, kernel, *, stride=1, padding=0, stochastic=False, bias=True,
-                 binary=True):
+    def __init__(
+        self, in_channels, out_channels, kernel, *, stride=1, padding=0, stochastic=False, bias=True, binary=True
+    ):
         super().__init__(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=bias)
-        self._init_binary(stochastic=stochastic, binary=binary, fan_in=in_channels * kernel * kernel,
-                          fan_out=out_channels * kernel * kernel)
+        self._init_binary(
+            stochastic=stochastic,
+            binary=binary,
+            fan_in=in_channels * kernel * kernel,
+            fan_out=out_channels * kernel * kernel,
+        )
 
     def forward(self, x):
         return nn.functional.conv2d(x, self.binary_weight(), self.bias, self.stride, self.padding)
@@ -153,7 +158,7 @@ class QuantReLU(nn.Module):
     def __init__(self, abits, act_range=4.0):
         super().__init__()
         self.abits = abits
-        self.levels = 2 ** abits - 1
+        self.levels = 2**abits - 1
         self.act_range = float(act_range)
 
     def forward(self, y):

@@ -58,12 +58,20 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from . import TrainError
 from common.files import atomic_write_bytes
 from common.idx import IDXError, read_idx, write_idx
 
+from . import TrainError
+
 __all__ = [
-    "IDXError", "read_idx", "write_idx", "Dataset", "Splits", "DATASETS", "load_dataset", "split_validation",
+    "IDXError",
+    "read_idx",
+    "write_idx",
+    "Dataset",
+    "Splits",
+    "DATASETS",
+    "load_dataset",
+    "split_validation",
 ]
 
 
@@ -131,13 +139,13 @@ _ENV_DIRS = {"mnist": "MNIST_DIR", "fashion-mnist": "FASHION_MNIST_DIR", "cifar1
 # What the offline error suggests instead, after naming the environment variable.
 _OFFLINE_HINTS = {
     "mnist": "put the IDX files in ${env}, or use an offline data set: DATASET=digits or DATASET=fashion-mnist "
-             "(apt-get install dataset-fashion-mnist)",
+    "(apt-get install dataset-fashion-mnist)",
     "fashion-mnist": "put the IDX files in ${env}, or use an offline data set: DATASET=digits or "
-                     "DATASET=fashion-mnist (apt-get install dataset-fashion-mnist)",
+    "DATASET=fashion-mnist (apt-get install dataset-fashion-mnist)",
     "cifar10": "put cifar-10-python.tar.gz (or its extracted cifar-10-batches-py folder) in ${env}, or cost the "
-               "hardware without the data: DATASET=cifar10-shape",
+    "hardware without the data: DATASET=cifar10-shape",
     "svhn": "put train_32x32.mat and test_32x32.mat (and optionally extra_32x32.mat) in ${env}, or cost the "
-            "hardware without the data: DATASET=cifar10-shape",
+    "hardware without the data: DATASET=cifar10-shape",
 }
 
 
@@ -175,8 +183,9 @@ def _verify(name, path, digest):
     algo = _hash_name(digest)
     got = _file_digest(path, algo)
     if got != digest:
-        raise TrainError(f"{path}: {_label(algo)} {got} does not match the published {name} file ({digest}); "
-                    f"delete or replace it")
+        raise TrainError(
+            f"{path}: {_label(algo)} {got} does not match the published {name} file ({digest}); delete or replace it"
+        )
     return path
 
 
@@ -209,6 +218,7 @@ def _search_dirs(name):
 
 # --- MNIST and Fashion-MNIST ---------------------------------------------------------------------------------------
 
+
 def _locate(name, files):
     """Directory-by-directory search: $ENV, system package, cache; download into the cache as a last resort."""
     dirs = _search_dirs(name)
@@ -230,10 +240,14 @@ def _locate(name, files):
 
 def _load_idx_set(name, files):
     p = _locate(name, files)
-    train = Dataset(read_idx(p["train_images"], ndim=3, dtype_code=0x08)[..., None],
-                    read_idx(p["train_labels"], ndim=1, dtype_code=0x08).astype(np.int64))
-    test = Dataset(read_idx(p["test_images"], ndim=3, dtype_code=0x08)[..., None],
-                   read_idx(p["test_labels"], ndim=1, dtype_code=0x08).astype(np.int64))
+    train = Dataset(
+        read_idx(p["train_images"], ndim=3, dtype_code=0x08)[..., None],
+        read_idx(p["train_labels"], ndim=1, dtype_code=0x08).astype(np.int64),
+    )
+    test = Dataset(
+        read_idx(p["test_images"], ndim=3, dtype_code=0x08)[..., None],
+        read_idx(p["test_labels"], ndim=1, dtype_code=0x08).astype(np.int64),
+    )
     for part, key in ((train, "train"), (test, "test")):
         if len(part.images) != len(part.labels):
             raise IDXError(f"{p[key + '_labels']}: {len(part.labels)} labels for {len(part.images)} images")
@@ -246,6 +260,7 @@ def _load_digits():
     # scikit-learn ships these 1,797 8x8 images, so the default pipeline runs offline anywhere.
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
+
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     labels = d.target.astype(np.int64)
@@ -257,6 +272,7 @@ def _load_digits():
 
 
 # --- CIFAR-10 ------------------------------------------------------------------------------------------------------
+
 
 def _numpy_private(submodule, attr):
     for mod in (f"numpy._core.{submodule}", f"numpy.core.{submodule}"):
@@ -278,6 +294,7 @@ class _ArrayUnpickler(pickle.Unpickler):
             return getattr(np, name)
         if module == "_codecs" and name == "encode":
             import codecs
+
             return codecs.encode
         for prefix in ("numpy._core.", "numpy.core."):
             sub = module.removeprefix(prefix)
@@ -297,8 +314,11 @@ def _cifar_batch(raw, where):
     data, labels = d[b"data"], np.asarray(d[b"labels"])
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise TrainError(f"{where}: b'data' is not uint8 (N, 3072)")
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu" or \
-            (len(labels) and (labels.min() < 0 or labels.max() > 9)):
+    if (
+        labels.shape != (len(data),)
+        or labels.dtype.kind not in "iu"
+        or (len(labels) and (labels.min() < 0 or labels.max() > 9))
+    ):
         raise TrainError(f"{where}: b'labels' is not {len(data)} integers 0..9")
     # each row: the 1,024 red values, then green, then blue, each plane in raster order
     images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
@@ -351,8 +371,10 @@ def _cifar_source():
 def _load_cifar10():
     kind, where = _cifar_source()
     batches = _cifar_from_tar(where) if kind == "tar" else _cifar_from_folder(where)
-    train = Dataset(np.concatenate([batches[b][0] for b in _CIFAR10_BATCHES[:-1]]),
-                    np.concatenate([batches[b][1] for b in _CIFAR10_BATCHES[:-1]]))
+    train = Dataset(
+        np.concatenate([batches[b][0] for b in _CIFAR10_BATCHES[:-1]]),
+        np.concatenate([batches[b][1] for b in _CIFAR10_BATCHES[:-1]]),
+    )
     test = Dataset(*batches["test_batch"])
     tr, val = split_validation(train, _CIFAR10_VAL)  # the paper's 45,000 / 5,000
     return Splits("cifar10", tr, val, test)
@@ -369,6 +391,7 @@ def _load_cifar10_shape():
 
 # --- SVHN ----------------------------------------------------------------------------------------------------------
 
+
 def _svhn_paths():
     paths = {}
     dirs = _search_dirs("svhn")
@@ -384,6 +407,7 @@ def _svhn_paths():
 def _svhn_mat(path):
     """One cropped-digits file -> (N, 32, 32, 3) uint8 view, (N,) labels 1..10 as in the file."""
     import scipy.io
+
     try:
         m = scipy.io.loadmat(path, variable_names=("X", "y"))
     except Exception as e:  # noqa: BLE001 -- scipy raises many kinds for a bad file
@@ -420,7 +444,7 @@ def _rows(x, index, chunk=8192):
     1.6 GB ``extra`` file is never copied whole."""
     out = np.empty((len(index), *x.shape[1:]), x.dtype)
     for i in range(0, len(index), chunk):
-        out[i:i + chunk] = x[index[i:i + chunk]]
+        out[i : i + chunk] = x[index[i : i + chunk]]
     return out
 
 
@@ -456,6 +480,7 @@ def _load_svhn():
 
 # --- your own data -------------------------------------------------------------------------------------------------
 
+
 def _check_part(where_x, where_y, x, y):
     """Validate one split's arrays; returns (N, H, W, C) uint8 images and int64 labels."""
     if x.dtype != np.uint8:
@@ -487,8 +512,10 @@ def _own_splits(name, parts, val_given):
     shape = ds["train"].images.shape[1:]
     for k in ("val", "test"):
         if k in ds and ds[k].images.shape[1:] != shape:
-            raise TrainError(f"{parts[k][0]}: images are {ds[k].images.shape[1:]}, but the training images "
-                             f"({parts['train'][0]}) are {shape} (H, W, C)")
+            raise TrainError(
+                f"{parts[k][0]}: images are {ds[k].images.shape[1:]}, but the training images "
+                f"({parts['train'][0]}) are {shape} (H, W, C)"
+            )
     if not val_given:
         n = len(ds["train"])
         if n < 2:
@@ -513,14 +540,19 @@ def _load_npz(path):
         arrays = {}
         for k in keys:
             if k not in f.files:
-                raise TrainError(f"{path}: missing key {k!r} (an .npz needs x_train, y_train, x_test, y_test"
-                                 f"{', and x_val with y_val' if val_given else ''})")
+                raise TrainError(
+                    f"{path}: missing key {k!r} (an .npz needs x_train, y_train, x_test, y_test"
+                    f"{', and x_val with y_val' if val_given else ''})"
+                )
             try:
                 arrays[k] = f[k]
             except Exception as e:  # noqa: BLE001 -- a corrupt member, or an object array (pickles are refused)
                 raise TrainError(f"{path}: key {k!r} cannot be read ({type(e).__name__}: {e})") from None
-    parts = {s: (f"{path} key 'x_{s}'", f"{path} key 'y_{s}'", arrays[f"x_{s}"], arrays[f"y_{s}"])
-             for s in ("train", "test", "val") if f"x_{s}" in arrays}
+    parts = {
+        s: (f"{path} key 'x_{s}'", f"{path} key 'y_{s}'", arrays[f"x_{s}"], arrays[f"y_{s}"])
+        for s in ("train", "test", "val")
+        if f"x_{s}" in arrays
+    }
     return _own_splits(Path(path).stem, parts, val_given)
 
 
@@ -538,15 +570,19 @@ def _load_idx_folder(folder):
         cands = [folder / (n + s) for n in names for s in (".gz", "")]
         p = next((c for c in cands if c.is_file()), None)
         if p is None:
-            raise TrainError(f"{folder / names[0]}[.gz]: missing (a folder of IDX files needs "
-                             f"{', '.join(n[0] for n in _IDX_NAMES.values())})")
+            raise TrainError(
+                f"{folder / names[0]}[.gz]: missing (a folder of IDX files needs "
+                f"{', '.join(n[0] for n in _IDX_NAMES.values())})"
+            )
         try:
             arrays[key] = read_idx(p)
         except IDXError as e:
             raise TrainError(str(e)) from None
         files[key] = p
-    parts = {s: (files[f"{s}_images"], files[f"{s}_labels"], arrays[f"{s}_images"], arrays[f"{s}_labels"])
-             for s in ("train", "test")}
+    parts = {
+        s: (files[f"{s}_images"], files[f"{s}_labels"], arrays[f"{s}_images"], arrays[f"{s}_labels"])
+        for s in ("train", "test")
+    }
     return _own_splits(folder.resolve().name or "data", parts, False)
 
 
@@ -556,8 +592,10 @@ def _load_path(name):
         return _load_idx_folder(p)
     if p.is_file():
         return _load_npz(p)
-    raise TrainError(f"dataset {name!r}: no such file or folder, and not a named data set; choose one of "
-                     f"{', '.join(DATASETS)}, or a path to an .npz or a folder of IDX files")
+    raise TrainError(
+        f"dataset {name!r}: no such file or folder, and not a named data set; choose one of "
+        f"{', '.join(DATASETS)}, or a path to an .npz or a folder of IDX files"
+    )
 
 
 def split_validation(train, n_val):

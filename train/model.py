@@ -15,9 +15,9 @@ from .binary import BinaryConv2d, BinaryLinear, QuantReLU
 
 __all__ = ["BinaryNet", "BN_EPS", "BN_MOMENTUM", "ACT_RANGE"]
 
-BN_EPS = 1e-4        # the authors' epsilon
-BN_MOMENTUM = 0.15   # the authors' alpha: running = (1 - alpha) * running + alpha * batch
-ACT_RANGE = 4.0      # QuantReLU clip point, in batch-norm output units
+BN_EPS = 1e-4  # the authors' epsilon
+BN_MOMENTUM = 0.15  # the authors' alpha: running = (1 - alpha) * running + alpha * batch
+ACT_RANGE = 4.0  # QuantReLU clip point, in batch-norm output units
 
 
 class _Pixels(nn.Module):
@@ -75,9 +75,18 @@ class BinaryNet(nn.Module):
         for layer in self.layers:
             c = layer.in_shape[0]
             if layer.kind == "conv2d":
-                mods += [BinaryConv2d(c, layer.out_channels, layer.kernel, stride=layer.stride,
-                                      padding=layer.padding, stochastic=stoch, binary=binary),
-                         nn.BatchNorm2d(layer.out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)]
+                mods += [
+                    BinaryConv2d(
+                        c,
+                        layer.out_channels,
+                        layer.kernel,
+                        stride=layer.stride,
+                        padding=layer.padding,
+                        stochastic=stoch,
+                        binary=binary,
+                    ),
+                    nn.BatchNorm2d(layer.out_channels, eps=BN_EPS, momentum=BN_MOMENTUM),
+                ]
             elif layer.kind == "maxpool2d":
                 mods.append(nn.MaxPool2d(layer.kernel, layer.stride))
                 previous = layer
@@ -85,8 +94,10 @@ class BinaryNet(nn.Module):
             elif layer.kind == "dense":
                 if previous is not None and previous.kind != "dense":
                     mods.append(_FlattenHWC())
-                mods += [BinaryLinear(layer.in_values, layer.out_features, stochastic=stoch, binary=binary),
-                         nn.BatchNorm1d(layer.out_features, eps=BN_EPS, momentum=BN_MOMENTUM)]
+                mods += [
+                    BinaryLinear(layer.in_values, layer.out_features, stochastic=stoch, binary=binary),
+                    nn.BatchNorm1d(layer.out_features, eps=BN_EPS, momentum=BN_MOMENTUM),
+                ]
             else:
                 raise TrainError(f"layer {layer.name!r}: kind {layer.kind!r} cannot be trained")
             if layer is not last:
@@ -120,8 +131,13 @@ class BinaryNet(nn.Module):
             layer.stochastic = stochastic
 
     def config(self):
-        return {"layers": [layer.to_dict() for layer in self.layers], "binarize": self.binarize, "abits": self.abits,
-                "act_range": ACT_RANGE, "bn_eps": BN_EPS}
+        return {
+            "layers": [layer.to_dict() for layer in self.layers],
+            "binarize": self.binarize,
+            "abits": self.abits,
+            "act_range": ACT_RANGE,
+            "bn_eps": BN_EPS,
+        }
 
     @torch.no_grad()
     def predict(self, pixels, *, sign_weights=False, batch=None):
@@ -133,7 +149,7 @@ class BinaryNet(nn.Module):
             self.set_stochastic(False)
         batch = batch or (2000 if self.layers[0].kind == "dense" else 500)
         try:
-            return torch.cat([self(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+            return torch.cat([self(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
         finally:
             for layer, s in zip(self.binary_layers(), saved):
                 layer.stochastic = s

@@ -19,8 +19,17 @@ from .arch import parse_arch
 from .data import load_dataset
 from .model import BinaryNet
 
-__all__ = ["TrainConfig", "RECIPES", "DEFAULT_EPOCHS", "recipe", "squared_hinge_loss", "run_training", "load_model",
-           "CHECKPOINT_FORMAT", "resolve_device"]
+__all__ = [
+    "TrainConfig",
+    "RECIPES",
+    "DEFAULT_EPOCHS",
+    "recipe",
+    "squared_hinge_loss",
+    "run_training",
+    "load_model",
+    "CHECKPOINT_FORMAT",
+    "resolve_device",
+]
 
 CHECKPOINT_FORMAT = "lutmac-binaryconnect"
 CHECKPOINT_VERSION = 2
@@ -47,6 +56,7 @@ def recipe(dataset):
 @dataclass
 class TrainConfig:
     """Everything that determines a run: two runs with equal configs give identical weights (on one device)."""
+
     dataset: str = "digits"
     arch: str = "tfc"
     binarize: str = "det"
@@ -54,7 +64,7 @@ class TrainConfig:
     epochs: int = 60
     seed: int = 0
     batch_size: int = 100
-    lr_start: float = 0.003     # the authors' MNIST values
+    lr_start: float = 0.003  # the authors' MNIST values
     lr_end: float = 0.000002
     loss: str = "hinge"
     dropout_in: float = 0.0
@@ -149,7 +159,9 @@ def _load_checkpoint(path, cfg):
     except FileNotFoundError:
         raise TrainError(f"{path}: no checkpoint to resume from") from None
     except Exception as e:  # torch raises many types for a damaged file
-        raise TrainError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        raise TrainError(
+            f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "resume" not in ck:
         raise TrainError(f"{path}: not a lutmac training checkpoint")
     saved = ck["config"]
@@ -168,6 +180,7 @@ class _World:
         self.device = device
         if self.size > 1:
             import torch.distributed as dist
+
             if device.type == "cuda":
                 self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
                 torch.cuda.set_device(self.device)
@@ -179,6 +192,7 @@ class _World:
         if self.size == 1:
             return value
         import torch.distributed as dist
+
         t = torch.tensor(float(value), dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return t.item()
@@ -189,7 +203,8 @@ class _World:
         if self.size == 1:
             return
         import torch.distributed as dist
-        for name, buf in model.named_buffers():
+
+        for buf in model.buffers():
             if buf.is_floating_point():
                 dist.all_reduce(buf)
                 buf /= self.size
@@ -197,6 +212,7 @@ class _World:
     def close(self):
         if self.size > 1:
             import torch.distributed as dist
+
             if dist.is_initialized():
                 dist.destroy_process_group()
 
@@ -214,14 +230,16 @@ def _batches(cfg, n, epoch, shuffle, world, device):
     epoch), each rank taking ``batch_size / world`` of every global batch."""
     if world.size == 1:
         perm = torch.randperm(n, generator=shuffle).to(device)
-        return [perm[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+        return [perm[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
     from torch.utils.data import DistributedSampler
-    sampler = DistributedSampler(range(n), num_replicas=world.size, rank=world.rank, shuffle=True, seed=cfg.seed,
-                                 drop_last=True)
+
+    sampler = DistributedSampler(
+        range(n), num_replicas=world.size, rank=world.rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
     sampler.set_epoch(epoch)
     idx = torch.tensor(list(sampler), device=device)
     per = max(1, cfg.batch_size // world.size)
-    return [idx[i:i + per] for i in range(0, len(idx), per)]
+    return [idx[i : i + per] for i in range(0, len(idx), per)]
 
 
 def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log=print):
@@ -252,8 +270,9 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
     # global batch sees one Wb as in a single process
     torch.manual_seed(cfg.seed)
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    model = BinaryNet(layers, binarize=cfg.binarize, abits=cfg.abits,
-                      dropout_in=cfg.dropout_in, dropout_hidden=cfg.dropout_hidden)
+    model = BinaryNet(
+        layers, binarize=cfg.binarize, abits=cfg.abits, dropout_in=cfg.dropout_in, dropout_hidden=cfg.dropout_hidden
+    )
     history, best, start, elapsed, stoch_best = [], None, 0, 0.0, None
     if ck is not None:
         model.load_state_dict(ck["model"])
@@ -270,6 +289,7 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
     step_model = model
     if world.size > 1:
         from torch.nn.parallel import DistributedDataParallel
+
         # buffers stay per rank (each normalises its share) and are averaged at every epoch's end
         step_model = DistributedDataParallel(model, forward_sync_buffers=False)
 
@@ -281,8 +301,15 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
     lossf = squared_hinge_loss if cfg.loss == "hinge" else nn.functional.cross_entropy
     total = cfg.epochs + cfg.finetune
 
-    bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {cfg.dataset}-{cfg.arch}",
-               unit="epoch", disable=not (progress and lead), dynamic_ncols=True)
+    bar = tqdm(
+        range(start, total),
+        initial=start,
+        total=total,
+        desc=f"train {cfg.dataset}-{cfg.arch}",
+        unit="epoch",
+        disable=not (progress and lead),
+        dynamic_ncols=True,
+    )
     epoch = start
     try:
         for epoch in bar:
@@ -314,24 +341,47 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
             val_err = _evaluate(model, xva, yva, world)
             test_err = _evaluate(model, xte, yte, world)
             elapsed += time.perf_counter() - t0
-            history.append({"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen,
-                            "train_error": train_err / seen, "val_error": val_err, "test_error": test_err,
-                            "phase": "stochastic" if model.binary_layers()[0].stochastic else "deterministic"})
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "lr": lr,
+                    "train_loss": loss_sum / seen,
+                    "train_error": train_err / seen,
+                    "val_error": val_err,
+                    "test_error": test_err,
+                    "phase": "stochastic" if model.binary_layers()[0].stochastic else "deterministic",
+                }
+            )
             if best is None or val_err <= best["val_error"]:  # the authors keep the later epoch on ties
                 best = {"epoch": epoch + 1, "val_error": val_err, "model": _cpu_state(model)}
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", val_err=f"{100 * val_err:.2f}%", lr=f"{lr:.2e}")
             if lead:
-                _save(ck_path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                                "config": dataclasses.asdict(cfg), "epoch": epoch + 1, "seconds": elapsed,
-                                "model": _cpu_state(model), "history": history, "best": best,
-                                "stochastic_best": stoch_best,
-                                "resume": {"optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
-                                           "shuffle": shuffle.get_state()}})
+                _save(
+                    ck_path,
+                    {
+                        "format": CHECKPOINT_FORMAT,
+                        "version": CHECKPOINT_VERSION,
+                        "config": dataclasses.asdict(cfg),
+                        "epoch": epoch + 1,
+                        "seconds": elapsed,
+                        "model": _cpu_state(model),
+                        "history": history,
+                        "best": best,
+                        "stochastic_best": stoch_best,
+                        "resume": {
+                            "optimizer": opt.state_dict(),
+                            "rng": torch.get_rng_state(),
+                            "shuffle": shuffle.get_state(),
+                        },
+                    },
+                )
     except KeyboardInterrupt:
         bar.close()
-        raise Interrupted(f"interrupted in epoch {epoch + 1} of {total} ({len(history)} complete, saved in "
-                          f"{ck_path}); resume with `make train RESUME=1` and the same variables "
-                          f"(python -m train ... --resume)") from None
+        raise Interrupted(
+            f"interrupted in epoch {epoch + 1} of {total} ({len(history)} complete, saved in "
+            f"{ck_path}); resume with `make train RESUME=1` and the same variables "
+            f"(python -m train ... --resume)"
+        ) from None
     bar.close()
 
     model.load_state_dict(best["model"])
@@ -344,24 +394,43 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
     stoch_sign = 1.0 - _evaluate(model, xte, yte, world, sign_weights=True) if stoch_best is not None else None
     model.load_state_dict(best["model"])
     metrics = {
-        "dataset": cfg.dataset, "arch": cfg.arch, "layers": [layer.to_dict() for layer in layers],
-        "synthetic": bool(getattr(splits, "synthetic", False)), "binarize": cfg.binarize, "abits": cfg.abits,
-        "epochs": cfg.epochs, "finetune_epochs": cfg.finetune, "best_epoch": best["epoch"],
+        "dataset": cfg.dataset,
+        "arch": cfg.arch,
+        "layers": [layer.to_dict() for layer in layers],
+        "synthetic": bool(getattr(splits, "synthetic", False)),
+        "binarize": cfg.binarize,
+        "abits": cfg.abits,
+        "epochs": cfg.epochs,
+        "finetune_epochs": cfg.finetune,
+        "best_epoch": best["epoch"],
         "val_accuracy": 1.0 - best["val_error"],
-        "test_accuracy": test_accuracy, "test_accuracy_sign": test_accuracy_sign,
+        "test_accuracy": test_accuracy,
+        "test_accuracy_sign": test_accuracy_sign,
         "test_accuracy_sign_before_finetune": stoch_sign,
-        "seconds": round(elapsed, 3), "seconds_per_epoch": round(elapsed / max(1, len(history)), 4),
-        "seed": cfg.seed, "device": str(world.device), "world_size": world.size,
-        "config": dataclasses.asdict(cfg), "history": history,
+        "seconds": round(elapsed, 3),
+        "seconds_per_epoch": round(elapsed / max(1, len(history)), 4),
+        "seed": cfg.seed,
+        "device": str(world.device),
+        "world_size": world.size,
+        "config": dataclasses.asdict(cfg),
+        "history": history,
     }
     if not lead:
         return metrics
-    _save(out_dir / "model.pt", {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                                        "config": dataclasses.asdict(cfg), "model_config": model.config(),
-                                        "model": best["model"], "metrics": {k: v for k, v in metrics.items()
-                                                                            if k != "history"}})
+    _save(
+        out_dir / "model.pt",
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": dataclasses.asdict(cfg),
+            "model_config": model.config(),
+            "model": best["model"],
+            "metrics": {k: v for k, v in metrics.items() if k != "history"},
+        },
+    )
     atomic_write_json(out_dir / "metrics.json", metrics)
     from .plots import plot_curves, plot_weights
+
     model.cpu()
     plot_curves(out_dir / "curves.png", history, title=f"{cfg.dataset} {cfg.arch} {cfg.binarize} A{cfg.abits}")
     plot_weights(out_dir / "weights.png", model, title=f"{cfg.dataset} {cfg.arch} {cfg.binarize}")

@@ -21,7 +21,7 @@ async def uart_send(dut, byte, divisor):
 async def uart_receive(dut, divisor):
     while int(dut.tx.value) != 0:
         await FallingEdge(dut.tx)
-    await ClockCycles(dut.clk, divisor + divisor // 2)   # to the middle of data bit 0
+    await ClockCycles(dut.clk, divisor + divisor // 2)  # to the middle of data bit 0
     byte = 0
     for k in range(8):
         byte |= int(dut.tx.value) << k
@@ -50,8 +50,16 @@ async def board_top_over_uart(dut):
         got_cls, got_scores, cycles = decode_frame(bytes(frame), top)
         if cfg.get("corrupt"):
             cls += 1
-        results.append({"class": got_cls, "expected_class": cls, "scores": got_scores, "expected_scores": scores,
-                        "cycles": cycles, "led": int(dut.led.value)})
+        results.append(
+            {
+                "class": got_cls,
+                "expected_class": cls,
+                "scores": got_scores,
+                "expected_scores": scores,
+                "cycles": cycles,
+                "led": int(dut.led.value),
+            }
+        )
         assert got_cls == cls and got_scores == scores, results[-1]
         await RisingEdge(dut.clk)
         assert int(dut.led.value) == (cls & ((1 << len(dut.led)) - 1)), "LEDs do not show the last class"

@@ -8,7 +8,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 
 @cocotb.test()
@@ -16,7 +16,7 @@ async def layer_matches_golden(dut):
     cfg = json.loads(Path(os.environ["LUTMAC_BENCH_CONFIG"]).read_text())
     data = np.load(cfg["vectors"])
     beats, expected, real = data["beats"], data["expected"], data["real"]
-    in_bits, in_lanes, pe, out_bits = cfg["in_bits"], cfg["in_lanes"], cfg["pe"], cfg["out_bits"]
+    in_bits, pe, out_bits = cfg["in_bits"], cfg["pe"], cfg["out_bits"]
     signed_out = cfg["signed_out"]
     rng = np.random.default_rng(cfg.get("seed", 0))
     Clock(dut.clk, 10, unit="ns").start()
@@ -61,5 +61,7 @@ async def layer_matches_golden(dut):
         expected = expected.copy()
         expected[0, 0] += 1  # lane 0 of the first beat is always a real neuron
     bad = np.argwhere((got != expected) & real)
-    assert len(bad) == 0, (f"{len(bad)} mismatching outputs; first at beat {bad[0][0]} lane {bad[0][1]}: expected "
-                           f"{expected[tuple(bad[0])]}, got {got[tuple(bad[0])]}")
+    assert len(bad) == 0, (
+        f"{len(bad)} mismatching outputs; first at beat {bad[0][0]} lane {bad[0][1]}: expected "
+        f"{expected[tuple(bad[0])]}, got {got[tuple(bad[0])]}"
+    )

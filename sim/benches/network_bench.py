@@ -3,9 +3,9 @@ with the export's golden model. Configured by the JSON file named in ``LUTMAC_BE
 
 import json
 import os
-from pathlib import Path
 import sys
 import time
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -43,9 +43,11 @@ def _compare(trace, images_idx, classes, scores, layers):
         k = int(bad[0])
         img = first_image = int(images_idx[k])
         lanes = np.nonzero(scores[k] != exp_scores[k])[0].tolist()
-        first = (f"image {img}: layer {layers[-1].name} (output) scores differ at classes {lanes}; expected "
-                 f"class {int(exp_cls[k])} scores {exp_scores[k].tolist()}, got class {int(classes[k])} scores "
-                 f"{scores[k].tolist()}")
+        first = (
+            f"image {img}: layer {layers[-1].name} (output) scores differ at classes {lanes}; expected "
+            f"class {int(exp_cls[k])} scores {exp_scores[k].tolist()}, got class {int(classes[k])} scores "
+            f"{scores[k].tolist()}"
+        )
     return len(bad), first, first_image
 
 
@@ -63,6 +65,7 @@ async def network_matches_golden(dut):
     bar = None
     if cfg.get("progress"):
         from tqdm import tqdm
+
         bar = tqdm(total=n, desc=f"sim {cfg['simulator']}", unit="img", file=sys.stderr, dynamic_ncols=True)
 
     def progress(done):
@@ -113,18 +116,25 @@ async def network_matches_golden(dut):
     mismatches, first, first_image = _compare(trace, order, classes, scores, golden.layers)
     steady = None
     if len(cycles) >= 4 and not cfg.get("gap_rate") and not cfg.get("stall_rate") and not cfg.get("reset_test"):
-        diffs = np.diff(cycles[len(cycles) // 4:])
+        diffs = np.diff(cycles[len(cycles) // 4 :])
         steady = float(np.median(diffs)) if len(diffs) else None
     summary = {
-        "simulator": cfg["simulator"], "images": n, "mismatches": mismatches,
+        "simulator": cfg["simulator"],
+        "images": n,
+        "mismatches": mismatches,
         "accuracy": float((classes == labels[order]).mean()),
         "golden_accuracy": float((trace.classes[order] == labels[order]).mean()),
-        "cycles_per_image": steady, "fold_bound_cycles": top["fold_bound_cycles"],
+        "cycles_per_image": steady,
+        "fold_bound_cycles": top["fold_bound_cycles"],
         "cycles_per_image_vs_fold_bound": (steady / top["fold_bound_cycles"]) if steady else None,
         "first_result_cycle": int(cycles[0]) if len(cycles) else None,
-        "sim_seconds": round(wall, 3), "images_per_s": round(n / wall, 1) if wall > 0 else None,
-        "first_mismatch": first, "first_mismatch_image": first_image, "reset_test": bool(cfg.get("reset_test")),
-        "gap_rate": cfg.get("gap_rate", 0), "stall_rate": cfg.get("stall_rate", 0),
+        "sim_seconds": round(wall, 3),
+        "images_per_s": round(n / wall, 1) if wall > 0 else None,
+        "first_mismatch": first,
+        "first_mismatch_image": first_image,
+        "reset_test": bool(cfg.get("reset_test")),
+        "gap_rate": cfg.get("gap_rate", 0),
+        "stall_rate": cfg.get("stall_rate", 0),
     }
     with open(cfg["summary"], "w") as f:
         json.dump(summary, f, indent=2)

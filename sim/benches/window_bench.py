@@ -68,7 +68,9 @@ async def map_unit_matches_golden(dut):
     got = np.array(outputs, np.int64)
     if cfg.get("corrupt"):
         expected = expected.copy()
-        expected[0, 0] ^= 1   # lane 0 of the first beat is always a real channel
+        expected[0, 0] ^= 1  # lane 0 of the first beat is always a real channel
     bad = np.argwhere(got != expected)
-    assert len(bad) == 0, (f"{len(bad)} mismatching values; first at beat {bad[0][0]} lane {bad[0][1]}: expected "
-                           f"{expected[tuple(bad[0])]}, got {got[tuple(bad[0])]}")
+    assert len(bad) == 0, (
+        f"{len(bad)} mismatching values; first at beat {bad[0][0]} lane {bad[0][1]}: expected "
+        f"{expected[tuple(bad[0])]}, got {got[tuple(bad[0])]}"
+    )
