@@ -14,7 +14,7 @@ ABITS    ?= 8
 SEED     ?= 0
 # RESUME=1 continues a stopped `make train` from OUT/train/checkpoint.pt
 RESUME   ?=
-# auto (CUDA when present) | cpu | cuda[:N]; NPROC > 1 trains data-parallel under torchrun
+# auto (CUDA when present) | cpu | cuda[:N]; NPROC > 1 trains data-parallel (torchrun's launcher; one per GPU)
 DEVICE   ?= auto
 NPROC    ?= 1
 PE       ?= 16
@@ -88,7 +88,7 @@ $(STAMP): pyproject.toml Makefile
 
 TRAIN_ARGS = --dataset $(DATASET) --arch $(ARCH) --binarize $(BINARIZE) --abits $(ABITS) --seed $(SEED) \
   --device $(DEVICE) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(filter 1,$(RESUME)),--resume)
-TRAIN_CMD = $(if $(filter-out 1,$(NPROC)),$(VENV)/bin/torchrun --standalone --nproc-per-node=$(NPROC) -m train,$(PY) -m train)
+TRAIN_CMD = $(PY) -m train $(if $(filter-out 1,$(NPROC)),--nproc $(NPROC))
 train: setup
 	$(TRAIN_CMD) $(TRAIN_ARGS) -o $(OUT)/train
 

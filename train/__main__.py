@@ -42,12 +42,23 @@ def main(argv=None):
     p.add_argument("--dropout-in", type=float, default=0.0)
     p.add_argument("--dropout-hidden", type=float, default=0.0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N] (default auto)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine, launched as torchrun --standalone does; with CUDA at most one "
+        "per GPU (default 1)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--out", required=True, help="output directory (e.g. build/digits-tfc/train)")
     a = p.parse_args(argv)
     if a.dataset not in DATASETS and os.path.exists(a.dataset):
         a.dataset = os.path.abspath(a.dataset)  # the checkpoint names the data; export reloads it from anywhere
+    if a.nproc != 1 and "RANK" not in os.environ:  # the launcher; its processes run the code below
+        from .launch import launch
+
+        return launch(a.nproc, a.device, sys.argv[1:] if argv is None else argv)
     defaults = TrainConfig()
     r = recipe(a.dataset)
 

@@ -4,6 +4,7 @@ atomic per-epoch checkpoints and exact resume, on the CPU or a CUDA device."""
 import dataclasses
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,6 +293,9 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
 
         # buffers stay per rank (each normalises its share) and are averaged at every epoch's end
         step_model = DistributedDataParallel(model, forward_sync_buffers=False)
+        # a one-channel conv's weight gradient has an arbitrary stride on its size-1 dimension; DDP copies it into
+        # its bucket (a few hundred values) and warns at every backward pass of the run
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
     # whole splits on the device as uint8 (a quarter of float32's memory); batches are converted as they are used
     def tensors(ds):
