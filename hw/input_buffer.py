@@ -1,13 +1,17 @@
 """The matrix-vector unit's input side: a ping-pong store of two whole input vectors, read ``simd`` lanes a step."""
 
+from types import SimpleNamespace
+
 from amaranth import hdl
 from amaranth.hdl import Array, Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["InputBuffer", "beat_index", "LANES_PER_SELECT"]
+__all__ = ["InputBuffer", "beat_index", "LANES_PER_SELECT", "STORAGES"]
 
 LANES_PER_SELECT = 4  # input lanes sharing one copy of the read select
+STORAGES = ("auto", "memory", "registers")
 
 
 def beat_index(beat, lane, *, group, lanes):
@@ -27,7 +31,7 @@ def _wrap(v, n):
 
 
 class InputBuffer(wiring.Component):
-    """Banks of ``length`` registers: one fills from the input stream while another is read, ``simd`` lanes per
+    """Banks of ``length`` values: one fills from the input stream while another is read, ``simd`` lanes per
     step, as many times as the consumer needs (once per row fold).
 
     Two banks (ping-pong) keep a consumer of two or more steps per vector busy. A bank takes three cycles from its
@@ -54,6 +58,11 @@ class InputBuffer(wiring.Component):
     row_folds : int
         How many times the consumer reads each vector (its steps per vector are ``ceil(length / simd) *
         row_folds``); decides the number of banks.
+    storage : ``"auto"``, ``"memory"`` or ``"registers"``
+        ``"memory"`` keeps the banks as rows of ``simd`` values in RAM (distributed RAM in practice), assembled
+        from the beats in one row register: ``simd * bits`` flip-flops instead of ``banks * length * bits``, and no
+        SF:1 read multiplexers. It needs ``lanes <= simd`` (a beat fills at most two rows) and two or more column
+        folds. ``"auto"`` (the default) takes it wherever it can.
 
     Members
     -------
@@ -64,7 +73,7 @@ class InputBuffer(wiring.Component):
     x : ``Out(ArrayLayout(unsigned(bits), simd))``
     """
 
-    def __init__(self, *, length, bits, group, lanes, simd, row_folds=1):
+    def __init__(self, *, length, bits, group, lanes, simd, row_folds=1, storage="auto"):
         for name, v in (
             ("length", length),
             ("bits", bits),
@@ -81,6 +90,16 @@ class InputBuffer(wiring.Component):
         self.sf = -(-length // simd)
         self.beats = (length // group) * -(-group // lanes)
         self.banks = 3 if self.sf * row_folds == 1 and self.beats <= 2 else 2
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+        if storage == "memory" and (lanes > simd or self.sf < 2):
+            raise ValueError(
+                f"storage 'memory' needs lanes ({lanes!r}) <= simd ({simd!r}) and two or more column folds "
+                f"(length {length!r} / simd gives {self.sf})"
+            )
+        if storage == "auto":
+            storage = "memory" if lanes <= simd and self.sf >= 2 else "registers"
+        self.storage = storage
         super().__init__(
             {
                 "i": In(stream.Signature(data.ArrayLayout(hdl.unsigned(bits), lanes))),
@@ -94,41 +113,21 @@ class InputBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n, S, SF, B = self.length, self.simd, self.sf, self.banks
-        bank = [[Signal(self.bits, name=f"buf{b}_{i}") for i in range(n)] for b in range(B)]
+        B = self.banks
         full = Signal(B)
         wbank = Signal(range(B))
         wbeat = Signal(range(max(2, self.beats)))
-        m.d.comb += self.i.ready.eq(~full.bit_select(wbank, 1))
-        # an accepted beat is registered first and written into its bank the cycle after: the write enables fan
-        # out to every buffer register, and the beat arrives from the previous unit, maybe from across the chip
-        beat = Signal.like(self.i.payload, reset_less=True)
-        beat_valid, beat_last = Signal(), Signal()
-        beat_bank = Signal(range(B))
-        beat_index_r = Signal.like(wbeat)
+        hold = Signal()  # the memory store's second write of a vector's end: no beat is taken that cycle
+        m.d.comb += self.i.ready.eq(~full.bit_select(wbank, 1) & ~hold)
         accept = self.i.valid & self.i.ready
-        m.d.sync += [
-            beat.eq(self.i.payload),
-            beat_valid.eq(accept),
-            beat_bank.eq(wbank),
-            beat_index_r.eq(wbeat),
-            beat_last.eq(wbeat == self.beats - 1),
-        ]
-        with m.If(beat_valid):
-            for b in range(B):
-                for k in range(self.beats):
-                    with m.If((beat_bank == b) & (beat_index_r == k)):
-                        for lane in range(self.lanes):
-                            i = beat_index(k, lane, group=self.group, lanes=self.lanes)
-                            if i is not None:
-                                m.d.sync += bank[b][i].eq(beat[lane])
+        beat = self._register_beat(m, accept, wbank, wbeat)
         with m.If(accept):
             m.d.sync += wbeat.eq(hdl.Mux(wbeat == self.beats - 1, 0, wbeat + 1))
             with m.If(wbeat == self.beats - 1):
                 m.d.sync += wbank.eq(_wrap(wbank, B))
 
         rbank = Signal(range(B))
-        set_full = Cat(beat_valid & beat_last & (beat_bank == b) for b in range(B))
+        set_full = Cat(beat.valid & beat.last & (beat.bank == b) for b in range(B))
         clr_full = Cat(self.step & self.release & (rbank == b) for b in range(B))
         m.d.sync += full.eq((full | set_full) & ~clr_full)
         m.d.comb += self.full.eq(full.bit_select(rbank, 1))
@@ -136,16 +135,143 @@ class InputBuffer(wiring.Component):
         m.d.comb += rbank_next.eq(hdl.Mux(self.step & self.release, _wrap(rbank, B), rbank))
         m.d.sync += rbank.eq(rbank_next)
 
-        # `keep` stops yosys merging the identical select copies back into one register
-        for g in range(-(-S // LANES_PER_SELECT)):
-            sel_sf = Signal.like(self.sf_next, name=f"sel_sf{g}", attrs={"keep": 1})
-            sel_bank = Signal(range(B), name=f"sel_bank{g}", attrs={"keep": 1})
+        if self.storage == "memory":
+            self._memory_store(m, beat, hold, rbank_next)
+        else:
+            self._register_store(m, beat, rbank_next)
+        return m
+
+    def _beat_starts(self):
+        """``(position, count)`` of every beat of a vector: its first value's index and how many values it holds."""
+        per_group = -(-self.group // self.lanes)
+        for k in range(self.beats):
+            g, b = divmod(k, per_group)
+            yield g * self.group + b * self.lanes, min(self.lanes, self.group - b * self.lanes)
+
+    def _register_beat(self, m, accept, wbank, wbeat):
+        """An accepted beat, registered before it is written: the write enables fan out to the whole store, and
+        the beat arrives from the previous unit, maybe from across the chip. In the memory store it carries where
+        it starts (row ``fold``, lane ``offset``) and whether it is a group's short last beat."""
+        beat = SimpleNamespace(
+            data=Signal.like(self.i.payload, reset_less=True),
+            valid=Signal(),
+            last=Signal(),
+            bank=Signal(range(self.banks)),
+            index=Signal.like(wbeat),
+            fold=Signal(range(max(2, self.sf))),
+            offset=Signal(range(max(2, self.simd))),
+            short=Signal(),
+        )
+        m.d.sync += [
+            beat.data.eq(self.i.payload),
+            beat.valid.eq(accept),
+            beat.bank.eq(wbank),
+            beat.index.eq(wbeat),
+            beat.last.eq(wbeat == self.beats - 1),
+        ]
+        if self.storage != "memory":
+            return beat
+        # the next beat's start, advanced by each accepted beat's count (at most simd: one row crossing at most)
+        fold, offset = Signal.like(beat.fold), Signal.like(beat.offset)
+        per_group = -(-self.group // self.lanes)
+        short_len = self.group - (per_group - 1) * self.lanes
+        in_group = Signal(range(max(2, per_group)))
+        short = (in_group == per_group - 1) if short_len != self.lanes else hdl.Const(0)
+        count = hdl.Mux(short, short_len, self.lanes)
+        wrapped = offset + count - self.simd
+        m.d.sync += [beat.fold.eq(fold), beat.offset.eq(offset), beat.short.eq(short)]
+        with m.If(accept):
+            m.d.sync += in_group.eq(_wrap(in_group, per_group))
+            with m.If(wbeat == self.beats - 1):
+                m.d.sync += [fold.eq(0), offset.eq(0), in_group.eq(0)]
+            with m.Elif(wrapped[-1]):  # offset + count < simd: same row
+                m.d.sync += offset.eq(offset + count)
+            with m.Else():
+                m.d.sync += [offset.eq(wrapped), fold.eq(fold + 1)]
+        return beat
+
+    def _select_copies(self, m, rbank_next, width):
+        """One registered copy of the read select (fold, bank) per :data:`LANES_PER_SELECT` lanes: the read
+        multiplexers (or RAM address pins) are wide, and one register fanned out to all of them was a critical
+        path. ``keep`` stops yosys merging the copies back into one register."""
+        for g in range(-(-self.simd // LANES_PER_SELECT)):
+            sel_sf = Signal(width, name=f"sel_sf{g}", attrs={"keep": 1})
+            sel_bank = Signal(range(self.banks), name=f"sel_bank{g}", attrs={"keep": 1})
             m.d.sync += [sel_sf.eq(self.sf_next), sel_bank.eq(rbank_next)]
-            for lane in range(g * LANES_PER_SELECT, min(S, (g + 1) * LANES_PER_SELECT)):
+            yield g, range(g * LANES_PER_SELECT, min(self.simd, (g + 1) * LANES_PER_SELECT)), sel_sf, sel_bank
+
+    def _register_store(self, m, beat, rbank_next):
+        """Every value in its own register, written by its beat and read through an SF x banks : 1 multiplexer."""
+        n, S, SF, B = self.length, self.simd, self.sf, self.banks
+        bank = [[Signal(self.bits, name=f"buf{b}_{i}") for i in range(n)] for b in range(B)]
+        with m.If(beat.valid):
+            for b in range(B):
+                for k in range(self.beats):
+                    with m.If((beat.bank == b) & (beat.index == k)):
+                        for lane in range(self.lanes):
+                            i = beat_index(k, lane, group=self.group, lanes=self.lanes)
+                            if i is not None:
+                                m.d.sync += bank[b][i].eq(beat.data[lane])
+        for _, lanes, sel_sf, sel_bank in self._select_copies(m, rbank_next, len(self.sf_next)):
+            for lane in lanes:
                 per_bank = [
                     [bank[b][f * S + lane] if f * S + lane < n else hdl.Const(0, self.bits) for f in range(SF)]
                     for b in range(B)
                 ]
                 pick = [Array(c)[sel_sf] if SF > 1 else c[0] for c in per_bank]
                 m.d.sync += self.x[lane].eq(Array(pick)[sel_bank] if B > 2 else hdl.Mux(sel_bank, pick[1], pick[0]))
-        return m
+
+    def _memory_store(self, m, beat, hold, rbank_next):
+        """Rows of ``simd`` values in RAM at ``(bank, fold)``, one row written per cycle from a row being assembled.
+
+        A beat puts its values into the row register at their lanes; the beat that reaches a row's end writes that
+        row (its own values merged in), and the values it spills past the end stay for the next row. A vector's
+        last beat writes its last row with the lanes past the vector as 0; when that beat also ends the row before,
+        the last row is written the cycle after, and the input takes no beat meanwhile (``hold``).
+        The RAM is one memory per select copy, read asynchronously (distributed RAM) at the registered select, so
+        ``x`` has the register store's timing.
+        """
+        S, SF, bits = self.simd, self.sf, self.bits
+        fbits = (SF - 1).bit_length()
+        tail = self.length - (SF - 1) * S  # values in the last row; its other lanes read 0
+        row = Signal(data.ArrayLayout(hdl.unsigned(bits), S))
+        value = Signal(data.ArrayLayout(hdl.unsigned(bits), S))  # the beat's values at their lanes
+        hit, now = Signal(S), Signal(S)  # lanes the beat fills; those of them in its own row
+        ends_row, spills = Signal(), Signal()
+        kinds = {}
+        for position, count in self._beat_starts():
+            kinds[(position % S, count != self.lanes)] = count
+        with m.Switch(Cat(beat.offset, beat.short)):
+            for (offset, short), count in kinds.items():
+                with m.Case(offset | (short << len(beat.offset))):
+                    for t in range(count):
+                        r = (offset + t) % S
+                        m.d.comb += [hit[r].eq(1), now[r].eq(offset + t < S), value[r].eq(beat.data[t])]
+                    m.d.comb += [ends_row.eq(offset + count >= S), spills.eq(offset + count > S)]
+        put = Signal.like(row)  # the row as the beat completes it
+        for r in range(S):
+            m.d.comb += put[r].eq(hdl.Mux(now[r], value[r], row[r]))
+            with m.If(beat.valid & hit[r]):
+                m.d.sync += row[r].eq(value[r])
+        flush, flush_bank = Signal(), Signal.like(beat.bank)
+        m.d.comb += hold.eq(beat.valid & beat.last & spills)
+        m.d.sync += [flush.eq(hold), flush_bank.eq(beat.bank)]
+        we, waddr, wrow = Signal(), Signal(fbits + len(beat.bank)), Signal.like(row)
+        m.d.comb += [
+            we.eq(flush | (beat.valid & (ends_row | beat.last))),
+            waddr.eq(hdl.Mux(flush, Cat(hdl.Const(SF - 1, fbits), flush_bank), Cat(beat.fold[:fbits], beat.bank))),
+            wrow.eq(hdl.Mux(flush, row, put)),
+        ]
+        last_row = flush | (beat.fold == SF - 1)
+        for g, lanes, sel_sf, sel_bank in self._select_copies(m, rbank_next, fbits):
+            m.submodules[f"rows{g}"] = mem = Memory(
+                shape=hdl.unsigned(bits * len(lanes)), depth=self.banks << fbits, init=[]
+            )
+            wp, rp = mem.write_port(), mem.read_port(domain="comb")
+            m.d.comb += [
+                wp.en.eq(we),
+                wp.addr.eq(waddr),
+                wp.data.eq(Cat(hdl.Mux(last_row, 0, wrow[r]) if r >= tail else wrow[r] for r in lanes)),
+                rp.addr.eq(Cat(sel_sf, sel_bank)),
+            ]
+            m.d.sync += [self.x[r].eq(rp.data[k * bits : (k + 1) * bits]) for k, r in enumerate(lanes)]
