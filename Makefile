@@ -17,6 +17,8 @@ RESUME   ?=
 # auto (CUDA when present) | cpu | cuda[:N]; NPROC > 1 trains data-parallel (torchrun's launcher; one per GPU)
 DEVICE   ?= auto
 NPROC    ?= 1
+# MVU input vectors: auto (distributed RAM wherever a layer allows) | registers
+BUFFERS  ?= auto
 PE       ?= 16
 SIMD     ?= 64
 # adder-tree netlist: portable | xc7 | xcu | xcup (the Xilinx ones instantiate LUT6_2 + CARRY primitives)
@@ -96,7 +98,7 @@ export: setup
 	$(PY) -m export --checkpoint $(OUT)/train/model.pt -o $(OUT)/export
 
 FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING)) --target $(TARGET) \
-  --tree-pipeline $(TREE_PIPELINE) $(if $(HARDWIRED),--hardwired $(HARDWIRED)) \
+  --tree-pipeline $(TREE_PIPELINE) --buffers $(BUFFERS) $(if $(HARDWIRED),--hardwired $(HARDWIRED)) \
   $(if $(TARGET_CYCLES),--target-cycles $(TARGET_CYCLES)) $(if $(FIT_LUTS),--fit-luts $(FIT_LUTS))
 gen: setup
 	$(PY) -m hw gen --export $(OUT)/export $(FOLD_ARGS) $(if $(filter 1,$(AXIS)),--axis) \

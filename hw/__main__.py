@@ -22,6 +22,7 @@ def _gen(a):
         simd=a.simd,
         folding_file=a.folding,
         tree_pipeline=a.tree_pipeline,
+        buffers=a.buffers,
         target=a.target,
         hardwired=[n for n in (a.hardwired or "").split(",") if n],
         lut_budget=a.lut_budget,
@@ -130,6 +131,13 @@ def main(argv=None):
     g.add_argument("--simd", type=int, default=64, help="input lanes per layer, clipped (default 64)")
     g.add_argument("--folding", help='JSON {"fc0": {"pe": 16, "simd": 49}, ...} overriding PE/SIMD per layer')
     g.add_argument("--tree-pipeline", type=int, default=0, help="register adder trees every K levels (0: none)")
+    g.add_argument(
+        "--buffers",
+        default="auto",
+        choices=("auto", "registers"),
+        help="where MVU input vectors are held: auto (the default) puts them in distributed RAM wherever a layer "
+        "allows (input lanes <= SIMD, two or more column folds), registers keeps a register per value",
+    )
     g.add_argument(
         "--target",
         default="portable",

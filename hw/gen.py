@@ -94,6 +94,7 @@ def top_description(top, manifest, export_dir, *, top_name=TOP_NAME):
         "fold_bound_cycles": top.fold_bound_cycles,
         "layers": top.layer_info,
         "tree_pipeline": top.tree_pipeline,
+        "buffers": top.buffers,
         "tree_target": top.tree_target,
         "macs_per_cycle": sum(f.pe * f.simd for p, f in zip(top._layers, top.folding) if p.spec.compute),
     }
@@ -125,6 +126,7 @@ def generate(
     simd,
     folding_file=None,
     tree_pipeline=0,
+    buffers="auto",
     target="portable",
     hardwired=(),
     lut_budget=None,
@@ -151,6 +153,8 @@ def generate(
         raise HardwareError(f"tree_pipeline must be an integer >= 0, not {tree_pipeline!r}")
     if target not in TARGETS:
         raise HardwareError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if buffers not in ("auto", "registers"):
+        raise HardwareError(f"buffers must be auto or registers, not {buffers!r}")
     prefix = module_prefix(name)
     manifest, layers = load_export(export_dir)
     for p in layers:
@@ -171,7 +175,12 @@ def generate(
         warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")
     tree_modules = {}
     top = NetworkTop(
-        layers=layers, folding=folding, tree_pipeline=tree_pipeline, tree_modules=tree_modules, tree_target=target
+        layers=layers,
+        folding=folding,
+        tree_pipeline=tree_pipeline,
+        tree_modules=tree_modules,
+        tree_target=target,
+        buffers=buffers,
     )
     top_name = f"{prefix}_top"
     desc = top_description(top, manifest, export_dir, top_name=top_name)

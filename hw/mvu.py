@@ -82,6 +82,8 @@ class MatrixVectorUnit(wiring.Component):
         per vector); ``tree_latency`` is then the matrix's registered levels.
     tree_target : str
         Netlist of the adder trees (:data:`hw.targets.TARGETS`): ``"portable"`` RTL, or Xilinx primitives.
+    buffers : str
+        Storage of the input buffer (:class:`~hw.input_buffer.InputBuffer`'s ``storage``).
     tree_modules : dict, optional
         When given, each PE is an ``Instance`` of a separately emitted tree module, recorded here as
         ``name -> tree``: Verilog emission then converts one tree per shape instead of one per PE (much faster for
@@ -114,6 +116,7 @@ class MatrixVectorUnit(wiring.Component):
         tree_modules=None,
         tree_target="portable",
         hardwired=False,
+        buffers="auto",
     ):
         if sum(x is not None for x in (thresholds, progression, scores)) != 1:
             raise ValueError("exactly one of thresholds=, progression= or scores= is needed")
@@ -132,6 +135,7 @@ class MatrixVectorUnit(wiring.Component):
         self._tree_modules = tree_modules
         self.tree_target = tree_target
         self.hardwired = bool(hardwired)
+        self.buffers = buffers
         if self.hardwired and (self.sf, self.nf) != (1, 1):
             raise ValueError(
                 f"a hard-wired layer is fully parallel: pe must be {self.out_features} and simd "
@@ -191,6 +195,7 @@ class MatrixVectorUnit(wiring.Component):
             lanes=self.in_lanes,
             simd=self.simd,
             row_folds=self.nf,
+            storage=self.buffers,
         )
         wiring.connect(m, wiring.flipped(self.i), buf.i)
         m.submodules.out = out = CreditedOutput(shape=data.ArrayLayout(self.out_shape, self.pe), depth=self.fifo_depth)

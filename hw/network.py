@@ -28,6 +28,8 @@ class NetworkTop(wiring.Component):
         Adder-tree netlist, see :class:`~hw.mvu.MatrixVectorUnit`.
     tree_modules : dict, optional
         Passed to every :class:`~hw.mvu.MatrixVectorUnit`: PEs become instances of separately emitted modules.
+    buffers : str
+        Input-buffer storage of every MVU (:data:`hw.input_buffer.STORAGES`).
 
     Members
     -------
@@ -38,12 +40,13 @@ class NetworkTop(wiring.Component):
         One beat per image.
     """
 
-    def __init__(self, *, layers, folding, tree_pipeline=0, tree_modules=None, tree_target="portable"):
+    def __init__(self, *, layers, folding, tree_pipeline=0, tree_modules=None, tree_target="portable", buffers="auto"):
         if len(folding) != len(layers):
             raise ValueError(f"folding has {len(folding)} entries for {len(layers)} layers")
         self._layers, self.folding, self.tree_pipeline = layers, list(folding), tree_pipeline
         self._tree_modules = tree_modules
         self.tree_target = tree_target
+        self.buffers = buffers
         self.lanes_per_beat, self.group = input_format(layers, folding)
         self.in_bits = layers[0].in_bits
         c, h, w = layers[0].spec.in_shape
@@ -76,6 +79,7 @@ class NetworkTop(wiring.Component):
             tree_pipeline=self.tree_pipeline,
             tree_modules=self._tree_modules,
             tree_target=self.tree_target,
+            buffers=self.buffers,
         )
 
     def units(self):
