@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from . import HardwareError
-from .layers import LayerFolding
+from .layers import LayerFolding, requant_kind
 
 __all__ = ["resolve_folding", "estimate_luts", "tree_luts_per_lane", "TREE_LUTS_PER_LANE"]
 
@@ -81,9 +81,21 @@ def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
 #:   within 0.2: 1.6x the Xilinx netlist at 8 bits, 1.8x at 2 bits.
 TREE_LUTS_PER_LANE = {"portable": (1.5, 4.3), "xc7": (1.0, 2.0), "xcu": (1.0, 2.0), "xcup": (1.0, 2.0)}
 
-#: Hard-wired layers (constant weights, :class:`hw.constant_tree.ConstantWeightTree`, whatever the target): 2.83,
-#: 4.83, 8.77 LUT/lane at 64 lanes x 2, 4, 8 bits (random weights, synth_xilinx xc7), ``in_bits + 0.8``.
-HARDWIRED_LUTS_PER_LANE = (1.0, 0.8)
+#: Hard-wired layers (constant weights, partial sums shared across rows by :class:`hw.matrix.ConstantMatrix`,
+#: whatever the target): 1.41 and 2.38 LUT per MAC at 64 x 16 x 4 and 8 bits, 2.23 at 64 x 64 x 8, 1.72 at
+#: 256 x 64 x 8 (random weights, synth_xilinx xc7): ``0.22 * in_bits + 0.52``.
+HARDWIRED_LUTS_PER_LANE = (0.22, 0.52)
+
+#: Input buffers (:class:`hw.input_buffer.InputBuffer`), LUT6 per ``simd`` lane and bit, digits tfc PE4 x SIMD16
+#: (synth_xilinx xc7): the register store's read multiplexers ``ceil(2 * SF / 4)``; the memory store's row
+#: assembly, 0.1 when beats line up with rows and 2.2 when they do not (taken as 1.2), plus its distributed RAM,
+#: 4 LUTs per 6 bits of 32 rows (``RAM32M``).
+BUFFER_ASSEMBLY_LUTS = 1.2
+
+#: Progression requantisers (:class:`hw.requant.ProgressionRequantizer`): ``abits`` subtract-and-restore stages
+#: about ``acc_bits + frac_bits`` wide, two LUTs per bit each; 1,899 LUT measured for 4 lanes of tfc's fc0
+#: (acc 15 bits, F = 14, A8) against 1,856 by this rule.
+PROGRESSION_LUTS_PER_STAGE_BIT = 2
 
 
 def tree_luts_per_lane(target, in_bits, *, hardwired=False):
@@ -100,17 +112,17 @@ def tree_luts_per_lane(target, in_bits, *, hardwired=False):
     return a * in_bits + b
 
 
-def estimate_luts(layers, folding, target):
-    """A first-order LUT estimate (LUT6, as yosys ``synth_xilinx`` counts them) of ``target``'s netlist, used for
-    the budget warning and the boards' fit check.
+def estimate_luts(layers, folding, target, *, buffers="auto"):
+    """A first-order LUT estimate (LUT6, as yosys ``synth_xilinx`` counts them, distributed RAM included) of
+    ``target``'s netlist, used for the budget warning and the boards' fit check.
 
     Per layer: ``PE * SIMD * tree_luts_per_lane(target, in_bits)`` for the adder trees (measured per target, see
-    :data:`TREE_LUTS_PER_LANE`), ``SIMD * in_bits * ceil(2 * SF / 4)`` for the input-buffer read multiplexers and
-    ``PE * abits * acc_bits / 2`` for the threshold comparators. Control, weight memories mapped to logic and
-    pipeline registers are left out, so whole networks synthesise to more: measured/estimate 2.04 (xc7) and 1.67
-    (portable) for digits 64-8-10 A2 PE4xSIMD16, 2.45 and 2.02 for tfc A8 PE4xSIMD16, 1.43 and 1.27 for tfc A8
-    PE16xSIMD64 (where the portable-minus-xc7 difference, 23,069 LUTs, is the trees' 23,386 estimated). A design
-    this already puts over a device does not fit.
+    :data:`TREE_LUTS_PER_LANE`), the input buffer (:data:`BUFFER_ASSEMBLY_LUTS`; with ``buffers="registers"`` its
+    read multiplexers, ``SIMD * in_bits * ceil(2 * SF / 4)``) and the requantiser: ``PE * abits * acc_bits / 2``
+    for threshold comparators, :data:`PROGRESSION_LUTS_PER_STAGE_BIT` for progressions. Control, weight memories
+    mapped to logic and pipeline registers are left out, so whole networks synthesise to more (tfc A8 PE4 x SIMD16
+    xc7 with table thresholds and register buffers: measured/estimate 2.45). A design this already puts over a
+    device does not fit.
     """
     total = 0.0
     for p, f in zip(layers, folding):
@@ -118,7 +130,15 @@ def estimate_luts(layers, folding, target):
             continue
         sf = -(-p.in_features // f.simd)
         total += f.pe * f.simd * tree_luts_per_lane(target, p.in_bits, hardwired=getattr(f, "hardwired", False))
-        total += f.simd * p.in_bits * -(-2 * sf // 4)
-        if not p.is_output:
+        if buffers == "registers" or sf < 2:
+            total += f.simd * p.in_bits * -(-2 * sf // 4)
+        else:  # rows of 2 * 2^ceil(log2 SF) words in RAM32M (6 bits of 32 rows in 4 LUTs)
+            rows = 2 << (sf - 1).bit_length()
+            total += f.simd * p.in_bits * (BUFFER_ASSEMBLY_LUTS + 4 / 6 * -(-rows // 32))
+        if p.is_output:
+            continue
+        if getattr(p, "progression", None) is not None and requant_kind(p) == "progression":
+            total += f.pe * p.abits * (p.acc_bits + p.progression[0]) * PROGRESSION_LUTS_PER_STAGE_BIT
+        else:
             total += f.pe * p.abits * p.acc_bits // 2
     return int(round(total))

@@ -101,7 +101,16 @@ def top_description(top, manifest, export_dir, *, top_name=TOP_NAME):
 
 
 def choose_folding(
-    layers, *, pe, simd, folding_file=None, hardwired=(), target_cycles=None, fit_luts=None, target="portable"
+    layers,
+    *,
+    pe,
+    simd,
+    folding_file=None,
+    hardwired=(),
+    target_cycles=None,
+    fit_luts=None,
+    target="portable",
+    buffers="auto",
 ):
     """Per-layer folding: automatic for ``target_cycles`` (cycles per image) or ``fit_luts`` (a LUT budget),
     else ``pe``/``simd`` clipped to each layer with ``folding_file`` overrides (:func:`hw.folding.resolve_folding`)."""
@@ -114,7 +123,7 @@ def choose_folding(
     if target_cycles is not None:
         return fold_for_cycles(layers, target_cycles)
     if fit_luts is not None:
-        return fold_for_luts(layers, fit_luts, lambda ls, f: estimate_luts(ls, f, target))[0]
+        return fold_for_luts(layers, fit_luts, lambda ls, f: estimate_luts(ls, f, target, buffers=buffers))[0]
     return resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=tuple(hardwired))
 
 
@@ -169,8 +178,9 @@ def generate(
         target_cycles=target_cycles,
         fit_luts=fit_luts,
         target=target,
+        buffers=buffers,
     )
-    estimate = estimate_luts(layers, folding, target)
+    estimate = estimate_luts(layers, folding, target, buffers=buffers)
     if lut_budget is not None and estimate > lut_budget:
         warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")
     tree_modules = {}
