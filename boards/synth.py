@@ -1,5 +1,6 @@
 """``make synth``: utilisation of ``rtl/top.v`` under yosys synth_xilinx, with the DSP-free rule enforced."""
 
+import gzip
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ from . import BoardsError
 from .yosys import (
     RESOURCES,
     classify_cells,
+    compact_ltp,
     cone_stat_commands,
     memory_init_files,
     read_stat_stream,
@@ -157,7 +159,10 @@ def utilization(verilog_path, top, family, work_dir, *, timeout=None, layers=Non
     if by_unit:
         weights = read_stat_stream((work / "weights.json").read_text()) if roms else {}
         res["by_unit"], res["by_layer"] = breakdown(stat, instances, weights, top, layers)
-    m = re.search(r"length=(\d+)", (work / "ltp.txt").read_text() if (work / "ltp.txt").exists() else log)
+    ltp = work / "ltp.txt"
+    if ltp.exists():
+        ltp.write_text(compact_ltp(ltp.read_text()))
+    m = re.search(r"length=(\d+)", ltp.read_text() if ltp.exists() else log)
     res["logic_levels"] = int(m.group(1)) if m else None
     res["family"] = family
     res["synth_seconds"] = round(time.perf_counter() - t0, 1)
@@ -165,7 +170,9 @@ def utilization(verilog_path, top, family, work_dir, *, timeout=None, layers=Non
 
 
 def synthesize(rtl_dir, out_dir, *, family="xc7", timeout=None):
-    """Synthesise ``rtl_dir/top.v``; write ``utilization.json`` and the raw report atomically into ``out_dir``."""
+    """Synthesise ``rtl_dir/top.v``; write ``utilization.json``, ``cells.json``, ``stat.json``, ``ltp.txt`` and the
+    yosys log (gzip-compressed: ``yosys.log.gz``) atomically into ``out_dir``. On failure the scratch folder with
+    the plain log stays, and the error names it."""
     from common.files import atomic_directory, check_output_dir
 
     rtl_dir = Path(rtl_dir)
@@ -204,8 +211,11 @@ def synthesize(rtl_dir, out_dir, *, family="xc7", timeout=None):
     with atomic_directory(out_dir, stage="synth", inputs=(rtl_dir,)) as tmp:
         (Path(tmp) / "utilization.json").write_text(json.dumps(res, indent=2) + "\n")
         (Path(tmp) / "cells.json").write_text(json.dumps(cells, indent=2, sort_keys=True) + "\n")
-        for name in ("yosys.log", "ltp.txt", "stat.json"):
+        for name in ("ltp.txt", "stat.json"):
             if (scratch / name).exists():
                 shutil.copyfile(scratch / name, Path(tmp) / name)
+        if (scratch / "yosys.log").exists():  # megabytes of pass output for a network; a tenth of that packed
+            with open(scratch / "yosys.log", "rb") as f, gzip.open(Path(tmp) / "yosys.log.gz", "wb") as g:
+                shutil.copyfileobj(f, g)
     shutil.rmtree(scratch, ignore_errors=True)
     return res

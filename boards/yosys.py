@@ -19,6 +19,7 @@ __all__ = [
     "cone_stat_commands",
     "read_stat_stream",
     "RESOURCES",
+    "compact_ltp",
 ]
 
 FAMILIES = ("xc7", "xcu", "xcup")
@@ -108,7 +109,9 @@ def run_yosys(script, cwd, *, log_name="yosys.log", timeout=None):
     log = (cwd / log_name).read_text() if (cwd / log_name).exists() else r.stdout + r.stderr
     if r.returncode != 0:
         err = [line for line in (r.stderr + log).splitlines() if "ERROR" in line]
-        raise BoardsError(f"yosys failed in {cwd}: {err[-1].strip() if err else 'exit ' + str(r.returncode)}")
+        raise BoardsError(
+            f"yosys failed: {err[-1].strip() if err else 'exit ' + str(r.returncode)} (full log: {cwd / log_name})"
+        )
     return log
 
 
@@ -132,12 +135,35 @@ def xilinx_flow(verilog, top, family, *, extra=()):
             "xilinx_dffopt",
             "opt_lut_ins -tech xilinx",
             f"synth_xilinx -family {family} -top {top} -run finalize:",
-            "tee -o stat.json stat -json",
-            "tee -o ltp.txt ltp -noff",
+            # -q: into their files only, not the log as well (ltp's report of a network runs to 100,000 lines)
+            "tee -q -o stat.json stat -json",
+            "tee -q -o ltp.txt ltp -noff",
             *extra,
             "",
         ]
     )
+
+
+def compact_ltp(text):
+    """``ltp -noff``'s report with each run of its "Detected loop" warnings folded into one line and a count. On the
+    mapped netlist ``-noff`` does not recognise the FDRE/FDCE primitives as flip-flops and ltp takes a submodule
+    instance as one cell, so register feedback and the handshakes between units read as loops: a network's report
+    is some 100,000 such warnings around a few hundred lines of paths."""
+    out, run = [], []
+
+    def flush():
+        if run:
+            out.append(run[0] if len(run) == 1 else f"{run[0]} (and {len(run) - 1} more loop warnings)")
+            run.clear()
+
+    for line in text.splitlines():
+        if line.startswith("Warning: Detected loop at"):
+            run.append(line)
+        else:
+            flush()
+            out.append(line)
+    flush()
+    return "\n".join(out) + "\n"
 
 
 def cone_stat_commands(module, sinks, stop, out):

@@ -8,17 +8,31 @@ from . import SimError
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m sim", description="Bit-exact HDL simulation against the golden model.")
+    from .toolchain import SIMULATORS
+
+    p = argparse.ArgumentParser(
+        prog="python -m sim",
+        description="Bit-exact HDL simulation of rtl/top.v against the export's integer golden model: streams the "
+        "test images through the network on Verilator or Icarus, compares every class and score, and writes "
+        "results.json. The simulator's own output goes to log files in the output directory.",
+    )
     p.add_argument("--export", required=True, help="export directory (golden model and test images)")
     p.add_argument("--rtl", required=True, help="directory with top.v and top.json (python -m hw gen)")
-    p.add_argument("--sim", default="verilator", help="verilator (default) or icarus")
-    p.add_argument("--n", default="all", help="test images to simulate (default all)")
+    p.add_argument("--sim", default="verilator", choices=SIMULATORS, help="simulator (default verilator)")
+    p.add_argument("--n", default="all", help="test images to simulate: a positive integer or 'all' (default all)")
     p.add_argument("--gap", type=int, default=0, help="input valid gap rate 0..255 (/256 per cycle)")
     p.add_argument("--stall", type=int, default=0, help="output ready stall rate 0..255 (/256 per cycle)")
     p.add_argument("--reset-test", action="store_true", help="reset mid-stream and check recovery")
     p.add_argument("--waves", action="store_true", help="dump waves (FST on Verilator, VCD/FST on Icarus)")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("-o", "--out", required=True, help="output directory (results.json, build cache)")
+    p.add_argument("--quiet", action="store_true", help="no build line and no progress bar, only the summary")
+    p.add_argument(
+        "--keep-build",
+        action="store_true",
+        help="keep Verilator's generated C++ and object files (by default only the simulation executable stays)",
+    )
+    p.add_argument(
+        "-o", "--out", required=True, help="output directory (results.json, logs, the simulator's build cache)"
+    )
     a = p.parse_args(argv)
     import os
 
@@ -43,6 +57,7 @@ def main(argv=None):
         stall_rate=a.stall,
         reset_test=a.reset_test,
         progress=not a.quiet,
+        keep_build=a.keep_build,
     )
     atomic_write_json(Path(a.out) / "results.json", s)
     cpi = s["cycles_per_image"]
@@ -57,7 +72,8 @@ def main(argv=None):
         print(f"sim: {s['first_difference']}", file=sys.stderr)
     if s["mismatches"] or not s["passed"]:
         print(
-            f"sim: error: {s['first_mismatch'] or 'the bench failed'}; rerun with WAVES=1 for a waveform",
+            f"sim: error: {s['first_mismatch'] or 'the bench failed'}; rerun with WAVES=1 for a waveform "
+            f"(full log: {s['log']})",
             file=sys.stderr,
         )
         return 1

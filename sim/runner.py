@@ -1,8 +1,12 @@
-"""Build a design once per content hash, run a cocotb bench on it, return its summary."""
+"""Build a design once per content hash, run a cocotb bench on it, return its summary. The tools' own output
+(Verilator's C++ build, the cocotb banner) goes to log files beside the build and the run, never to the terminal."""
 
 import hashlib
 import json
+import re
 import shutil
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,10 +16,29 @@ from . import SimError
 from .harness import HARNESS_TOP, beats_hex, harness_verilog
 from .toolchain import check_simulator, icarus_source
 
-__all__ = ["build_design", "run_bench", "simulate_network", "VERILATOR_ARGS"]
+__all__ = ["build_design", "run_bench", "simulate_network", "VERILATOR_ARGS", "BUILD_LOG", "RUN_LOG"]
 
 # Amaranth's Verilog trips WIDTH lint warnings; they are not errors.
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast", "--x-initial", "fast"]
+
+#: the simulator's build output, in the build folder; the bench run's output (cocotb and the simulator), in the run
+#: folder
+BUILD_LOG, RUN_LOG = "build.log", "sim.log"
+
+_ERROR_LINE = re.compile(r"%Error|\berror\b|\bERROR\b|Traceback|AssertionError", re.I)
+
+
+def first_error(log_path):
+    """The first line of the log at ``log_path`` that reads like an error (shortened), or None."""
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                if _ERROR_LINE.search(line):
+                    line = line.strip()
+                    return line if len(line) <= 200 else line[:197] + "..."
+    except OSError:
+        pass
+    return None
 
 
 def _runner(sim):
@@ -36,8 +59,12 @@ def _runner(sim):
     return _HarnessVerilator()
 
 
-def build_design(sim, sources, toplevel, cache_root, *, waves=False):
-    """Build ``sources`` for ``sim`` into ``cache_root/<sim>-<hash>`` unless that build already exists."""
+def build_design(sim, sources, toplevel, cache_root, *, waves=False, keep=False, announce=None):
+    """Build ``sources`` for ``sim`` into ``cache_root/<sim>-<hash>`` unless that build already exists; the build's
+    output goes to ``BUILD_LOG`` in that folder, and a failed build raises :class:`SimError` naming it. A Verilator
+    build keeps only its simulation executable (the generated C++, objects and precompiled headers are a hundred MB
+    or more for a network and nothing reads them again) unless ``keep``. ``announce(log_path)`` is called before
+    an actual build (not for a cached one)."""
     check_simulator(sim)
     if sim == "icarus":
         Path(cache_root).mkdir(parents=True, exist_ok=True)
@@ -49,29 +76,53 @@ def build_design(sim, sources, toplevel, cache_root, *, waves=False):
     build_dir = Path(cache_root) / f"{sim}-{toplevel}-{h.hexdigest()[:16]}"
     runner = _runner(sim)
     marker = build_dir / "lutmac-built"
-    cached = marker.exists()
+    log = build_dir / BUILD_LOG
+    # a pruned Verilator build runs as well as a full one, but a user asking to keep the build wants its files
+    cached = marker.exists() and not (keep and sim == "verilator" and not (build_dir / "Vtop.mk").exists())
     if cached:
         # build() also records what test() needs; with the design already built, let it run no command
         runner._build_command = lambda: []
     else:
         shutil.rmtree(build_dir, ignore_errors=True)
+        if announce is not None:
+            announce(log)
     args = (list(VERILATOR_ARGS) + (["--trace-fst", "--trace-structs"] if waves else [])) if sim == "verilator" else []
-    runner.build(
-        sources=[str(s) for s in sources],
-        hdl_toplevel=toplevel,
-        build_dir=build_dir,
-        build_args=args,
-        timescale=("1ns", "1ps"),
-        waves=waves,
-        always=not cached,
-    )
+    try:
+        runner.build(
+            sources=[str(s) for s in sources],
+            hdl_toplevel=toplevel,
+            build_dir=build_dir,
+            build_args=args,
+            timescale=("1ns", "1ps"),
+            waves=waves,
+            always=not cached,
+            log_file=None if cached else log,  # a cached build runs nothing: keep the log of the real one
+        )
+    except (RuntimeError, SystemExit) as e:
+        why = first_error(log) or str(e)
+        raise SimError(f"{sim} could not build {toplevel}: {why} (full log: {log})") from None
     if not cached:
         marker.write_text("ok\n")
+        if sim == "verilator" and not keep:
+            _prune_verilator_build(build_dir, toplevel)
     return runner, build_dir
 
 
+def _prune_verilator_build(build_dir, toplevel):
+    """Delete everything in a finished Verilator build but the executable (what ``test()`` runs), the marker and the
+    log."""
+    for f in build_dir.iterdir():
+        if f.name in (toplevel, "lutmac-built", BUILD_LOG):
+            continue
+        if f.is_dir() and not f.is_symlink():
+            shutil.rmtree(f, ignore_errors=True)
+        else:
+            f.unlink(missing_ok=True)
+
+
 def run_bench(runner, build_dir, toplevel, module, test_dir, config, *, waves=False):
-    """Run cocotb ``module`` with ``config`` (JSON, passed by file); returns ``(passed, summary or None)``."""
+    """Run cocotb ``module`` with ``config`` (JSON, passed by file); returns ``(passed, summary or None)``. Everything
+    the simulator prints goes to ``test_dir/RUN_LOG``."""
     from cocotb_tools.runner import get_results
 
     test_dir = Path(test_dir).resolve()
@@ -91,8 +142,11 @@ def run_bench(runner, build_dir, toplevel, module, test_dir, config, *, waves=Fa
             waves=waves,
             timescale=("1ns", "1ps"),
             results_xml=str(xml),
+            log_file=test_dir / RUN_LOG,
         )
-    except SystemExit:  # the runner exits on failing tests when called under pytest; the results file says why
+    except (SystemExit, RuntimeError):
+        # the runner exits on failing tests when called under pytest and raises when the simulator exits non-zero;
+        # the results file and the log say why
         pass
     try:
         total, failed = get_results(xml)
@@ -117,10 +171,14 @@ def simulate_network(
     corrupt=False,
     progress=True,
     locate=True,
+    keep_build=False,
 ):
     """Stream ``n`` test images (all when None) through ``rtl_dir/top.v``; returns the bench summary dict
     (``passed`` added). On a mismatch, ``locate`` simulates each layer alone on the first mismatching image
-    (:func:`sim.locate.locate_mismatch`) and adds its verdict as ``first_difference``."""
+    (:func:`sim.locate.locate_mismatch`) and adds its verdict as ``first_difference``. ``progress``: a line while
+    the simulator builds and a progress bar while images stream (on stderr). ``keep_build``: keep Verilator's
+    generated C++ and objects (by default only the simulation executable stays). The summary's ``log`` names the
+    run's log file."""
     from export import ExportError
     from export.manifest import load_test_set, read_manifest
 
@@ -162,7 +220,14 @@ def simulate_network(
         if not models.is_file():
             raise SimError(f"{models}: missing (top.json names it); run `make gen` again")
         sources.insert(1, models)
-    runner, build_dir = build_design(sim, sources, HARNESS_TOP, work_dir / "build", waves=waves)
+    status = _Status(sim) if progress else None
+    try:
+        runner, build_dir = build_design(
+            sim, sources, HARNESS_TOP, work_dir / "build", waves=waves, keep=keep_build, announce=status
+        )
+    finally:
+        if status is not None:
+            status.clear()
     build_s = time.perf_counter() - t0
     run_dir = work_dir / f"run-{sim}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -180,13 +245,19 @@ def simulate_network(
         "stall_rate": stall_rate,
         "reset_test": reset_test,
         "corrupt": corrupt,
-        "progress": progress,
+        "progress_file": str((run_dir / "progress.txt").resolve()) if progress else None,
     }
     t1 = time.perf_counter()
     bench = "sim.benches.axis_bench" if top.get("interface") == "axis" else "sim.benches.network_bench"
-    passed, summary = run_bench(runner, build_dir, HARNESS_TOP, bench, run_dir, config, waves=waves)
+    with _ProgressBar(run_dir / "progress.txt", n, f"sim {sim}", enabled=progress):
+        passed, summary = run_bench(runner, build_dir, HARNESS_TOP, bench, run_dir, config, waves=waves)
+    log = run_dir / RUN_LOG
     if summary is None:
-        raise SimError(f"{sim}: the bench ended without a summary (see {run_dir}); it did not run to the end")
+        why = first_error(log)
+        raise SimError(
+            f"{sim}: the bench ended without a summary{': ' + why if why else ''}; it did not run to the end "
+            f"(full log: {log})"
+        )
     dumps = (
         sorted(
             [*run_dir.glob("*.fst"), *run_dir.glob("*.vcd"), *build_dir.glob("*.fst"), *build_dir.glob("*.vcd")],
@@ -207,5 +278,67 @@ def simulate_network(
         wall_seconds=round(time.perf_counter() - t0, 2),
         run_seconds=round(time.perf_counter() - t1, 2),
         waves=str(dumps[-1]) if dumps else None,
+        log=str(log),
     )
     return summary
+
+
+class _Status:
+    """One line on stderr while the simulator builds, erased afterwards on a terminal (where the progress bar takes
+    its place)."""
+
+    def __init__(self, sim):
+        self.sim, self.shown = sim, None
+
+    def __call__(self, log):
+        self.shown = f"sim {self.sim}: building the simulation model (log: {log})"
+        tty = sys.stderr.isatty()
+        print(self.shown, end="\r" if tty else "\n", file=sys.stderr, flush=True)
+        self.shown = self.shown if tty else None
+
+    def clear(self):
+        if self.shown:
+            print("\r" + " " * len(self.shown) + "\r", end="", file=sys.stderr, flush=True)
+            self.shown = None
+
+
+class _ProgressBar:
+    """A tqdm bar in this process, fed by the count of finished images the bench writes to ``path`` (the simulator
+    runs in a child process whose output goes to a log file)."""
+
+    def __init__(self, path, total, desc, *, enabled=True):
+        self.path, self.total, self.desc, self.enabled = Path(path), total, desc, enabled
+        self._stop = threading.Event()
+
+    def _read(self):
+        try:
+            return int(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):  # not written yet, or caught mid-write
+            return None
+
+    def _poll(self, bar):
+        while not self._stop.wait(0.2):
+            done = self._read()
+            if done is not None and done > bar.n:
+                bar.update(min(done, self.total) - bar.n)
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        from tqdm import tqdm
+
+        self.path.unlink(missing_ok=True)
+        self._bar = tqdm(total=self.total, desc=self.desc, unit="img", file=sys.stderr, dynamic_ncols=True)
+        self._thread = threading.Thread(target=self._poll, args=(self._bar,), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+            done = self._read()
+            if done is not None and done > self._bar.n:
+                self._bar.update(min(done, self.total) - self._bar.n)
+            self._bar.close()
+        return False

