@@ -22,9 +22,21 @@ def main(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("-o", "--out", default="build/bench")
-    p.add_argument("--only", nargs="*", default=None, help=f"subset of {', '.join(n[6:] for n in BENCHES)}")
-    p.add_argument("--build", default="build", help="where training/export runs are kept and reused")
+    p.add_argument(
+        "-o",
+        "--out",
+        default="build/bench",
+        help="where each benchmark's JSON and summary.json go (default build/bench)",
+    )
+    p.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        choices=[n[6:] for n in BENCHES],
+        metavar="NAME",
+        help=f"run only these benchmarks: {', '.join(n[6:] for n in BENCHES)} (default all)",
+    )
+    p.add_argument("--build", default="build", help="where training/export runs are kept and reused (default build)")
     p.add_argument(
         "--max-epochs",
         type=int,
@@ -37,9 +49,6 @@ def main(argv=None):
     )
     a = p.parse_args(argv)
     names = [f"bench_{n}" for n in a.only] if a.only else list(BENCHES)
-    unknown = [n[6:] for n in names if n not in BENCHES]
-    if unknown:
-        p.exit(2, f"bench: error: unknown benchmark {unknown[0]!r}; choose from {', '.join(n[6:] for n in BENCHES)}\n")
     for flag, v in (("--max-epochs", a.max_epochs), ("--max-images", a.max_images)):
         if v is not None and v < 1:
             p.exit(2, f"bench: error: {flag} must be at least 1, not {v}\n")
@@ -77,4 +86,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.cli import run_stage
+
+    run_stage("bench", main)

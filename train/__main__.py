@@ -4,7 +4,10 @@ import argparse
 import os
 import sys
 
-_EPILOG = "outputs in OUT: model.pt, metrics.json, curves.png, weights.png, checkpoint.pt (resume state)"
+_EPILOG = (
+    "outputs in OUT: model.pt, metrics.json, curves.png, weights.png, checkpoint.pt (resume state). "
+    "python -m train.plots --runs A B -o fig.png overlays the weight histograms of several runs (det vs stoch)."
+)
 
 
 def main(argv=None):
@@ -12,7 +15,12 @@ def main(argv=None):
     from .data import DATASETS
     from .trainer import TrainConfig, recipe, run_training
 
-    p = argparse.ArgumentParser(prog="python -m train", description="Train a BinaryConnect network.", epilog=_EPILOG)
+    p = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train a BinaryConnect network (+1/-1 weights in the forward and backward pass, real-valued "
+        "weights updated and clipped to [-1, 1]) on a data set, keeping the best validation epoch.",
+        epilog=_EPILOG,
+    )
     p.add_argument(
         "--dataset",
         default="digits",
@@ -24,7 +32,13 @@ def main(argv=None):
         help=f"preset {'/'.join(ARCH_PRESETS)}, or layers like 16c3-mp2-32c3-10 or sizes like 784-256-10 "
         f"(default tfc for digits, else sfc)",
     )
-    p.add_argument("--binarize", default="det", help="det (sign) or stoch (hard-sigmoid Bernoulli)")
+    p.add_argument(
+        "--binarize",
+        default="det",
+        choices=("det", "stoch"),
+        help="det: sign(W); stoch: Bernoulli with hard-sigmoid probability, then a deterministic fine-tune "
+        "(default det)",
+    )
     p.add_argument("--abits", type=int, default=8, help="hidden activation bits, 2..8 (default 8)")
     p.add_argument("--epochs", type=int, default=None, help="default per data set (the paper's where it has one)")
     p.add_argument(
@@ -34,13 +48,22 @@ def main(argv=None):
         help="stoch: deterministic epochs at the end so the sign weights the hardware runs are trained "
         "(default a tenth of --epochs; 0: none)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed (weights, batch order, stochastic binarisation; default 0)"
+    )
     p.add_argument("--batch-size", type=int, default=None, help="default per data set (100; 50 for CIFAR-10/SVHN)")
     p.add_argument("--lr-start", type=float, default=None, help="default per data set (0.003)")
     p.add_argument("--lr-end", type=float, default=None, help="default per data set (2e-6)")
-    p.add_argument("--loss", default="hinge", help="hinge (squared hinge, the paper's) or xent")
-    p.add_argument("--dropout-in", type=float, default=0.0)
-    p.add_argument("--dropout-hidden", type=float, default=0.0)
+    p.add_argument(
+        "--loss",
+        default="hinge",
+        choices=("hinge", "xent"),
+        help="hinge: squared hinge, the paper's; xent: cross-entropy (default hinge)",
+    )
+    p.add_argument("--dropout-in", type=float, default=0.0, help="dropout rate on the input pixels (default 0)")
+    p.add_argument(
+        "--dropout-hidden", type=float, default=0.0, help="dropout rate after each hidden activation (default 0)"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N] (default auto)")
     p.add_argument(
         "--nproc",
