@@ -1,5 +1,5 @@
 """python -m export: checkpoint -> packed weights, folded integer parameters, manifest; `check` re-verifies;
-`qonnx` writes the export as a QONNX graph."""
+`qonnx` writes the export as a QONNX graph; `from-qonnx` imports a binary-weight MLP from one."""
 
 import argparse
 import sys
@@ -9,7 +9,8 @@ from . import ExportError
 
 _USAGE = """python -m export --checkpoint OUT/train/model.pt -o OUT/export [--thresholds auto|table|progression]
        python -m export check OUT/export
-       python -m export qonnx OUT/export -o model.onnx [--check [N]]"""
+       python -m export qonnx OUT/export -o model.onnx [--check [N]]
+       python -m export from-qonnx --model model.onnx -o OUT/export [--dataset digits] [--input unit|pixels]"""
 
 
 def _check(directory):
@@ -91,13 +92,75 @@ def _qonnx(argv):
     return 0 if r["class_matches"] == n and r["score_matches"] == n else 1
 
 
+def _from_qonnx(argv):
+    import time
+
+    from .qonnx_import import INPUT_MODES
+
+    p = argparse.ArgumentParser(
+        prog="python -m export from-qonnx",
+        description="Import a binary-weight MLP from a QONNX graph (Brevitas' export_qonnx, FINN, python -m export "
+        "qonnx) as an export directory that `python -m hw gen` and `python -m sim` take; its golden model is "
+        "compared with qonnx's execution of the graph on the test set (export/qonnx_import.py says how).",
+    )
+    p.add_argument("--model", required=True, help="the .onnx file: QONNX ops (Quant, BipolarQuant, MultiThreshold)")
+    p.add_argument("-o", "--out", required=True, help="export directory to (re)write atomically")
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        help="the data set whose test split becomes the export's test set: a name as in `make DATASET=...` or a "
+        "path to an .npz or a folder of IDX files (default digits)",
+    )
+    p.add_argument(
+        "--input",
+        choices=tuple(INPUT_MODES),
+        default="unit",
+        help="what the graph's input holds for a pixel p: "
+        + "; ".join(f"{k}: {v}" for k, v in INPUT_MODES.items())
+        + " (default unit, as Brevitas models are trained; pixels for graphs from python -m export qonnx)",
+    )
+    a = p.parse_args(argv)
+    from common import LutmacError
+    from common.files import check_output_dir
+
+    from .qonnx_import import import_qonnx
+
+    check_output_dir(a.out, stage="export")  # before the data set loads
+    try:
+        from train.data import load_dataset
+
+        splits = load_dataset(a.dataset)
+    except LutmacError as e:
+        raise ExportError(str(e)) from None
+    t = time.perf_counter()
+    m = import_qonnx(
+        a.model,
+        a.out,
+        dataset=a.dataset,
+        images=splits.test.images,
+        labels=splits.test.labels,
+        synthetic=bool(getattr(splits, "synthetic", False)),
+        input_mode=a.input,
+    )
+    n, matches = m["test_set"]["count"], m["source"]["class_matches"]
+    print(
+        f"{a.out}: {len(m['layers'])} layers ({m['arch']}, activation bits "
+        f"{', '.join(str(e['abits']) for e in m['layers'][:-1]) or '-'}) from {a.model}; graph (qonnx execute_onnx) "
+        f"{100 * m['float_test_accuracy']:.2f}%, golden {100 * m['golden_test_accuracy']:.2f}%, same class on "
+        f"{matches}/{n} test images ({time.perf_counter() - t:.1f} s)"
+    )
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["qonnx"]:
         return _qonnx(argv[1:])
+    if argv[:1] == ["from-qonnx"]:
+        return _from_qonnx(argv[1:])
     if argv[:1] == ["check"]:
         p = argparse.ArgumentParser(prog="python -m export check", description="Re-verify an export directory.")
-        p.add_argument("directory")
+        p.add_argument("directory", help="the export directory to check (python -m export -o ...)")
         return _check(p.parse_args(argv[1:]).directory)
     p = argparse.ArgumentParser(
         prog="python -m export",
