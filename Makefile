@@ -36,6 +36,8 @@ AXIS     ?=
 NAME     ?=
 SIM      ?= verilator
 N        ?= all
+# KEEP_BUILD=1: make sim keeps Verilator's generated C++ and objects (by default only the simulation executable stays)
+KEEP_BUILD ?=
 BOARD    ?=
 FAMILY   ?= xc7
 SWEEP_PE ?= 1-16
@@ -57,6 +59,7 @@ OUT      ?= build/$(notdir $(basename $(DATASET)))-$(ARCH)
 VENV     := .venv
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.lutmac-setup
+SETUP_LOG := $(VENV)/setup.log
 APT_PKGS := iverilog dataset-fashion-mnist liblz4-dev zlib1g-dev
 
 .DEFAULT_GOAL := all
@@ -79,20 +82,21 @@ $(STAMP): pyproject.toml Makefile
 	  for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || { \
 	    echo "setup: not root; for Icarus and offline Fashion-MNIST run: sudo apt-get install $(APT_PKGS)"; break; }; done; \
 	fi
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "setup: pip install torch==2.13.0 and .[test] into $(VENV) (log: $(SETUP_LOG))"
+	@{ $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q torch==2.13.0 \
+	  && $(PY) -m pip install -q -e '.[test]'; } >$(SETUP_LOG) 2>&1 \
+	  || { tail -n 20 $(SETUP_LOG) >&2; echo "setup: pip install failed; full log: $(SETUP_LOG)" >&2; exit 2; }
 	@# the project root on sys.path as well: setuptools' editable finder runs after the path search, so a folder named
 	@# export/ or train/ in the working directory (an OUT folder) would shadow the stages as namespace packages
-	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "lutmac-root.pth").write_text("$(CURDIR)\n")'
-	touch $@
+	@$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "lutmac-root.pth").write_text("$(CURDIR)\n")'
+	@touch $@
 
 TRAIN_ARGS = --dataset $(DATASET) --arch $(ARCH) --binarize $(BINARIZE) --abits $(ABITS) --seed $(SEED) \
   --device $(DEVICE) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(filter 1,$(RESUME)),--resume)
 TRAIN_CMD = $(PY) -m train $(if $(filter-out 1,$(NPROC)),--nproc $(NPROC))
 train: setup
-	$(TRAIN_CMD) $(TRAIN_ARGS) -o $(OUT)/train
+	$(strip $(TRAIN_CMD) $(TRAIN_ARGS)) -o $(OUT)/train
 
 export: setup
 	$(PY) -m export --checkpoint $(OUT)/train/model.pt -o $(OUT)/export
@@ -100,12 +104,13 @@ export: setup
 FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING)) --target $(TARGET) \
   --tree-pipeline $(TREE_PIPELINE) --buffers $(BUFFERS) $(if $(HARDWIRED),--hardwired $(HARDWIRED)) \
   $(if $(TARGET_CYCLES),--target-cycles $(TARGET_CYCLES)) $(if $(FIT_LUTS),--fit-luts $(FIT_LUTS))
+GEN_ARGS = $(FOLD_ARGS) $(if $(filter 1,$(AXIS)),--axis) $(if $(NAME),--name $(NAME))
 gen: setup
-	$(PY) -m hw gen --export $(OUT)/export $(FOLD_ARGS) $(if $(filter 1,$(AXIS)),--axis) \
-	  $(if $(NAME),--name $(NAME)) -o $(OUT)/rtl
+	$(PY) -m hw gen --export $(OUT)/export $(strip $(GEN_ARGS)) -o $(OUT)/rtl
 
+SIM_ARGS = --sim $(SIM) --n $(N) $(if $(filter 1,$(KEEP_BUILD)),--keep-build)
 sim: setup
-	$(PY) -m sim --export $(OUT)/export --rtl $(OUT)/rtl --sim $(SIM) --n $(N) -o $(OUT)/sim
+	$(PY) -m sim --export $(OUT)/export --rtl $(OUT)/rtl $(strip $(SIM_ARGS)) -o $(OUT)/sim
 
 synth: setup
 	$(PY) -m boards synth --rtl $(OUT)/rtl --family $(FAMILY) -o $(OUT)/synth
