@@ -59,10 +59,12 @@ class InputBuffer(wiring.Component):
         How many times the consumer reads each vector (its steps per vector are ``ceil(length / simd) *
         row_folds``); decides the number of banks.
     storage : ``"auto"``, ``"memory"`` or ``"registers"``
-        ``"memory"`` keeps the banks as rows of ``simd`` values in RAM (distributed RAM in practice), assembled
-        from the beats in one row register: ``simd * bits`` flip-flops instead of ``banks * length * bits``, and no
-        SF:1 read multiplexers. It needs ``lanes <= simd`` (a beat fills at most two rows) and two or more column
-        folds. ``"auto"`` (the default) takes it wherever it can.
+        ``"memory"`` keeps the banks in RAM (distributed RAM in practice) instead of ``banks * length * bits``
+        flip-flops and SF:1 read multiplexers, in one of two layouts (:attr:`layout`): ``"beats"``, a word per beat,
+        when every beat is whole rows of ``simd`` values (``lanes`` a multiple of ``simd``, ``group`` a multiple
+        of ``lanes``: a conv layer's pixels of C channels); else ``"rows"``, rows of ``simd`` values assembled from
+        the beats in one row register, when ``lanes <= simd``. Either needs two or more column folds. ``"auto"``
+        (the default) takes memory wherever it can.
 
     Members
     -------
@@ -92,13 +94,23 @@ class InputBuffer(wiring.Component):
         self.banks = 3 if self.sf * row_folds == 1 and self.beats <= 2 else 2
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, not {storage!r}")
-        if storage == "memory" and (lanes > simd or self.sf < 2):
+        # memory layouts: whole beats as rows when a beat is whole rows of simd values; else rows of simd values
+        # assembled from beats of at most simd values (a beat then touches at most two rows)
+        self.layout = (
+            "beats"
+            if lanes % simd == 0 and group % lanes == 0 and self.sf >= 2
+            else "rows"
+            if lanes <= simd and self.sf >= 2
+            else None
+        )
+        if storage == "memory" and self.layout is None:
             raise ValueError(
-                f"storage 'memory' needs lanes ({lanes!r}) <= simd ({simd!r}) and two or more column folds "
-                f"(length {length!r} / simd gives {self.sf})"
+                f"storage 'memory' needs two or more column folds and lanes ({lanes!r}) <= simd ({simd!r}), or beats "
+                f"of whole rows (lanes a multiple of simd, group {group!r} a multiple of lanes); length {length!r} "
+                f"gives {self.sf} column folds"
             )
         if storage == "auto":
-            storage = "memory" if lanes <= simd and self.sf >= 2 else "registers"
+            storage = "registers" if self.layout is None else "memory"
         self.storage = storage
         super().__init__(
             {
@@ -135,7 +147,9 @@ class InputBuffer(wiring.Component):
         m.d.comb += rbank_next.eq(hdl.Mux(self.step & self.release, _wrap(rbank, B), rbank))
         m.d.sync += rbank.eq(rbank_next)
 
-        if self.storage == "memory":
+        if self.storage == "memory" and self.layout == "beats":
+            self._beat_store(m, beat, rbank_next)
+        elif self.storage == "memory":
             self._memory_store(m, beat, hold, rbank_next)
         else:
             self._register_store(m, beat, rbank_next)
@@ -169,7 +183,7 @@ class InputBuffer(wiring.Component):
             beat.index.eq(wbeat),
             beat.last.eq(wbeat == self.beats - 1),
         ]
-        if self.storage != "memory":
+        if self.storage != "memory" or self.layout != "rows":
             return beat
         # the next beat's start, advanced by each accepted beat's count (at most simd: one row crossing at most)
         fold, offset = Signal.like(beat.fold), Signal.like(beat.offset)
@@ -190,14 +204,15 @@ class InputBuffer(wiring.Component):
                 m.d.sync += [offset.eq(wrapped), fold.eq(fold + 1)]
         return beat
 
-    def _select_copies(self, m, rbank_next, width):
+    def _select_copies(self, m, rbank_next, width, fold=None):
         """One registered copy of the read select (fold, bank) per :data:`LANES_PER_SELECT` lanes: the read
         multiplexers (or RAM address pins) are wide, and one register fanned out to all of them was a critical
-        path. ``keep`` stops yosys merging the copies back into one register."""
+        path. ``keep`` stops yosys merging the copies back into one register. ``fold`` is what is registered of
+        the next column fold (default: itself)."""
         for g in range(-(-self.simd // LANES_PER_SELECT)):
             sel_sf = Signal(width, name=f"sel_sf{g}", attrs={"keep": 1})
             sel_bank = Signal(range(self.banks), name=f"sel_bank{g}", attrs={"keep": 1})
-            m.d.sync += [sel_sf.eq(self.sf_next), sel_bank.eq(rbank_next)]
+            m.d.sync += [sel_sf.eq(self.sf_next if fold is None else fold), sel_bank.eq(rbank_next)]
             yield g, range(g * LANES_PER_SELECT, min(self.simd, (g + 1) * LANES_PER_SELECT)), sel_sf, sel_bank
 
     def _register_store(self, m, beat, rbank_next):
@@ -275,3 +290,30 @@ class InputBuffer(wiring.Component):
                 rp.addr.eq(Cat(sel_sf, sel_bank)),
             ]
             m.d.sync += [self.x[r].eq(rp.data[k * bits : (k + 1) * bits]) for k, r in enumerate(lanes)]
+
+    def _beat_store(self, m, beat, rbank_next):
+        """Each beat as one RAM word at ``(bank, beat)``: a beat is ``parts = lanes / simd`` whole rows, so a step
+        reads word ``fold // parts`` and takes part ``fold % parts`` of it (a parts:1 multiplexer per lane). The
+        RAM is one memory per select copy, holding that copy's lanes of every part."""
+        S, bits, parts = self.simd, self.bits, self.lanes // self.simd
+        wbits = (self.beats - 1).bit_length()
+        pbits = (parts - 1).bit_length()
+        # the next fold as (word, part), registered in each copy: no division after the select registers
+        part, word = Signal(pbits), Signal(wbits)
+        m.d.comb += [part.eq(self.sf_next % parts), word.eq(self.sf_next // parts)]
+        split = Cat(part, word)
+        for g, lanes, sel, sel_bank in self._select_copies(m, rbank_next, len(split), fold=split):
+            m.submodules[f"beats{g}"] = mem = Memory(
+                shape=hdl.unsigned(bits * parts * len(lanes)), depth=self.banks << wbits, init=[]
+            )
+            wp, rp = mem.write_port(), mem.read_port(domain="comb")
+            m.d.comb += [
+                wp.en.eq(beat.valid),
+                wp.addr.eq(Cat(beat.index[:wbits], beat.bank)),
+                wp.data.eq(Cat(beat.data[q * S + r] for q in range(parts) for r in lanes)),
+                rp.addr.eq(Cat(sel[pbits:], sel_bank)),
+            ]
+            word = rp.data
+            for k, r in enumerate(lanes):
+                values = [word[(q * len(lanes) + k) * bits : (q * len(lanes) + k + 1) * bits] for q in range(parts)]
+                m.d.sync += self.x[r].eq(Array(values)[sel[:pbits]] if parts > 1 else values[0])

@@ -45,6 +45,12 @@ def _run(storage, *, length, group, lanes, simd, row_folds, bits=3, vectors=4, g
                     storage=storage)  # fmt: skip
     buf = dut.buf
     assert buf.storage == storage
+    return _drive(dut, rng, length=length, group=group, lanes=lanes, simd=simd, row_folds=row_folds, bits=bits,
+                  vectors=vectors, gaps=gaps, stalls=stalls)  # fmt: skip
+
+
+def _drive(dut, rng, *, length, group, lanes, simd, row_folds, bits, vectors, gaps, stalls):
+    buf = dut.buf
     data = rng.integers(0, 2**bits, (vectors, length))
     seen = []
 
@@ -87,6 +93,9 @@ CASES = [
     (36, 4, 3, 8, 1),  # short beats at every group, no row boundary on a beat boundary
     (20, 20, 5, 5, 3),  # lanes == simd
     (10, 10, 1, 3, 1),  # one value a beat
+    (24, 8, 8, 4, 2),  # a conv layer's pixels of 8 channels: each beat two whole rows (the beats layout)
+    (36, 12, 12, 4, 1),  # three rows a beat
+    (32, 32, 16, 16, 2),  # an MLP layer whose beats are rows
 ]
 
 
@@ -120,10 +129,16 @@ def test_memory_store_any_shape(shape):
 
 
 def test_auto_takes_memory_where_it_can_and_bad_storage_is_refused():
-    assert InputBuffer(length=64, bits=2, group=64, lanes=4, simd=16).storage == "memory"
-    assert InputBuffer(length=16, bits=2, group=16, lanes=4, simd=16).storage == "registers"  # one fold
-    assert InputBuffer(length=64, bits=2, group=64, lanes=32, simd=16).storage == "registers"  # lanes > simd
-    with pytest.raises(ValueError, match=r"storage 'memory' needs lanes \(32\) <= simd \(16\)"):
-        InputBuffer(length=64, bits=2, group=64, lanes=32, simd=16, storage="memory")
+    def layout(**kw):
+        b = InputBuffer(bits=2, **kw)
+        return b.storage, b.layout
+
+    assert layout(length=64, group=64, lanes=4, simd=16) == ("memory", "rows")
+    assert layout(length=576, group=64, lanes=64, simd=16) == ("memory", "beats")  # conv1 of cnv: 3x3 x 64
+    assert layout(length=64, group=64, lanes=16, simd=16) == ("memory", "beats")
+    assert layout(length=16, group=16, lanes=4, simd=16)[0] == "registers"  # one column fold
+    assert layout(length=60, group=20, lanes=20, simd=8)[0] == "registers"  # beats of 2.5 rows
+    with pytest.raises(ValueError, match=r"storage 'memory' needs two or more column folds and lanes \(20\)"):
+        InputBuffer(length=60, bits=2, group=20, lanes=20, simd=8, storage="memory")
     with pytest.raises(ValueError, match=r"storage must be one of auto, memory, registers, not 'ram'"):
         InputBuffer(length=64, bits=2, group=64, lanes=4, simd=16, storage="ram")
