@@ -113,11 +113,13 @@ def _pe(a):
 def _matrix(a):
     from .matrix import write_matrix
 
-    d = write_matrix(a.weights, a.out, bits=a.bits, pipeline=a.pipeline, depth=a.depth)
+    d = write_matrix(a.weights, a.out, bits=a.bits, pipeline=a.pipeline, depth=a.depth, target=a.target)
+    tern = f" ({d['ternary_adders']} ternary)" if a.target != "portable" else ""
+    models = f"; primitive models for simulation in {d['simulation_models']}" if d["simulation_models"] else ""
     print(
-        f"{a.out}: lutmac_matrix {d['n_in']} x {d['n_out']} x {d['in_bits']} bits, {d['adders']} adders "
+        f"{a.out}: lutmac_matrix {d['n_in']} x {d['n_out']} x {d['in_bits']} bits, {d['adders']} adders{tern} "
         f"(~{d['estimated_luts']} LUTs est.), depth {d['depth']}, {d['out_bits']}-bit outputs, "
-        f"latency {d['latency_cycles']}; planned in {d['plan_seconds']:.1f} s"
+        f"latency {d['latency_cycles']}; planned in {d['plan_seconds']:.1f} s{models}"
     )
     return 0
 
@@ -222,6 +224,13 @@ def main(argv=None):
     x.add_argument("--bits", type=int, required=True, help="width of the unsigned inputs, 1..32")
     x.add_argument("--pipeline", type=int, default=0, help="register every K adder levels (default 0: combinational)")
     x.add_argument("--depth", type=int, help="adder levels allowed (default ceil(log2(n_in)) + 2)")
+    x.add_argument(
+        "--target",
+        default="portable",
+        choices=TARGETS,
+        help="portable RTL (default), or a Xilinx family (xc7: CARRY4; xcu/xcup: CARRY8) whose single-use adders "
+        "are fused into LUT6_2 + carry-chain ternary adders (models for simulation in <out>_sim_models.v)",
+    )
     x.add_argument("-o", "--out", required=True, help="the Verilog file to write (its .json goes beside it)")
     a = p.parse_args(argv)
     if a.cmd == "fold" and (a.cycles is None) == (a.luts is None):

@@ -52,11 +52,17 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .ternary import ternary_add, ternary_luts
 from .widths import signed_width
+from .xilinx_models import simulation_models
+from .xilinx_tree import CARRY_CELLS
 
 __all__ = [
     "ConstantMatrix",
     "MatrixPlan",
+    "Network",
+    "network",
+    "MATRIX_TARGETS",
     "plan_matrix",
     "default_depth",
     "lut_estimate",
@@ -66,6 +72,16 @@ __all__ = [
 
 #: strip sizes tried by :func:`plan_matrix` (clipped to the number of outputs)
 STRIP_SIZES = (1, 2, 3, 4, 5, 6)
+
+#: ``portable``: every adder is RTL ``a ± b``; a Xilinx family: single-use adders fused into ternary adders
+#: (:mod:`hw.ternary`, ``LUT6_2`` + ``CARRY4``/``CARRY8``)
+MATRIX_TARGETS = ("portable",) + tuple(CARRY_CELLS)
+
+
+def _check_target(target):
+    if target not in MATRIX_TARGETS:
+        raise ValueError(f"target must be one of {MATRIX_TARGETS!r}, not {target!r}")
+    return target
 
 
 def _ceil_log2(n):
@@ -368,20 +384,123 @@ def _op_luts(plan, a, b, sub):
     return max(wa, wb) + (1 if ua and not ub and wa >= wb else 0)
 
 
-def lut_estimate(plan):
-    """The plan's LUT6 count as yosys ``synth_xilinx`` (classic abc) maps it: :func:`_op_luts` summed (within 0.1%
-    of the measured count on 64 x 16 x 8)."""
-    return sum(_op_luts(plan, a, b, sub) for a, b, sub in plan.ops)
+def _binary_luts(plan, terms, n):
+    """:func:`_op_luts` of a node of one or two signed ``terms`` (``a - b``, ``a + b``, ``0 - b``)."""
+    pos = [t for t, g in terms if g > 0]
+    neg = [t for t, g in terms if g < 0]
+    if len(terms) == 1:
+        return _op_luts(plan, -1, terms[0][0], True) if neg else 0
+    if len(pos) == 2:
+        return _op_luts(plan, pos[0], pos[1], False)
+    if len(pos) == 1:
+        return _op_luts(plan, pos[0], neg[0], True)
+    return ternary_luts([(plan.width(t), plan.lo[t] < 0, -1) for t in neg], plan.width(n))
 
 
-def plan_matrix(weights, bits, depth=None, tries=None):
+def _node_luts(plan, n, terms, target):
+    """LUTs of node ``n`` as ``sum(g * v[t] for t, g in terms)`` on ``target``: three terms (or two subtracted)
+    are a ternary adder, the rest RTL as yosys maps it."""
+    if target != "portable" and (len(terms) == 3 or (len(terms) == 2 and all(g < 0 for _, g in terms))):
+        return ternary_luts([(plan.width(t), plan.lo[t] < 0, g) for t, g in terms], plan.width(n))
+    return _binary_luts(plan, terms, n)
+
+
+@dataclass
+class Network:
+    """The adders a :class:`ConstantMatrix` emits for a plan on a target: ``nodes`` is ``[(n, terms)]`` in
+    topological order, node ``n`` being ``sum(g * v[t] for t, g in terms)`` (one to three terms); ``depths[n]`` its
+    adder levels (a ternary adder is one level: one carry chain), ``None`` for plan nodes fused away."""
+
+    plan: MatrixPlan
+    target: str
+    nodes: list
+    depths: list
+
+    @property
+    def adders(self):
+        return len(self.nodes)
+
+    @property
+    def ternary(self):
+        """How many of the adders have three operands."""
+        return sum(1 for _, terms in self.nodes if len(terms) == 3)
+
+    @property
+    def depth(self):
+        return max(self.depths[n] for n in self.plan.outputs)
+
+    def luts(self):
+        return sum(_node_luts(self.plan, n, terms, self.target) for n, terms in self.nodes)
+
+
+def network(plan, target="portable"):
+    """The :class:`Network` ``plan`` is built as on ``target``.
+
+    ``portable``: the plan's adders as they are. A Xilinx family: every adder whose result has exactly one reader
+    (and is not an output) is fused into that reader where the reader ends with at most three operands and the
+    fusion saves LUTs by the model (:func:`_node_luts`; of two candidates the one that saves more): ``(a + b) - c``
+    becomes one ternary adder. A node that took in another is not fused again (three operands at most), and a node
+    fused away is not emitted. Shared nodes (two readers or more) stay two-operand adders."""
+    _check_target(target)
+    n_in = plan.n_in
+    terms = [[(b, -1)] if a < 0 else [(a, 1), (b, -1 if sub else 1)] for a, b, sub in plan.ops]
+    uses = defaultdict(int)
+    for a, b, _ in plan.ops:
+        uses[a] += 1
+        uses[b] += 1
+    for n in plan.outputs:
+        uses[n] += 1
+    gone, grown = set(), set()
+    if target != "portable":
+        cost = [_binary_luts(plan, tm, n_in + k) for k, tm in enumerate(terms)]
+        for k in range(len(terms)):
+            n = n_in + k
+            while True:
+                best = None
+                for c, g in terms[k]:
+                    if c < n_in or uses[c] != 1 or c in grown or c in gone:
+                        continue
+                    merged = [(t, s) for t, s in terms[k] if t != c] + [(t, s * g) for t, s in terms[c - n_in]]
+                    if len(merged) > 3 or sum(1 for _, s in merged if s < 0) > 2:
+                        continue
+                    save = cost[k] + cost[c - n_in] - _node_luts(plan, n, merged, target)
+                    if save > 0 and (best is None or save > best[0]):
+                        best = (save, c, merged)
+                if best is None:
+                    break
+                _, c, terms[k] = best
+                cost[k] = _node_luts(plan, n, terms[k], target)
+                gone.add(c)
+                grown.add(n)
+    depths = [0] * n_in + [None] * len(terms)
+    nodes = []
+    for k, tm in enumerate(terms):
+        n = n_in + k
+        if n in gone:
+            continue
+        depths[n] = 1 + max(depths[t] for t, _ in tm)
+        nodes.append((n, tm))
+    return Network(plan=plan, target=target, nodes=nodes, depths=depths)
+
+
+def lut_estimate(plan, target="portable"):
+    """The plan's LUT6 count as yosys ``synth_xilinx`` (classic abc) maps it on ``target``: :func:`_op_luts`
+    summed for ``portable`` (within 0.1% of the measured count on 64 x 16 x 8), the fused :func:`network`'s
+    ternary adders counted LUT by LUT for a Xilinx family."""
+    if target == "portable":
+        return sum(_op_luts(plan, a, b, sub) for a, b, sub in plan.ops)
+    return network(plan, target).luts()
+
+
+def plan_matrix(weights, bits, depth=None, tries=None, target="portable"):
     """The cheapest adder network found for ``x @ weights`` (``(n_in, n_out)`` ±1, unsigned ``bits``-bit ``x``) no
     deeper than ``depth`` adder levels (default :func:`default_depth`).
 
     Strip sizes :data:`STRIP_SIZES` are planned in output order; then the best size is planned again for ``tries``
     more orders of the outputs (seeded shuffles: which outputs share a strip changes which pairs the strips share;
-    default ``65536 // (n_in * n_out)`` clipped to 0..15) and the cheapest plan (:func:`lut_estimate`) is kept.
-    Deterministic: the same weights give the same plan."""
+    default ``65536 // (n_in * n_out)`` clipped to 0..15) and the cheapest plan (:func:`lut_estimate` on
+    ``target``) is kept. Deterministic: the same weights give the same plan."""
+    _check_target(target)
     w = check_weights(weights)
     if not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 32:
         raise ValueError(f"bits must be an integer in 1..32, not {bits!r}")
@@ -394,7 +513,7 @@ def plan_matrix(weights, bits, depth=None, tries=None):
     tries = max(0, min(15, 65536 // (n_in * n_out))) if tries is None else int(tries)
 
     def key(plan):
-        return lut_estimate(plan), plan.depth
+        return lut_estimate(plan, target), plan.depth
 
     best = None
     # large strips first: for big matrices they win, and the small ones (slow there) are only tried when needed
@@ -433,24 +552,35 @@ class ConstantMatrix(wiring.Component):
         Adder levels allowed (default :func:`default_depth`).
     plan : MatrixPlan, optional
         A plan already made (skips planning; ``weights`` and ``in_bits`` are then the plan's).
+    target : str
+        :data:`MATRIX_TARGETS`: ``"portable"`` RTL (every adder ``a ± b``), or a Xilinx family whose single-use
+        adders are fused into ternary adders of ``LUT6_2`` + carry-chain primitives (:func:`network`).
 
     Members
     -------
     x : ``In(ArrayLayout(unsigned(in_bits), n_in))``
     y : ``Out(ArrayLayout(signed(out_width), n_out))``
     plan : MatrixPlan
+    network : Network
+        What is emitted: the plan's adders, fused on a Xilinx target.
     depth, adders, out_width, latency : int
+        ``depth`` and ``adders`` are the network's (a ternary adder is one level and one adder).
+    primitives : set of str
+        Xilinx primitives instantiated (empty for ``portable``): :func:`simulation_models` takes it.
     """
 
-    def __init__(self, *, weights, in_bits, pipeline=0, depth=None, plan=None):
+    def __init__(self, *, weights, in_bits, pipeline=0, depth=None, plan=None, target="portable"):
         if not isinstance(pipeline, (int, np.integer)) or pipeline < 0:
             raise ValueError(f"pipeline must be a non-negative integer, not {pipeline!r}")
         if plan is not None and in_bits != plan.bits:
             raise ValueError(f"in_bits {in_bits} differs from the plan's {plan.bits}")
-        self.plan = plan if plan is not None else plan_matrix(weights, in_bits, depth)
+        self.target = _check_target(target)
+        self.plan = plan if plan is not None else plan_matrix(weights, in_bits, depth, target=target)
+        self.network = network(self.plan, target)
         self.n_in, self.n_out, self.in_bits = self.plan.n_in, self.plan.n_out, self.plan.bits
         self.pipeline = int(pipeline)
-        self.depth, self.adders, self.out_width = self.plan.depth, self.plan.adders, self.plan.out_width
+        self.depth, self.adders, self.out_width = self.network.depth, self.network.adders, self.plan.out_width
+        self.primitives = {"LUT6_2", CARRY_CELLS[target][0]} if self.network.ternary else set()
         self.latency = self.latency_for(self.depth, self.pipeline)
         super().__init__(
             {
@@ -472,8 +602,8 @@ class ConstantMatrix(wiring.Component):
         m = Module()
         plan = self.plan
         # copies[n][k]: node n's value k registers after the stage it is made in (own[n])
-        copies = [[hdl.Value.cast(self.x[i])] for i in range(self.n_in)]
-        own = [0] * self.n_in
+        copies = {i: [hdl.Value.cast(self.x[i])] for i in range(self.n_in)}
+        own = dict.fromkeys(range(self.n_in), 0)
 
         def at(n, want):
             """Node ``n`` as seen in stage ``want`` (delay registers made once, shared by every reader)."""
@@ -484,31 +614,39 @@ class ConstantMatrix(wiring.Component):
                 chain.append(r)
             return chain[want - own[n]]
 
-        for k, (a, b, sub) in enumerate(plan.ops):
-            n = self.n_in + k
-            level = plan.depths[n]
+        net = self.network
+        for n, terms in net.nodes:
+            level = net.depths[n]
             here = self._stage(level - 1)  # the stage the adder's operands are read in
-            va = hdl.Const(0, 1) if a < 0 else at(a, here)
-            vb = at(b, here)
             shape = hdl.unsigned(plan.width(n)) if plan.lo[n] >= 0 else hdl.signed(plan.width(n))
             # keep: one carry chain per node (stops yosys alumacc merging the network into $macc cells)
             s = Signal(shape, name=f"n{n}", attrs={"keep": 1})
-            m.d.comb += s.eq(va - vb if sub else va + vb)
+            pos = [at(t, here) for t, g in terms if g > 0]
+            neg = [at(t, here) for t, g in terms if g < 0]
+            if self.target != "portable" and (len(terms) == 3 or (len(terms) == 2 and not pos)):
+                ops = [(at(t, here), plan.lo[t] < 0, g) for t, g in terms]
+                m.d.comb += s.eq(ternary_add(m, f"t{n}", self.target, ops, plan.width(n)))
+            elif len(pos) == 2:
+                m.d.comb += s.eq(pos[0] + pos[1])
+            else:  # a - b, or 0 - b
+                m.d.comb += s.eq((pos[0] if pos else hdl.Const(0, 1)) - neg[0])
             if self._stage(level) > here:  # the last level of a stage: registered
                 r = Signal(shape, name=f"n{n}_r", reset_less=True)
                 m.d.sync += r.eq(s)
                 s = r
-            copies.append([s])
-            own.append(self._stage(level))
+            copies[n] = [s]
+            own[n] = self._stage(level)
         for j, n in enumerate(plan.outputs):
             m.d.comb += self.y[j].eq(at(n, self.latency))
         return m
 
 
-def write_matrix(weights_path, out, *, bits, pipeline=0, depth=None):
+def write_matrix(weights_path, out, *, bits, pipeline=0, depth=None, target="portable"):
     """``python -m hw matrix``: plan and emit ``lutmac_matrix`` for the ``.npy`` at ``weights_path`` into the
-    Verilog file ``out`` and its ``.json`` beside it (both atomic; nothing is written when an argument is bad).
-    Returns the JSON's dict. Raises :class:`~hw.HardwareError` (one line) on bad input."""
+    Verilog file ``out`` and its ``.json`` beside it (both atomic; nothing is written when an argument is bad); on a
+    Xilinx ``target`` also the primitives' simulation models as ``<out stem>_sim_models.v`` (for simulation only:
+    synthesis must not read them). Returns the JSON's dict. Raises :class:`~hw.HardwareError` (one line) on bad
+    input."""
     import time
     from pathlib import Path
 
@@ -528,6 +666,8 @@ def write_matrix(weights_path, out, *, bits, pipeline=0, depth=None):
         raise HardwareError(f"--bits must be in 1..32, not {bits}")
     if pipeline < 0:
         raise HardwareError(f"--pipeline must be >= 0, not {pipeline}")
+    if target not in MATRIX_TARGETS:
+        raise HardwareError(f"--target must be one of {', '.join(MATRIX_TARGETS)}, not {target}")
     try:
         w = np.load(weights_path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -542,12 +682,13 @@ def write_matrix(weights_path, out, *, bits, pipeline=0, depth=None):
         least = _ceil_log2(w.shape[0])
         if depth is not None and depth < least:
             raise ValueError(f"--depth must be >= ceil(log2(n_in)) = {least} for {w.shape[0]} inputs, not {depth}")
-        plan = plan_matrix(w, bits, depth)
+        plan = plan_matrix(w, bits, depth, target=target)
     except ValueError as e:
         raise HardwareError(f"--weights {weights_path}: {e}" if "weights" in str(e) else str(e)) from None
     planned = time.perf_counter() - t0
-    dut = ConstantMatrix(weights=w, in_bits=bits, pipeline=pipeline, plan=plan)
+    dut = ConstantMatrix(weights=w, in_bits=bits, pipeline=pipeline, plan=plan, target=target)
     text = verilog.convert(dut, name="lutmac_matrix", emit_src=False)
+    models_path = out.with_name(out.stem + "_sim_models.v") if dut.primitives else None
     n_in, n_out = w.shape
     meta = {
         "module": "lutmac_matrix",
@@ -566,16 +707,21 @@ def write_matrix(weights_path, out, *, bits, pipeline=0, depth=None):
             },
             **({"clk": {"direction": "in", "width": 1}, "rst": {"direction": "in", "width": 1}} if dut.latency else {}),
         },
-        "adders": plan.adders,
-        "depth": plan.depth,
+        "target": target,
+        "adders": dut.adders,
+        "ternary_adders": dut.network.ternary,
+        "depth": dut.depth,
         "depth_bound": plan.depth_bound,
         "pipeline": pipeline,
         "latency_cycles": dut.latency,
         "strip": plan.strip,
-        "estimated_luts": lut_estimate(plan),
+        "estimated_luts": lut_estimate(plan, target),
+        "simulation_models": models_path.name if models_path else None,
         "output_ranges": [[plan.lo[n], plan.hi[n]] for n in plan.outputs],
         "plan_seconds": round(planned, 3),
     }
+    if models_path:
+        atomic_write_text(models_path, simulation_models(dut.primitives))
     atomic_write_json(meta_path, meta)
     atomic_write_text(out, text)
     return meta

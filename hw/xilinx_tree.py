@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from .adder_tree import check_tree_args, input_bounds, tree_depth
 from .widths import Range, unsigned_width
 
-__all__ = ["XilinxSignFlipAdderTree", "CARRY_CELLS", "flip_pair_init"]
+__all__ = ["XilinxSignFlipAdderTree", "CARRY_CELLS", "carry_add", "flip_pair_init"]
 
 # family -> (carry primitive, bits per primitive)
 CARRY_CELLS = {"xc7": ("CARRY4", 4), "xcu": ("CARRY8", 8), "xcup": ("CARRY8", 8)}
@@ -30,6 +30,31 @@ def flip_pair_init(flip_a=0, flip_b=0):
         init |= fa << idx
         init |= (fa ^ fb) << (32 + idx)
     return init
+
+
+def carry_add(m, name, family, s_bits, di_bits, cin):
+    """The ``len(s_bits)`` sum bits of a ripple add on ``family``'s carry cells (:data:`CARRY_CELLS`), given each
+    position's propagate ``s_bits[i]`` and carry-mux data ``di_bits[i]`` and the chain's carry-in ``cin``."""
+    cell, k = CARRY_CELLS[family]
+    n = len(s_bits)
+    out_bits = []
+    carry = cin
+    for c in range((n + k - 1) // k):
+        lo = c * k
+        s = [s_bits[i] if i < n else Const(0, 1) for i in range(lo, lo + k)]
+        di = [di_bits[i] if i < n else Const(0, 1) for i in range(lo, lo + k)]
+        o = Signal(k, name=f"{name}_o{c}")
+        co = Signal(k, name=f"{name}_co{c}")
+        ports = dict(i_S=Cat(*s), i_DI=Cat(*di), o_O=o, o_CO=co)
+        if cell == "CARRY4":
+            # the first cell of a chain takes its carry-in on CYINIT, later ones on CI (the cascade)
+            ports.update(i_CI=carry if c else Const(0, 1), i_CYINIT=Const(0, 1) if c else carry)
+        else:
+            ports.update(p_CARRY_TYPE="SINGLE_CY8", i_CI=carry, i_CI_TOP=Const(0, 1))
+        m.submodules[f"{name}_c{c}"] = Instance(cell, **ports)
+        out_bits += [o[i] for i in range(min(k, n - lo))]
+        carry = co[k - 1]
+    return Cat(*out_bits)
 
 
 class XilinxSignFlipAdderTree(wiring.Component):
@@ -97,26 +122,7 @@ class XilinxSignFlipAdderTree(wiring.Component):
 
     def _carry_add(self, m, name, s_bits, di_bits, cin):
         """The ``len(s_bits)`` sum bits of a ripple add given each position's propagate and carry-mux data."""
-        cell, k = CARRY_CELLS[self.family]
-        n = len(s_bits)
-        out_bits = []
-        carry = cin
-        for c in range((n + k - 1) // k):
-            lo = c * k
-            s = [s_bits[i] if i < n else Const(0, 1) for i in range(lo, lo + k)]
-            di = [di_bits[i] if i < n else Const(0, 1) for i in range(lo, lo + k)]
-            o = Signal(k, name=f"{name}_o{c}")
-            co = Signal(k, name=f"{name}_co{c}")
-            ports = dict(i_S=Cat(*s), i_DI=Cat(*di), o_O=o, o_CO=co)
-            if cell == "CARRY4":
-                # the first cell of a chain takes its carry-in on CYINIT, later ones on CI (the cascade)
-                ports.update(i_CI=carry if c else Const(0, 1), i_CYINIT=Const(0, 1) if c else carry)
-            else:
-                ports.update(p_CARRY_TYPE="SINGLE_CY8", i_CI=carry, i_CI_TOP=Const(0, 1))
-            m.submodules[f"{name}_c{c}"] = Instance(cell, **ports)
-            out_bits += [o[i] for i in range(min(k, n - lo))]
-            carry = co[k - 1]
-        return Cat(*out_bits)
+        return carry_add(m, name, self.family, s_bits, di_bits, cin)
 
     @staticmethod
     def _extend(value, rng, n):

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from amaranth.sim import Simulator
 from conftest import run_yosys
 
 from export.folding import accumulator_bounds, apply_scores, apply_thresholds, signed_bits
-from hw.matrix import ConstantMatrix, default_depth, lut_estimate, plan_matrix
+from hw.matrix import ConstantMatrix, default_depth, lut_estimate, network, plan_matrix
 from hw.mvu import MatrixVectorUnit
 from hw.stream_helpers import stream_get_all, stream_put_all
 
@@ -201,25 +202,24 @@ endmodule
 """
 
 
-@pytest.mark.parametrize("n_in, n_out, bits, pipeline", [(64, 16, 8, 0), (37, 11, 5, 2)])
-def test_cli_verilog_matches_x_at_w_in_icarus(tmp_path, n_in, n_out, bits, pipeline):
+def _icarus_matrix(tmp_path, w, bits, pipeline, target="portable", n=30):
+    """Write ``w``'s matrix with the CLI, simulate it in Icarus (with the primitive models on a Xilinx target) on
+    :func:`_vectors`; returns ``(inputs, outputs, meta)``."""
     if shutil.which("iverilog") is None:
         pytest.skip("iverilog not installed")
-    w = _weights(n_in, n_out, n_in, "special")
+    n_in, n_out = w.shape
     np.save(tmp_path / "w.npy", w)
-    r = _cli("--weights", tmp_path / "w.npy", "--bits", bits, "--pipeline", pipeline, "-o", tmp_path / "m.v")
+    args = ["--weights", tmp_path / "w.npy", "--bits", bits, "--pipeline", pipeline, "--target", target]
+    r = _cli(*args, "-o", tmp_path / "m.v")
     assert r.returncode == 0, r.stderr
     meta = json.loads((tmp_path / "m.json").read_text())
     wy, lat = meta["out_bits"], meta["latency_cycles"]
-    assert meta["module"] == "lutmac_matrix" and (meta["n_in"], meta["n_out"], meta["in_bits"]) == (n_in, n_out, bits)
-    assert meta["ports"]["x"]["width"] == n_in * bits and meta["ports"]["y"]["width"] == n_out * wy
-    assert meta["depth"] <= meta["depth_bound"] == default_depth(n_in)
-    assert lat == (meta["depth"] // pipeline if pipeline else 0) and meta["adders"] > 0
-    xs = _vectors(w, bits, n=30)
+    xs = _vectors(w, bits, n=n, seed=bits)
     (tmp_path / "x.hex").write_text("".join(f"{sum(int(v) << (i * bits) for i, v in enumerate(x)):x}\n" for x in xs))
     ports = ".clk(clk), .rst(1'b0), .x(x), .y(y)" if lat else ".x(x), .y(y)"
     (tmp_path / "tb.v").write_text(ICARUS_TB.format(xw=n_in * bits, yw=n_out * wy, n=len(xs), lat=lat, ports=ports))
-    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", "m.v"], cwd=tmp_path, check=True)
+    models = [meta["simulation_models"]] if meta["simulation_models"] else []
+    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", "m.v", *models], cwd=tmp_path, check=True)
     subprocess.run(["vvp", "-n", "tb.vvp"], cwd=tmp_path, check=True, capture_output=True)
     words = [int(s, 16) for s in (tmp_path / "y.hex").read_text().split()]
     got = np.array(
@@ -228,10 +228,204 @@ def test_cli_verilog_matches_x_at_w_in_icarus(tmp_path, n_in, n_out, bits, pipel
             for v in words
         ]
     )
+    return xs, got, meta
+
+
+@pytest.mark.parametrize("n_in, n_out, bits, pipeline", [(64, 16, 8, 0), (37, 11, 5, 2)])
+def test_cli_verilog_matches_x_at_w_in_icarus(tmp_path, n_in, n_out, bits, pipeline):
+    w = _weights(n_in, n_out, n_in, "special")
+    xs, got, meta = _icarus_matrix(tmp_path, w, bits, pipeline)
+    wy, lat = meta["out_bits"], meta["latency_cycles"]
+    assert meta["module"] == "lutmac_matrix" and (meta["n_in"], meta["n_out"], meta["in_bits"]) == (n_in, n_out, bits)
+    assert meta["ports"]["x"]["width"] == n_in * bits and meta["ports"]["y"]["width"] == n_out * wy
+    assert meta["depth"] <= meta["depth_bound"] == default_depth(n_in)
+    assert lat == (meta["depth"] // pipeline if pipeline else 0) and meta["adders"] > 0
+    assert meta["target"] == "portable" and meta["simulation_models"] is None
     assert np.array_equal(got, xs @ w)
     # no multiplier anywhere
     run_yosys("read_verilog m.v; proc; tee -o stat.txt stat", tmp_path)
     assert "$mul" not in (tmp_path / "stat.txt").read_text()
+
+
+# -- ternary adders (hw.ternary) on Xilinx targets --------------------------------------------------------------
+
+
+def _ternary_cases(count, seed):
+    """Random operand lists ``(width, signed, sign)`` (1..3 operands, at most two subtracted) with the exact
+    result width: unsigned where the sum cannot go negative."""
+    from hw.widths import signed_width
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        ops = [(int(rng.integers(1, 6)), bool(rng.integers(0, 2)), int(rng.choice([-1, 1]))) for _ in range(3)]
+        ops = ops[: int(rng.integers(1, 4))]
+        if sum(s < 0 for _, _, s in ops) > 2:
+            continue
+        span = [((-(1 << (w - 1)), (1 << (w - 1)) - 1) if sg else (0, (1 << w) - 1), s) for w, sg, s in ops]
+        lo = sum(min(s * v for v in r) for r, s in span)
+        hi = sum(max(s * v for v in r) for r, s in span)
+        cases.append((ops, max(1, hi.bit_length()) if lo >= 0 else signed_width(lo, hi)))
+    return cases
+
+
+def _icarus_ternary(tmp_path, cases, family):
+    """Every case's adder in one Verilog module, simulated exhaustively in Icarus; returns ``(got, expected)``."""
+    import itertools
+
+    from amaranth import hdl
+    from amaranth.back import verilog
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from hw.ternary import ternary_add
+    from hw.xilinx_models import simulation_models
+    from hw.xilinx_tree import CARRY_CELLS
+
+    if shutil.which("iverilog") is None:
+        pytest.skip("iverilog not installed")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+
+    def shape(w, sg):
+        return hdl.signed(w) if sg else hdl.unsigned(w)
+
+    class Adders(wiring.Component):
+        def __init__(self):
+            sig = {}
+            for c, (ops, n) in enumerate(cases):
+                sig |= {f"x{c}_{j}": In(shape(w, sg)) for j, (w, sg, _) in enumerate(ops)}
+                sig[f"y{c}"] = Out(n)
+            super().__init__(sig)
+
+        def elaborate(self, platform):
+            m = Module()
+            for c, (ops, n) in enumerate(cases):
+                terms = [(getattr(self, f"x{c}_{j}"), sg, s) for j, (_, sg, s) in enumerate(ops)]
+                m.d.comb += getattr(self, f"y{c}").eq(ternary_add(m, f"a{c}", family, terms, n))
+            return m
+
+    (tmp_path / "dut.v").write_text(verilog.convert(Adders(), name="dut", emit_src=False))
+    (tmp_path / "models.v").write_text(simulation_models({"LUT6_2", CARRY_CELLS[family][0]}))
+    lines, expected = [], []
+    for c, (ops, n) in enumerate(cases):
+        spans = [range(-(1 << (w - 1)), 1 << (w - 1)) if sg else range(1 << w) for w, sg, _ in ops]
+        for vals in itertools.product(*spans):
+            sets = " ".join(f"x{c}_{j} = {v};" for j, v in enumerate(vals))
+            lines.append(f'#1 {sets} #1 $display("%0d", y{c});')
+            total = sum(s * v for (_, _, s), v in zip(ops, vals))
+            expected.append(total % (1 << n))  # y is unsigned n bits: the value modulo 2**n
+    decl = "".join(
+        f"reg [{w - 1}:0] x{c}_{j};\n" for c, (ops, _) in enumerate(cases) for j, (w, _, _) in enumerate(ops)
+    ) + "".join(f"wire [{n - 1}:0] y{c};\n" for c, (_, n) in enumerate(cases))
+    ports = ", ".join(
+        [f".x{c}_{j}(x{c}_{j})" for c, (ops, _) in enumerate(cases) for j in range(len(ops))]
+        + [f".y{c}(y{c})" for c in range(len(cases))]
+    )
+    tb = "`timescale 1ns/1ps\nmodule tb;\n" + decl + f"dut d({ports});\ninitial begin\n"
+    (tmp_path / "tb.v").write_text(tb + "\n".join(lines) + "\n$finish;\nend\nendmodule\n")
+    subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", "dut.v", "models.v"], cwd=tmp_path, check=True)
+    out = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+    return [int(v) for v in out.split() if v.isdigit()], expected
+
+
+@pytest.mark.parametrize("family, seed", [("xc7", 0), ("xc7", 1), ("xcu", 2)])
+def test_ternary_adder_is_exact_for_every_operand_value_in_icarus(tmp_path, family, seed):
+    from hw.ternary import ternary_luts
+
+    cases = _ternary_cases(40, seed)
+    got, expected = _icarus_ternary(tmp_path, cases, family)
+    assert got == expected
+    # one LUT per result bit at most (the sign-extension positions share theirs)
+    assert all(ternary_luts(ops, n) <= n for ops, n in cases)
+
+
+def test_ternary_check_catches_broken_carry_handling(tmp_path, monkeypatch):
+    """The exhaustive check above fails when the carry-save carry is dropped or wrong, or when the chain's carry-in
+    (a subtraction's ``+1``) is lost: it sees the carry handling."""
+    import hw.ternary as ternary
+
+    cases = [([(3, False, 1), (3, True, -1), (2, False, -1)], 5), ([(4, False, 1), (4, False, 1), (3, True, 1)], 6)]
+    good, expected = _icarus_ternary(tmp_path / "good", cases, "xc7")
+    assert good == expected
+    breaks = {
+        "no carry-save carry": lambda lits: ("c", 0),
+        "majority as xor": lambda lits: ternary._xor(lits) if ternary._xor(lits)[0] != "f" else ("c", 0),
+    }
+    for k, (why, maj) in enumerate(breaks.items()):
+        with monkeypatch.context() as mp:
+            mp.setattr(ternary, "_maj", maj)
+            got, expected = _icarus_ternary(tmp_path / f"b{k}", cases, "xc7")
+        assert got != expected, why
+    init = ternary.TernaryLayout.__init__
+
+    def no_cin(self, operands, n):
+        init(self, operands, n)
+        self.cin = 0
+
+    with monkeypatch.context() as mp:
+        mp.setattr(ternary.TernaryLayout, "__init__", no_cin)
+        got, expected = _icarus_ternary(tmp_path / "cin", cases, "xc7")
+    assert got != expected
+
+
+def _network_eval(net, x):
+    plan = net.plan
+    v = {i: x[:, i] for i in range(plan.n_in)}
+    for n, terms in net.nodes:
+        v[n] = sum(g * v[t] for t, g in terms)
+    return np.stack([v[n] for n in plan.outputs], axis=1)
+
+
+@pytest.mark.parametrize("n_in, n_out, bits, kind", SHAPES)
+def test_fused_network_is_exact_and_no_deeper(n_in, n_out, bits, kind):
+    w = _weights(n_in, n_out, n_in * 7 + n_out, kind)
+    plan = plan_matrix(w, bits)
+    portable = network(plan)
+    assert portable.adders == plan.adders and portable.depth == plan.depth and portable.ternary == 0
+    assert portable.luts() == lut_estimate(plan)
+    net = network(plan, "xc7")
+    x = _vectors(w, bits)
+    assert np.array_equal(_network_eval(net, x), x @ w)
+    # each node fused away hands its terms to its one reader, which loses the term that was that node
+    fused = plan.adders - net.adders
+    assert sum(len(t) for _, t in net.nodes) == sum(1 if a < 0 else 2 for a, _, _ in plan.ops) - fused
+    assert net.depth <= plan.depth and (fused > plan.adders // 5 or n_in < 17)
+    assert all(1 <= len(t) <= 3 and sum(g < 0 for _, g in t) <= 2 for _, t in net.nodes)
+    assert lut_estimate(plan, "xc7") == net.luts() <= lut_estimate(plan)
+    readers = defaultdict(int)
+    for _, terms in net.nodes:
+        for t, _ in terms:
+            readers[t] += 1
+    emitted = {n for n, _ in net.nodes}
+    assert all(readers[n] + plan.outputs.count(n) >= 1 for n in emitted)  # nothing emitted that nobody reads
+
+
+@pytest.mark.parametrize(
+    "n_in, n_out, bits, pipeline, target, kind",
+    [
+        (1, 2, 1, 0, "xc7", "random"),
+        (5, 7, 3, 0, "xc7", "special"),
+        (17, 4, 8, 0, "xc7", "special"),
+        (33, 12, 2, 0, "xcu", "random"),
+        (40, 9, 6, 0, "xc7", "special"),
+        (64, 16, 8, 0, "xc7", "random"),
+        (64, 6, 7, 0, "xcup", "special"),
+        (23, 6, 4, 2, "xc7", "random"),
+        (37, 11, 5, 1, "xcu", "special"),
+    ],
+)
+def test_ternary_matrix_matches_x_at_w_in_icarus(tmp_path, n_in, n_out, bits, pipeline, target, kind):
+    w = _weights(n_in, n_out, n_in + bits, kind)
+    xs, got, meta = _icarus_matrix(tmp_path, w, bits, pipeline, target)
+    assert np.array_equal(got, xs @ w)
+    plan = plan_matrix(w, bits, target=target)
+    net = network(plan, target)
+    assert meta["target"] == target and meta["depth"] == net.depth and meta["adders"] == net.adders
+    assert meta["latency_cycles"] == (net.depth // pipeline if pipeline else 0)
+    if net.ternary:
+        assert meta["simulation_models"] == "m_sim_models.v" and meta["ternary_adders"] == net.ternary
+        assert "LUT6_2" in (tmp_path / "m.v").read_text()
 
 
 def test_cli_refuses_bad_input_with_one_line_and_writes_nothing(tmp_path):
