@@ -409,12 +409,15 @@ def _node_luts(plan, n, terms, target):
 class Network:
     """The adders a :class:`ConstantMatrix` emits for a plan on a target: ``nodes`` is ``[(n, terms)]`` in
     topological order, node ``n`` being ``sum(g * v[t] for t, g in terms)`` (one to three terms); ``depths[n]`` its
-    adder levels (a ternary adder is one level: one carry chain), ``None`` for plan nodes fused away."""
+    adder levels (a ternary adder is one level: one carry chain), ``None`` for plan nodes not emitted. Nodes past
+    the plan's are new partial sums (their ranges in ``lo``/``hi``, which extend the plan's)."""
 
     plan: MatrixPlan
     target: str
     nodes: list
     depths: list
+    lo: list
+    hi: list
 
     @property
     def adders(self):
@@ -429,58 +432,148 @@ class Network:
     def depth(self):
         return max(self.depths[n] for n in self.plan.outputs)
 
+    def width(self, n):
+        return _node_width(self.lo[n], self.hi[n])
+
     def luts(self):
-        return sum(_node_luts(self.plan, n, terms, self.target) for n, terms in self.nodes)
+        return sum(_node_luts(self, n, terms, self.target) for n, terms in self.nodes)
+
+
+def _ternary_tree(net, leaves, root):
+    """``sum(g * v[t] for t, g in leaves)`` as a tree of adders of up to three operands, made into ``net`` (nodes,
+    ranges and depths appended; the last node is ``root``): a Huffman tree on (depth, width) that takes three terms
+    at a time (two first where the count needs it), a partial sum with more minus than plus terms made positive and
+    used with a minus sign. None (and ``net`` unchanged) where the root would need three subtractions."""
+    heap = [(net.depths[t], net.width(t), k, t, g) for k, (t, g) in enumerate(leaves)]
+    heapq.heapify(heap)
+    made, k = [], len(heap)
+    lo, hi, depths = dict(), dict(), dict()
+    while len(heap) > 1:
+        take = 2 if len(heap) % 2 == 0 else 3
+        group = [heapq.heappop(heap) for _ in range(take)]
+        last = not heap
+        terms = [(t, g) for _, _, _, t, g in group]
+        sign = 1
+        if not last and 2 * sum(1 for _, g in terms if g < 0) > len(terms):
+            terms, sign = [(t, -g) for t, g in terms], -1
+        if sum(1 for _, g in terms if g < 0) > 2:  # only at the root, where no sign can be given back
+            return None
+        n = root if last else len(net.lo) + len(made)
+        rng = lambda t: (lo[t], hi[t]) if t in lo else (net.lo[t], net.hi[t])  # noqa: E731
+        lo[n] = sum(rng(t)[0] if g > 0 else -rng(t)[1] for t, g in terms)
+        hi[n] = sum(rng(t)[1] if g > 0 else -rng(t)[0] for t, g in terms)
+        depths[n] = 1 + max(depths[t] if t in depths else net.depths[t] for t, _ in terms)
+        made.append((n, terms))
+        heapq.heappush(heap, (depths[n], _node_width(lo[n], hi[n]), k, n, sign))
+        k += 1
+    for n, _ in made:
+        if n != root:
+            net.lo.append(lo[n])
+            net.hi.append(hi[n])
+            net.depths.append(depths[n])
+    net.depths[root] = depths[root]
+    return made
 
 
 def network(plan, target="portable"):
     """The :class:`Network` ``plan`` is built as on ``target``.
 
-    ``portable``: the plan's adders as they are. A Xilinx family: every adder whose result has exactly one reader
-    (and is not an output) is fused into that reader where the reader ends with at most three operands and the
-    fusion saves LUTs by the model (:func:`_node_luts`; of two candidates the one that saves more): ``(a + b) - c``
-    becomes one ternary adder. A node that took in another is not fused again (three operands at most), and a node
-    fused away is not emitted. Shared nodes (two readers or more) stay two-operand adders."""
+    ``portable``: the plan's adders as they are. A Xilinx family: the plan's shared nodes (two readers or more)
+    and outputs stay; what each of them adds up through single-use nodes (nodes whose one reader it is) is a
+    signed sum of inputs and shared nodes, built in whichever of two forms costs fewer LUTs (:func:`_node_luts`;
+    the second only where it is no deeper):
+
+    1. the plan's adders with every single-use node fused into its reader where the reader ends with at most
+       three operands and the fusion saves LUTs (of two candidates the one that saves more; a node that took one
+       in is not fused again), so ``(a + b) - c`` becomes one ternary adder;
+    2. a fresh tree of ternary adders over the sum's terms (:func:`_ternary_tree`): about half the adders of a
+       binary tree."""
     _check_target(target)
     n_in = plan.n_in
     terms = [[(b, -1)] if a < 0 else [(a, 1), (b, -1 if sub else 1)] for a, b, sub in plan.ops]
+    depths = [0] * n_in + [None] * len(terms)
+    net = Network(plan=plan, target=target, nodes=[], depths=depths, lo=list(plan.lo), hi=list(plan.hi))
+    if target == "portable":
+        for k, tm in enumerate(terms):
+            depths[n_in + k] = 1 + max(depths[t] for t, _ in tm)
+            net.nodes.append((n_in + k, tm))
+        return net
     uses = defaultdict(int)
     for a, b, _ in plan.ops:
         uses[a] += 1
         uses[b] += 1
     for n in plan.outputs:
         uses[n] += 1
+
+    outs = set(plan.outputs)
+
+    def single(n):
+        return n >= n_in and uses[n] == 1 and n not in outs
+
+    # (1) greedy fusion of single-use nodes into their readers
     gone, grown = set(), set()
-    if target != "portable":
-        cost = [_binary_luts(plan, tm, n_in + k) for k, tm in enumerate(terms)]
-        for k in range(len(terms)):
-            n = n_in + k
-            while True:
-                best = None
-                for c, g in terms[k]:
-                    if c < n_in or uses[c] != 1 or c in grown or c in gone:
-                        continue
-                    merged = [(t, s) for t, s in terms[k] if t != c] + [(t, s * g) for t, s in terms[c - n_in]]
-                    if len(merged) > 3 or sum(1 for _, s in merged if s < 0) > 2:
-                        continue
-                    save = cost[k] + cost[c - n_in] - _node_luts(plan, n, merged, target)
-                    if save > 0 and (best is None or save > best[0]):
-                        best = (save, c, merged)
-                if best is None:
-                    break
-                _, c, terms[k] = best
-                cost[k] = _node_luts(plan, n, terms[k], target)
-                gone.add(c)
-                grown.add(n)
-    depths = [0] * n_in + [None] * len(terms)
-    nodes = []
-    for k, tm in enumerate(terms):
+    cost = [_binary_luts(net, tm, n_in + k) for k, tm in enumerate(terms)]
+    fused = [list(tm) for tm in terms]
+    for k in range(len(terms)):
         n = n_in + k
-        if n in gone:
+        while True:
+            best = None
+            for c, g in fused[k]:
+                if not single(c) or c in grown or c in gone:
+                    continue
+                merged = [(t, s) for t, s in fused[k] if t != c] + [(t, s * g) for t, s in fused[c - n_in]]
+                if len(merged) > 3 or sum(1 for _, s in merged if s < 0) > 2:
+                    continue
+                save = cost[k] + cost[c - n_in] - _node_luts(net, n, merged, target)
+                if save > 0 and (best is None or save > best[0]):
+                    best = (save, c, merged)
+            if best is None:
+                break
+            _, c, fused[k] = best
+            cost[k] = _node_luts(net, n, fused[k], target)
+            gone.add(c)
+            grown.add(n)
+
+    def subtree(n):
+        """The single-use nodes under ``n`` (and ``n``), children first; and the signed sum they make."""
+        nodes, leaves = [], []
+
+        def walk(m, sign):
+            for t, g in terms[m - n_in]:
+                if single(t):
+                    walk(t, sign * g)
+                else:
+                    leaves.append((t, sign * g))
+            nodes.append(m)
+
+        walk(n, 1)
+        return nodes, leaves
+
+    # (2) per kept node, the cheaper of the fused plan and a fresh ternary tree
+    for k in range(len(terms)):
+        r = n_in + k
+        if single(r):
             continue
-        depths[n] = 1 + max(depths[t] for t, _ in tm)
-        nodes.append((n, tm))
-    return Network(plan=plan, target=target, nodes=nodes, depths=depths)
+        members, leaves = subtree(r)
+        form1 = []
+        for m in members:
+            if m not in gone:
+                depths[m] = 1 + max(depths[t] for t, _ in fused[m - n_in])
+                form1.append((m, fused[m - n_in]))
+        cost1, depth1 = sum(_node_luts(net, m, tm, target) for m, tm in form1), depths[r]
+        mark = len(net.lo)
+        form2 = _ternary_tree(net, leaves, r) if len(leaves) > 3 else None
+        if form2 is not None:
+            cost2 = sum(_node_luts(net, m, tm, target) for m, tm in form2)
+            if depths[r] <= depth1 and (cost2, depths[r]) < (cost1, depth1):  # cheaper, never deeper
+                net.nodes += form2
+                for m in members[:-1]:
+                    depths[m] = None
+                continue
+            del net.lo[mark:], net.hi[mark:], net.depths[mark:]
+            depths[r] = depth1
+        net.nodes += form1
+    return net
 
 
 def lut_estimate(plan, target="portable"):
@@ -618,14 +711,14 @@ class ConstantMatrix(wiring.Component):
         for n, terms in net.nodes:
             level = net.depths[n]
             here = self._stage(level - 1)  # the stage the adder's operands are read in
-            shape = hdl.unsigned(plan.width(n)) if plan.lo[n] >= 0 else hdl.signed(plan.width(n))
+            shape = hdl.unsigned(net.width(n)) if net.lo[n] >= 0 else hdl.signed(net.width(n))
             # keep: one carry chain per node (stops yosys alumacc merging the network into $macc cells)
             s = Signal(shape, name=f"n{n}", attrs={"keep": 1})
             pos = [at(t, here) for t, g in terms if g > 0]
             neg = [at(t, here) for t, g in terms if g < 0]
             if self.target != "portable" and (len(terms) == 3 or (len(terms) == 2 and not pos)):
-                ops = [(at(t, here), plan.lo[t] < 0, g) for t, g in terms]
-                m.d.comb += s.eq(ternary_add(m, f"t{n}", self.target, ops, plan.width(n)))
+                ops = [(at(t, here), net.lo[t] < 0, g) for t, g in terms]
+                m.d.comb += s.eq(ternary_add(m, f"t{n}", self.target, ops, net.width(n)))
             elif len(pos) == 2:
                 m.d.comb += s.eq(pos[0] + pos[1])
             else:  # a - b, or 0 - b
