@@ -5,6 +5,7 @@ from pathlib import Path
 
 from . import HardwareError
 from .layers import LayerFolding, requant_kind
+from .requant import ProgressionRequantizer
 
 __all__ = ["resolve_folding", "estimate_luts", "tree_luts_per_lane", "TREE_LUTS_PER_LANE"]
 
@@ -94,7 +95,8 @@ BUFFER_ASSEMBLY_LUTS = 1.2
 
 #: Progression requantisers (:class:`hw.requant.ProgressionRequantizer`): ``abits`` subtract-and-restore stages
 #: about ``acc_bits + frac_bits`` wide, two LUTs per bit each; 1,899 LUT measured for 4 lanes of tfc's fc0
-#: (acc 15 bits, F = 14, A8) against 1,856 by this rule.
+#: (acc 15 bits, F = 14, A8) against 1,856 by this rule. An iterative search (sums SF >= abits + 1 steps apart)
+#: has one or two stages.
 PROGRESSION_LUTS_PER_STAGE_BIT = 2
 
 
@@ -138,7 +140,8 @@ def estimate_luts(layers, folding, target, *, buffers="auto"):
         if p.is_output:
             continue
         if getattr(p, "progression", None) is not None and requant_kind(p) == "progression":
-            total += f.pe * p.abits * (p.acc_bits + p.progression[0]) * PROGRESSION_LUTS_PER_STAGE_BIT
+            stages = ProgressionRequantizer.stages_for(p.abits, sf) or p.abits  # iterative where sums come SF apart
+            total += f.pe * stages * (p.acc_bits + p.progression[0]) * PROGRESSION_LUTS_PER_STAGE_BIT
         else:
             total += f.pe * p.abits * p.acc_bits // 2
     return int(round(total))

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from .credit_fifo import RETURN_DELAY, CreditedOutput
 from .input_buffer import InputBuffer
-from .matrix import ConstantMatrix, plan_matrix
+from .matrix import ConstantMatrix, network, plan_matrix
 from .requant import ProgressionRequantizer, ScoreRequantizer, ThresholdRequantizer
 from .targets import make_tree, tree_latency
 
@@ -81,7 +81,8 @@ class MatrixVectorUnit(wiring.Component):
         across them, no weight memory. Only for a fully parallel layer (``pe = rows``, ``simd = columns``: one step
         per vector); ``tree_latency`` is then the matrix's registered levels.
     tree_target : str
-        Netlist of the adder trees (:data:`hw.targets.TARGETS`): ``"portable"`` RTL, or Xilinx primitives.
+        Netlist of the adder trees (:data:`hw.targets.TARGETS`): ``"portable"`` RTL, or Xilinx primitives (a
+        hard-wired layer's matrix then fuses its single-use adders into ternary adders: ``primitives`` names them).
     buffers : str
         Storage of the input buffer (:class:`~hw.input_buffer.InputBuffer`'s ``storage``).
     tree_modules : dict, optional
@@ -142,10 +143,13 @@ class MatrixVectorUnit(wiring.Component):
                 f"{self.in_features}, not {pe} and {simd}"
             )
         if self.hardwired:  # planned here (the latency needs its depth), built when elaborated
-            self._matrix_plan = plan_matrix(np.where(weights.T > 0, 1, -1), in_bits)
-            self.tree_latency = ConstantMatrix.latency_for(self._matrix_plan.depth, tree_pipeline)
+            self._matrix_plan = plan_matrix(np.where(weights.T > 0, 1, -1), in_bits, target=tree_target)
+            matrix = network(self._matrix_plan, tree_target)  # on a Xilinx target: ternary adders, fewer levels
+            self.tree_latency = ConstantMatrix.latency_for(matrix.depth, tree_pipeline)
+            self.primitives = matrix.primitives
         else:
             self.tree_latency = tree_latency(target=tree_target, lanes=simd, pipeline=tree_pipeline)
+            self.primitives = set()  # the trees' own are theirs (tree_modules)
         if progression is not None:
             orient, a_fx, d_fx, frac_bits, levels = progression
             self._make_requant = lambda: ProgressionRequantizer(
@@ -156,9 +160,10 @@ class MatrixVectorUnit(wiring.Component):
                 levels=levels,
                 lanes=pe,
                 acc_width=acc_width,
+                interval=self.sf,  # a lane's sums come a row fold, SF steps, apart: room for an iterative search
             )
             out_shape = hdl.unsigned((levels + 1).bit_length() - 1)
-            requant_latency = ProgressionRequantizer.latency_for(out_shape.width)
+            requant_latency = ProgressionRequantizer.latency_for(out_shape.width, self.sf)
         elif thresholds is not None:
             self._make_requant = lambda: ThresholdRequantizer(
                 orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width
@@ -272,7 +277,11 @@ class MatrixVectorUnit(wiring.Component):
         (``tree_latency`` cycles later)."""
         if self.hardwired:
             m.submodules.matrix = mat = ConstantMatrix(
-                weights=None, in_bits=self.in_bits, pipeline=self.tree_pipeline, plan=self._matrix_plan
+                weights=None,
+                in_bits=self.in_bits,
+                pipeline=self.tree_pipeline,
+                plan=self._matrix_plan,
+                target=self.tree_target,
             )
             m.d.comb += mat.x.eq(x)
             return [mat.y[p] for p in range(self.pe)]

@@ -189,6 +189,9 @@ class ProgressionRequantizer(wiring.Component):
     comparators only, no multiplier. A negative ``r`` never passes a stage (level 0); a large one passes every stage
     (level ``2^abits - 1 = L``), so both clamps come for free. Stages: the memory read, its output register, the
     orientation (a negation), ``r``, then one per output bit: ``latency = abits + 4`` (:meth:`latency_for`).
+    Where a lane's inputs come ``interval`` or more cycles apart (an MVU's sums, a row fold of SF steps apart), one
+    set of one or two stages does the search over ``abits`` or ``abits / 2`` cycles instead (:meth:`stages_for`):
+    an eighth or a quarter of the subtractors at A8, with the latency shortened to match.
 
     Parameters
     ----------
@@ -200,15 +203,21 @@ class ProgressionRequantizer(wiring.Component):
         ``L = 2**abits - 1``.
     lanes, acc_width : int
         As :class:`ThresholdRequantizer`.
+    interval : int
+        Fewest cycles between two inputs (``valid``); 1 (the default) for a pipeline that takes one every cycle.
 
     Members
     -------
     acc, fold, valid, result, result_valid : as :class:`ThresholdRequantizer`
     """
 
-    def __init__(self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width):
+    def __init__(self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width, interval=1):
         self.neurons = len(orientation)
         self.abits = (levels + 1).bit_length() - 1
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"interval must be a positive integer, not {interval!r}")
+        self.interval = interval
+        self.stages_per_cycle = self.stages_for(self.abits, interval)
         if levels != 2**self.abits - 1:
             raise ValueError(f"levels must be 2**abits - 1, not {levels!r}")
         if len(a_fx) != self.neurons or len(d_fx) != self.neurons:
@@ -229,13 +238,25 @@ class ProgressionRequantizer(wiring.Component):
         self.r_width = signed_width(r_lo, r_hi)
         self.trial_width = signed_width(r_lo - (max(self._d) << (self.abits - 1)), r_hi)
         self.word_width = 1 + self.a_width + self.d_width  # per neuron: negate, A, D
-        self.latency = self.latency_for(self.abits)
+        self.latency = self.latency_for(self.abits, interval)
         super().__init__(_level_signature(acc_width=acc_width, lanes=lanes, folds=self.folds, abits=self.abits))
 
     @staticmethod
-    def latency_for(abits):
-        """Cycles from ``acc`` to ``level``: memory read, its register, orientation, ``r``, then one per bit."""
-        return abits + 4
+    def stages_for(abits, interval):
+        """Search stages one lane's subtractors do per cycle when inputs come ``interval`` or more cycles apart:
+        1 or 2 (``abits`` or ``abits / 2`` cycles on one set of subtractors, done before the next input), else
+        ``None``, a pipeline of ``abits`` stages."""
+        for k in (1, 2):
+            if abits % k == 0 and interval >= abits // k + 1:
+                return k
+        return None
+
+    @classmethod
+    def latency_for(cls, abits, interval=1):
+        """Cycles from ``acc`` to ``level``: memory read, its register, orientation, ``r``, then one per bit (one per
+        iteration of :meth:`stages_for` stages when the search is iterative)."""
+        k = cls.stages_for(abits, interval)
+        return (abits if k is None else abits // k) + 4
 
     def constant_words(self):
         """Memory contents, one list per lane: word ``fold`` = ``negate | A << 1 | D << (1 + a_width)`` of neuron
@@ -250,12 +271,17 @@ class ProgressionRequantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         b, F = self.abits, self.frac_bits
-        valid = self.valid
+        valid, chain = self.valid, []
         for k in range(self.latency):  # valid travels beside the lanes
             nxt = Signal(name=f"valid_d{k + 1}")
             m.d.sync += nxt.eq(valid)
             valid = nxt
+            chain.append(nxt)
         m.d.comb += self.result_valid.eq(valid)
+        if self.stages_per_cycle is not None:
+            # iterations left of the search under way, shared by the lanes: loaded as cycle 3 computes r
+            left = Signal(range(b // self.stages_per_cycle + 1))
+            m.d.sync += left.eq(Mux(chain[2], b // self.stages_per_cycle, Mux(left == 0, 0, left - 1)))
         for p, init in enumerate(self.constant_words()):
             mem = Memory(shape=self.word_width, depth=max(2, len(init)), init=init)
             m.submodules[f"const{p}"] = mem
@@ -275,6 +301,9 @@ class ProgressionRequantizer(wiring.Component):
             a3 = Signal(hdl.signed(self.a_width), name=f"a3_{p}", reset_less=True)
             d3 = Signal(self.d_width, name=f"d3_{p}", reset_less=True)
             m.d.sync += [v.eq(Mux(neg, -acc2, acc2)), a3.eq(a_val), d3.eq(d_val)]
+            if self.stages_per_cycle is not None:
+                m.d.comb += self.result[p].eq(self._iterate(m, p, v, a3, d3, load=chain[2], left=left))
+                continue
             # cycle 4: r = v * 2^F - A (a shift is wiring)
             r = Signal(hdl.signed(self.r_width), name=f"r4_{p}")
             d = Signal(self.d_width, name=f"d4_{p}", reset_less=True)
@@ -292,6 +321,30 @@ class ProgressionRequantizer(wiring.Component):
                 r, d, level = r_n, d_n, lv
             m.d.comb += self.result[p].eq(level)
         return m
+
+    def _iterate(self, m, p, v, a, d, *, load, left):
+        """The search on one set of ``stages_per_cycle`` subtractors: ``r = v * 2^F - A`` and ``D << (abits - 1)``
+        loaded as cycle 3 ends (``load``), then each cycle while iterations are ``left`` the stages' restoring steps,
+        ``D`` shifted down and the decided bits shifted into the level from below. The level holds until the next
+        load, which the input spacing (``interval``) puts after it is read."""
+        b, k, F = self.abits, self.stages_per_cycle, self.frac_bits
+        r = Signal(hdl.signed(self.r_width), name=f"r_it_{p}")
+        dsh = Signal(self.d_width + b - 1, name=f"d_it_{p}")
+        level = Signal(b, name=f"level_it_{p}")
+        with m.If(load):
+            m.d.sync += [r.eq((v << F) - a), dsh.eq(d << (b - 1)), level.eq(0)]
+        with m.Elif(left != 0):
+            takes, rs = [], r
+            for s in range(k):
+                trial = Signal(hdl.signed(self.trial_width), name=f"trial_it{s}_{p}")
+                m.d.comb += trial.eq(rs - (dsh >> s))
+                take = ~trial[-1]
+                r_n = Signal(hdl.signed(self.r_width), name=f"r_it{s}_{p}")
+                m.d.comb += r_n.eq(Mux(take, trial, rs))
+                takes.append(take)
+                rs = r_n
+            m.d.sync += [r.eq(rs), dsh.eq(dsh >> k), level.eq(Cat(*reversed(takes), level)[:b])]
+        return level
 
 
 class ScoreRequantizer(wiring.Component):

@@ -274,6 +274,58 @@ def test_progression_requantizer_matches_golden(abits, neurons, lanes, frac_bits
     assert np.array_equal(got[:, :neurons], expected)
 
 
+@pytest.mark.parametrize("abits, interval, stages", [(8, 9, 1), (8, 5, 2), (8, 12, 1), (3, 4, 1), (4, 3, 2)])
+def test_iterative_progression_search_matches_golden(abits, interval, stages):
+    """Inputs ``interval`` or more cycles apart (a row fold of SF steps): one set of subtractors searches the level
+    over ``abits / stages`` cycles, with the pipeline's results."""
+    from amaranth.sim import Simulator
+
+    from hw.requant import ProgressionRequantizer
+
+    rng = np.random.default_rng(abits * 10 + interval)
+    neurons, lanes, frac_bits, acc_width = 7, 3, 6, 11
+    levels = 2**abits - 1
+    lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
+    d = rng.integers(1, max(2, (hi - lo) << frac_bits) // levels, neurons)
+    a = rng.integers(lo << frac_bits, hi << frac_bits, neurons) - levels * d // 2
+    orient = rng.choice([-1, 1], neurons)
+    kw = dict(orientation=orient, a_fx=a, d_fx=d, frac_bits=frac_bits, levels=levels, lanes=lanes)
+    dut = ProgressionRequantizer(**kw, acc_width=acc_width, interval=interval)
+    assert dut.stages_per_cycle == stages and dut.latency == abits // stages + 4
+    assert ProgressionRequantizer(**kw, acc_width=acc_width, interval=abits // 2).stages_per_cycle is None
+    accs = rng.integers(lo, hi + 1, (20, dut.folds * lanes))
+    accs[0], accs[1] = lo, hi
+    expected = apply_progression(accs[:, :neurons], orient, a, d, frac_bits, levels)
+    assert len(np.unique(expected)) > 2
+    seq = [(i, f) for i in range(len(accs)) for f in range(dut.folds)]
+    got = []
+
+    async def bench(ctx):
+        for _ in range(len(seq) * (interval + 2) + dut.latency + 2):
+            await ctx.delay(1e-9)
+            if ctx.get(dut.result_valid):
+                got.append([ctx.get(dut.result[p]) for p in range(lanes)])
+            await ctx.tick()
+
+    async def feed(ctx):
+        for i, f in seq:
+            for p in range(lanes):
+                ctx.set(dut.acc[p], int(accs[i, f * lanes + p]))
+            ctx.set(dut.fold, f)
+            ctx.set(dut.valid, 1)
+            await ctx.tick()
+            ctx.set(dut.valid, 0)
+            await ctx.tick().repeat(interval - 1 + int(rng.integers(0, 2)))  # at least interval apart
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(feed, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    got = np.array(got).reshape(len(accs), dut.folds * lanes)
+    assert np.array_equal(got[:, :neurons], expected)
+
+
 def test_generator_picks_the_unit_by_representation(digits_export, digits_export_a2):
     from export.manifest import load_layers
     from hw.layers import requant_kind
