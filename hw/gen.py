@@ -224,7 +224,13 @@ def generate(
     if re.search(r"\$readmem|(?<![@(])\*(?!\))", _strip_comments_and_attrs(text)):
         raise HardwareError("generated Verilog contains a multiplication or $readmem (generator bug)")
     desc["verilog_sha256"] = hashlib.sha256(text.encode()).hexdigest()
-    models = tree_simulation_models(tree_modules.values())
+    # the trees' primitives, and those of hard-wired layers' matrices (ternary adders on a Xilinx target)
+    matrices = (
+        [u for u in top.units() if getattr(u, "primitives", None)]
+        if target != "portable" and any(getattr(f, "hardwired", False) for f in folding)
+        else []
+    )
+    models = tree_simulation_models([*tree_modules.values(), *matrices])
     desc["simulation_models"] = SIM_MODELS if models else None
     with atomic_directory(out_dir, stage="gen", inputs=(export_dir,)) as tmp:
         (Path(tmp) / "top.v").write_text(text)

@@ -38,7 +38,8 @@ The plan is chosen by the fused network's LUT count, which matches yosys within 
 Measured in the same flow (LUT/MAC, depth; portable -> xc7 ternary; da4ml 0.6.0 as above): 64 x 16 x 8 bits 2.38
 (7) -> **1.61 (6)** (da4ml 2.42); 64 x 16 x 4 bits 1.41 (7) -> **0.99 (6)** (1.46); 64 x 64 x 8 bits 2.23 (7) ->
 **1.57 (6)** (2.09); 256 x 64 x 8 bits 1.72 (9) -> **1.12 (8)** (1.96). ``python -m bench.matrix_luts``
-reruns them. Like yosys's own adders, the chain positions whose propagate is one plain bit get no LUT in the
+reruns them. ``hw gen --target xc7 --hardwired fc3`` builds hard-wired layers this way (their primitives' models go
+to ``sim_models.v``). Like yosys's own adders, the chain positions whose propagate is one plain bit get no LUT in the
 count (a real place-and-route spends a route-through LUT there, for portable and ternary alike).
 
 **Depth.** Adding terms of depths ``d_k`` needs ``ceil(log2(sum(2**d_k)))`` levels at best (a Huffman tree reaches
@@ -410,10 +411,15 @@ def _binary_luts(plan, terms, n):
     return ternary_luts([(plan.width(t), plan.lo[t] < 0, -1) for t in neg], plan.width(n))
 
 
+def _is_ternary(target, terms):
+    """Whether a node of ``terms`` is a ternary adder on ``target``: three terms, or two subtracted."""
+    return target != "portable" and (len(terms) == 3 or (len(terms) == 2 and all(g < 0 for _, g in terms)))
+
+
 def _node_luts(plan, n, terms, target):
-    """LUTs of node ``n`` as ``sum(g * v[t] for t, g in terms)`` on ``target``: three terms (or two subtracted)
-    are a ternary adder, the rest RTL as yosys maps it."""
-    if target != "portable" and (len(terms) == 3 or (len(terms) == 2 and all(g < 0 for _, g in terms))):
+    """LUTs of node ``n`` as ``sum(g * v[t] for t, g in terms)`` on ``target``: a ternary adder
+    (:func:`_is_ternary`) counted LUT by LUT, the rest RTL as yosys maps it."""
+    if _is_ternary(target, terms):
         return ternary_luts([(plan.width(t), plan.lo[t] < 0, g) for t, g in terms], plan.width(n))
     return _binary_luts(plan, terms, n)
 
@@ -444,6 +450,13 @@ class Network:
     @property
     def depth(self):
         return max(self.depths[n] for n in self.plan.outputs)
+
+    @property
+    def primitives(self):
+        """Xilinx primitives the emitted network instantiates (empty where no node is a ternary adder)."""
+        if any(_is_ternary(self.target, terms) for _, terms in self.nodes):
+            return {"LUT6_2", CARRY_CELLS[self.target][0]}
+        return set()
 
     def width(self, n):
         return _node_width(self.lo[n], self.hi[n])
@@ -686,7 +699,7 @@ class ConstantMatrix(wiring.Component):
         self.n_in, self.n_out, self.in_bits = self.plan.n_in, self.plan.n_out, self.plan.bits
         self.pipeline = int(pipeline)
         self.depth, self.adders, self.out_width = self.network.depth, self.network.adders, self.plan.out_width
-        self.primitives = {"LUT6_2", CARRY_CELLS[target][0]} if self.network.ternary else set()
+        self.primitives = self.network.primitives
         self.latency = self.latency_for(self.depth, self.pipeline)
         super().__init__(
             {
@@ -729,7 +742,7 @@ class ConstantMatrix(wiring.Component):
             s = Signal(shape, name=f"n{n}", attrs={"keep": 1})
             pos = [at(t, here) for t, g in terms if g > 0]
             neg = [at(t, here) for t, g in terms if g < 0]
-            if self.target != "portable" and (len(terms) == 3 or (len(terms) == 2 and not pos)):
+            if _is_ternary(self.target, terms):
                 ops = [(at(t, here), net.lo[t] < 0, g) for t, g in terms]
                 m.d.comb += s.eq(ternary_add(m, f"t{n}", self.target, ops, net.width(n)))
             elif len(pos) == 2:
