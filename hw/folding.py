@@ -82,10 +82,12 @@ def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
 #:   within 0.2: 1.6x the Xilinx netlist at 8 bits, 1.8x at 2 bits.
 TREE_LUTS_PER_LANE = {"portable": (1.5, 4.3), "xc7": (1.0, 2.0), "xcu": (1.0, 2.0), "xcup": (1.0, 2.0)}
 
-#: Hard-wired layers (constant weights, partial sums shared across rows by :class:`hw.matrix.ConstantMatrix`,
-#: whatever the target): 1.41 and 2.38 LUT per MAC at 64 x 16 x 4 and 8 bits, 2.23 at 64 x 64 x 8, 1.72 at
-#: 256 x 64 x 8 (random weights, synth_xilinx xc7): ``0.22 * in_bits + 0.52``.
-HARDWIRED_LUTS_PER_LANE = (0.22, 0.52)
+#: Hard-wired layers (constant weights, partial sums shared across rows by :class:`hw.matrix.ConstantMatrix`;
+#: random weights, synth_xilinx xc7). Portable RTL: 1.41 and 2.38 LUT per MAC at 64 x 16 x 4 and 8 bits, 2.23 at
+#: 64 x 64 x 8, 1.72 at 256 x 64 x 8: ``0.22 * in_bits + 0.52``. Xilinx targets (single-use adders fused into
+#: ternary adders): 0.99 and 1.61 at 64 x 16 x 4 and 8, 1.57 at 64 x 64 x 8, 1.12 at 256 x 64 x 8:
+#: ``0.155 * in_bits + 0.37``.
+HARDWIRED_LUTS_PER_LANE = {"portable": (0.22, 0.52), "xc7": (0.155, 0.37), "xcu": (0.155, 0.37), "xcup": (0.155, 0.37)}
 
 #: Input buffers (:class:`hw.input_buffer.InputBuffer`), LUT6 per ``simd`` lane and bit, digits tfc PE4 x SIMD16
 #: (synth_xilinx xc7): the register store's read multiplexers ``ceil(2 * SF / 4)``; the memory store's row
@@ -102,15 +104,12 @@ PROGRESSION_LUTS_PER_STAGE_BIT = 2
 
 def tree_luts_per_lane(target, in_bits, *, hardwired=False):
     """Measured LUT6 per adder-tree lane of ``in_bits`` bits for ``target`` (:data:`TREE_LUTS_PER_LANE`)."""
-    if hardwired:
-        a, b = HARDWIRED_LUTS_PER_LANE
-    else:
-        try:
-            a, b = TREE_LUTS_PER_LANE[target]
-        except KeyError:
-            raise HardwareError(
-                f"no LUT estimate for target {target!r}; targets are {', '.join(TREE_LUTS_PER_LANE)}"
-            ) from None
+    try:
+        a, b = (HARDWIRED_LUTS_PER_LANE if hardwired else TREE_LUTS_PER_LANE)[target]
+    except KeyError:
+        raise HardwareError(
+            f"no LUT estimate for target {target!r}; targets are {', '.join(TREE_LUTS_PER_LANE)}"
+        ) from None
     return a * in_bits + b
 
 

@@ -645,12 +645,12 @@ def test_estimate_luts_per_target():
     assert estimate_luts(layers, folding, "xc7", buffers="registers") == trees * 10 + mux + 16 * 8 * 19 // 2
     with pytest.raises(HardwareError, match="no LUT estimate for target 'ice40'"):
         estimate_luts(layers, folding, "ice40")
-    # a hard-wired output layer: shared-sum matrices, 0.22 * in_bits + 0.52 LUT per MAC whatever the target
+    # a hard-wired output layer: shared-sum matrices, 0.22 * in_bits + 0.52 LUT per MAC in portable RTL, 0.155 *
+    # in_bits + 0.37 with the Xilinx ternary adders
     wired = folding[:1] + [SimpleNamespace(pe=10, simd=256, hardwired=True)]
-    for target in ("xc7", "portable"):
-        assert estimate_luts(layers, wired, target) - estimate_luts(layers[:1], folding[:1], target) == round(
-            10 * 256 * (0.22 * 8 + 0.52) + 256 * 8 * 1
-        )
+    for target, (a, b) in (("xc7", (0.155, 0.37)), ("portable", (0.22, 0.52))):
+        added = estimate_luts(layers, wired, target) - estimate_luts(layers[:1], folding[:1], target)
+        assert abs(added - (10 * 256 * (a * 8 + b) + 256 * 8 * 1)) <= 1
 
 
 def test_gen_records_the_estimate_for_its_target(tiny_export, tiny_rtl, tmp_path):
