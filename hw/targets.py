@@ -2,7 +2,7 @@
 
 from .adder_tree import SignFlipAdderTree, tree_depth
 from .xilinx_models import simulation_models
-from .xilinx_tree import CARRY_CELLS, XilinxSignFlipAdderTree
+from .xilinx_tree import CARRY_CELLS, XilinxSignFlipAdderTree, xilinx_tree_depth
 
 __all__ = ["TARGETS", "make_tree", "tree_latency", "tree_simulation_models"]
 
@@ -23,8 +23,9 @@ def tree_latency(*, target, lanes, pipeline):
     """Clock cycles through :func:`make_tree`'s tree without building one (the trees' own ``latency`` rule)."""
     if not pipeline:
         return 0
-    # both trees sum the products in ``tree_depth(lanes)`` levels and correct the negations at one more, the root
-    return (tree_depth(lanes) + 1) // pipeline
+    # portable: ``tree_depth(lanes)`` binary levels and the root; Xilinx: the flip level, ternary levels, the root
+    depth = tree_depth(lanes) + 1 if target == "portable" else xilinx_tree_depth(lanes)
+    return depth // pipeline
 
 
 def tree_simulation_models(trees):

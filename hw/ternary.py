@@ -85,20 +85,27 @@ class TernaryLayout:
     ``LUT6_2`` each position needs (deduplicated), what drives each chain position's ``S`` and ``DI``, and the
     carry-in. Shared by :func:`ternary_add` (which builds it) and :func:`ternary_luts` (which counts it)."""
 
-    def __init__(self, operands, n):
+    def __init__(self, operands, n, carry_ins=0):
         if not 1 <= len(operands) <= 3:
             raise ValueError(f"a ternary adder takes 1 to 3 operands, not {len(operands)}")
         neg = sum(1 for _, _, s in operands if s < 0)
         if neg > 2:
             raise ValueError("at most two operands may be subtracted (the chain has two +1 inputs)")
+        if neg + carry_ins > 2:
+            raise ValueError(f"{neg} subtractions and {carry_ins} carry-in bits exceed the chain's two +1 inputs")
         self.n = n
-        self.cin = int(neg >= 1)
+        # the two +1 inputs (chain carry-in, k_0): the subtractions' constants first, then the carry-in bits,
+        # which are variables ``(len(operands) + t, 0)``
+        ones = [("c", 1)] * neg + [("v", (len(operands) + t, 0), 0) for t in range(carry_ins)]
+        ones += [("c", 0)] * (2 - len(ones))
+        self.cin = ones[0][1] if ones[0][0] == "c" else 0
+        self.cin_var = ones[0][1] if ones[0][0] == "v" else None
         self.luts = []  # (input vars, INIT)
         self.inverters = []  # vars whose complement drives a DI
         self.s, self.di = [], []  # per position: ("c", v) | ("v", var) | ("o6", lut) | ("not", var)
         self.maj_lut = {}  # maj key -> the LUT whose O5 makes it
         index = {}
-        k = ("c", int(neg >= 2))
+        k = ones[1]
         for i in range(n):
             lits = [_lit(w, sg, s, j, i) for j, (w, sg, s) in enumerate(operands)]
             lits += [("c", 0)] * (3 - len(lits))
@@ -157,14 +164,17 @@ def ternary_luts(operands, n):
     return TernaryLayout(operands, n).lut_count
 
 
-def ternary_add(m, name, family, terms, n):
-    """``sum(sign * value)`` for up to three ``terms`` ``(value, signed, sign)`` as ``n`` bits (modulo ``2**n``),
-    built from ``LUT6_2`` and ``family``'s carry cells in ``m``. Returns the ``n``-bit value (unsigned; the caller
-    gives it the result's signedness)."""
+def ternary_add(m, name, family, terms, n, carry_ins=()):
+    """``sum(sign * value) + sum(carry_ins)`` for up to three ``terms`` ``(value, signed, sign)`` as ``n`` bits
+    (modulo ``2**n``), built from ``LUT6_2`` and ``family``'s carry cells in ``m``. ``carry_ins``: 1-bit values
+    added on the chain's +1 inputs a subtraction leaves free (at most ``2 - subtractions``). Returns the ``n``-bit
+    value (unsigned; the caller gives it the result's signedness)."""
     if family not in CARRY_CELLS:
         raise ValueError(f"family must be one of {sorted(CARRY_CELLS)}, not {family!r}")
     values = [hdl.Value.cast(v).as_unsigned() for v, _, _ in terms]
-    lay = TernaryLayout([(len(v), bool(sg), s) for v, (_, sg, s) in zip(values, terms)], n)
+    ops = [(len(v), bool(sg), s) for v, (_, sg, s) in zip(values, terms)]
+    lay = TernaryLayout(ops, n, len(carry_ins)) if carry_ins else TernaryLayout(ops, n)
+    values += [hdl.Value.cast(c).as_unsigned() for c in carry_ins]
     o6, o5 = [], []
 
     def sig(var):
@@ -201,4 +211,5 @@ def ternary_add(m, name, family, terms, n):
             return o6[spec[1]]
         return inv[spec[1]]
 
-    return carry_add(m, name, family, [drive(s) for s in lay.s], [drive(d) for d in lay.di], Const(lay.cin, 1))
+    cin = sig(lay.cin_var) if lay.cin_var is not None else Const(lay.cin, 1)
+    return carry_add(m, name, family, [drive(s) for s in lay.s], [drive(d) for d in lay.di], cin)

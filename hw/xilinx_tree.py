@@ -11,13 +11,25 @@ from amaranth.hdl import Cat, Const, Instance, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .adder_tree import check_tree_args, input_bounds, tree_depth
+from .adder_tree import check_tree_args, input_bounds
 from .widths import Range, unsigned_width
 
-__all__ = ["XilinxSignFlipAdderTree", "CARRY_CELLS", "carry_add", "flip_pair_init"]
+__all__ = ["XilinxSignFlipAdderTree", "CARRY_CELLS", "carry_add", "flip_pair_init", "xilinx_tree_depth"]
 
 # family -> (carry primitive, bits per primitive)
 CARRY_CELLS = {"xc7": ("CARRY4", 4), "xcu": ("CARRY8", 8), "xcup": ("CARRY8", 8)}
+
+
+def xilinx_tree_depth(lanes):
+    """Levels of :class:`XilinxSignFlipAdderTree` over ``lanes`` inputs: the flip level (pairs), ternary levels
+    (groups of three) over its ``ceil(lanes / 2)`` outputs, and the root correction."""
+    if lanes == 1:
+        return 1
+    d, nodes = 2, (lanes + 1) // 2
+    while nodes > 1:
+        nodes = (nodes + 2) // 3
+        d += 1
+    return d
 
 
 def flip_pair_init(flip_a=0, flip_b=0):
@@ -105,7 +117,7 @@ class XilinxSignFlipAdderTree(wiring.Component):
         xlo, xhi = input_bounds(in_bits, signed)
         self.range = Range(lanes * min(xlo, -xhi), lanes * max(xhi, -xlo))
         self.width = self.range.width
-        self.depth = tree_depth(lanes) + 1
+        self.depth = xilinx_tree_depth(lanes)
         self.latency = self.depth // pipeline if pipeline else 0
         self.primitives = {"LUT6_2", CARRY_CELLS[family][0]}
         shape = hdl.signed(in_bits) if signed else hdl.unsigned(in_bits)
@@ -150,6 +162,19 @@ class XilinxSignFlipAdderTree(wiring.Component):
             di_bits.append(ab[i])
         out = Signal(hdl.signed(n) if r.lo < 0 else hdl.unsigned(n), name=name)
         m.d.comb += out.eq(self._carry_add(m, name, s_bits, di_bits, cin))
+        return out, r
+
+    def _ternary(self, m, name, group, cins):
+        """``sum(group) + sum(cins)``: two or three nodes ``(value, range)`` on one ternary adder (:mod:`.ternary`)."""
+        from .ternary import ternary_add  # ternary builds on this module's carry_add
+
+        r = Range(0, len(cins))
+        for _, rng in group:
+            r = r + rng
+        n = r.width if r.lo < 0 else unsigned_width(r.hi)
+        terms = [(v, rng.lo < 0, 1) for v, rng in group]
+        out = Signal(hdl.signed(n) if r.lo < 0 else hdl.unsigned(n), name=name)
+        m.d.comb += out.eq(ternary_add(m, name, self.family, terms, n, carry_ins=cins))
         return out, r
 
     def _flip_lut(self, m, name, i, xa, wa, xb, wb):
@@ -217,12 +242,14 @@ class XilinxSignFlipAdderTree(wiring.Component):
             while len(nodes) > 1:
                 level += 1
                 nxt = []
-                for j in range(0, len(nodes) - 1, 2):
-                    (a, ra), (b, rb) = nodes[j], nodes[j + 1]
-                    cin, _ = pending.pop(0)
-                    nxt.append(self._add(m, f"add{level}_{j // 2}", a, ra, b, rb, cin))
-                if len(nodes) % 2:
-                    nxt.append(nodes[-1])
+                for j in range(0, len(nodes), 3):
+                    group = nodes[j : j + 3]
+                    if len(group) == 1:
+                        nxt.append(group[0])
+                        continue
+                    # two +w corrections per adder (chain carry-in and k_0); the root keeps the last one
+                    cins = [pending.pop(0)[0] for _ in range(min(2, len(pending) - 1))]
+                    nxt.append(self._ternary(m, f"add{level}_{j // 3}", group, cins))
                 nodes, pending = self._stage(m, level, nxt, pending)
         assert len(pending) == 1
         (tree, tree_range), (w_last, _) = nodes[0], pending[0]

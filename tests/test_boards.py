@@ -160,7 +160,9 @@ def test_xilinx_pe_netlist_beats_portable_rtl(tmp_path):
         assert r.returncode == 0, r.stderr
         assert (tmp_path / f"{style}_sim_models.v").exists() == (style == "xc7")
         counts[style] = utilization(out, "pe", "xc7", tmp_path / f"w_{style}")
-    assert counts["xc7"]["DSP"] == 0 and counts["xc7"]["cells"].get("LUT6_2", 0) == 16 * 8 // 2
+    # every instantiated LUT6_2 survives: the flip level's 16 * 8 / 2 and the ternary adders' above it
+    instantiated = (tmp_path / "xc7.v").read_text().count("LUT6_2 ")
+    assert counts["xc7"]["DSP"] == 0 and counts["xc7"]["cells"].get("LUT6_2", 0) == instantiated > 16 * 8 // 2
     assert counts["xc7"]["LUT"] < counts["portable"]["LUT"]
 
 

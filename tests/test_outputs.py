@@ -634,15 +634,15 @@ def test_estimate_luts_per_target():
     layers = [_layer("fc0", 784, 256, 8, 19, 8, False), _layer("fc1", 256, 10, 8, 18, 8, True)]
     folding = [SimpleNamespace(pe=16, simd=64, hardwired=False), SimpleNamespace(pe=10, simd=64, hardwired=False)]
     xc7, portable = estimate_luts(layers, folding, "xc7"), estimate_luts(layers, folding, "portable")
-    # the trees (PE x SIMD lanes of 8 bits): 10.0 LUT/lane for the Xilinx netlist, 16.3 for portable RTL
-    trees = 16 * 64 + 10 * 64
-    assert abs(portable - xc7 - trees * (16.3 - 10.0)) <= 1  # each total rounded once
+    # the trees (PE x SIMD lanes of 8 bits): 0.78 * 8 + 1.67 = 7.91 LUT/lane for the Xilinx netlist, 16.3 portable
+    trees, lane = 16 * 64 + 10 * 64, 0.78 * 8 + 1.67
+    assert abs(portable - xc7 - trees * (16.3 - lane)) <= 1  # each total rounded once
     assert estimate_luts(layers, folding, "xcup") == estimate_luts(layers, folding, "xcu") == xc7
     # input buffers: rows in distributed RAM (32 and 8 rows: one RAM32M deep) or SF:1 register multiplexers
     rams = 2 * 64 * 8 * (1.2 + 4 / 6)
-    assert xc7 == round(trees * 10 + rams + 16 * 8 * 19 // 2)
+    assert xc7 == round(trees * lane + rams + 16 * 8 * 19 // 2)
     mux = 64 * 8 * 7 + 64 * 8 * 2
-    assert estimate_luts(layers, folding, "xc7", buffers="registers") == trees * 10 + mux + 16 * 8 * 19 // 2
+    assert estimate_luts(layers, folding, "xc7", buffers="registers") == round(trees * lane + mux + 16 * 8 * 19 // 2)
     with pytest.raises(HardwareError, match="no LUT estimate for target 'ice40'"):
         estimate_luts(layers, folding, "ice40")
     # a hard-wired output layer: shared-sum matrices, 0.22 * in_bits + 0.52 LUT per MAC in portable RTL, 0.155 *

@@ -54,6 +54,32 @@ def test_xilinx_pe_bench(sim, sim_work, target, lanes, bits, pipeline, signed):
     )
 
 
+@pytest.mark.skipif(not _have("icarus"), reason="icarus is not installed (make setup installs it)")
+def test_xilinx_pe_bench_catches_broken_ternary_levels(sim_work, monkeypatch):
+    """The PE bench sees the ternary levels' carry and sign handling: it fails when an adder drops the ``+w``
+    corrections it takes on its carry-in or on ``k_0``, or zero-extends a signed partial sum."""
+    import hw.ternary as ternary
+
+    orig = ternary.ternary_add
+    breaks = {
+        "carry-ins dropped": lambda m, name, fam, terms, n, carry_ins=(): orig(m, name, fam, terms, n),
+        "k_0 carry-in dropped": lambda m, name, fam, terms, n, carry_ins=(): orig(
+            m, name, fam, terms, n, carry_ins[:1]
+        ),
+        "signed sums zero-extended": lambda m, name, fam, terms, n, carry_ins=(): orig(
+            m, name, fam, [(v, False, s) for v, _, s in terms], n, carry_ins
+        ),
+    }
+    cases = [dict(lanes=33, bits=4, signed=False), dict(lanes=20, bits=3, signed=True, pipeline=1)]
+    for case in cases:
+        assert simulate_pe(**case, target="xc7", sim="icarus", work_dir=sim_work / "good")
+    for k, (why, broken) in enumerate(breaks.items()):
+        with monkeypatch.context() as mp:
+            mp.setattr(ternary, "ternary_add", broken)
+            failed = [not simulate_pe(**c, target="xc7", sim="icarus", work_dir=sim_work / f"b{k}") for c in cases]
+        assert any(failed), why
+
+
 # at least 8 foldings: odd lane counts, PE/SIMD not dividing the layer, ABITS 2/4/8, the output layer
 FOLDINGS = [
     dict(n_in=13, n_out=7, pe=3, simd=5, in_lanes=4, in_bits=4, abits=4),
