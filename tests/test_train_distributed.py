@@ -57,18 +57,18 @@ def test_two_processes_match_one_on_digits(two_process_tfc, digits_export):
 
 
 def test_two_process_checkpoint_simulates_bit_exact(two_process_tfc, tmp_path):
-    sim = next((s for s in ("verilator", "icarus") if have_simulator(s)), None)
+    sim = next((s for s in ("icarus", "verilator") if have_simulator(s)), None)  # Icarus: no 15 s build
     if sim is None:
         pytest.skip("no simulator (make setup installs Verilator and Icarus)")
     root = two_process_tfc[0]
     run = lambda *a: subprocess.run([sys.executable, "-m", *a], capture_output=True, text=True)
     g = run("hw", "gen", "--export", str(root / "export"), "--pe", "4", "--simd", "16", "-o", str(tmp_path / "rtl"))
     assert g.returncode == 0, g.stderr[-2000:]
-    s = run("sim", "--export", str(root / "export"), "--rtl", str(tmp_path / "rtl"), "--sim", sim, "--n", "40",
+    s = run("sim", "--export", str(root / "export"), "--rtl", str(tmp_path / "rtl"), "--sim", sim, "--n", "12",
             "-o", str(tmp_path / "sim"))  # fmt: skip
     assert s.returncode == 0, s.stderr[-2000:]
     result = json.loads((tmp_path / "sim" / "results.json").read_text())
-    assert result["mismatches"] == 0 and result["images"] == 40
+    assert result["mismatches"] == 0 and result["images"] == 12
 
 
 def test_two_processes_conv_and_resume(tmp_path, digits_conv_export):
