@@ -110,3 +110,47 @@ def test_more_processes_than_gpus_refused_before_launch(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(TrainError, match=r"--nproc 2 with --device cuda: only 1 CUDA device\(s\) here"):
         launch(2, "cuda", ["--device", "cuda"])
+
+
+def test_failure_names_the_process_that_failed_first_and_shows_its_log(tmp_path, capsys):
+    """Rank 1 crashed (SIGSEGV) and rank 0 was stopped by the launcher in the same second: the line names rank 1 and its
+    log file's last lines are printed, since rank 1 does not write to the terminal."""
+    import signal
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from train.launch import _failure
+
+    log = tmp_path / "run0" / "attempt_0" / "1" / "stderr.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("epoch 3\nFatal Python error: Segmentation fault\n\n")
+    fails = {
+        0: ProcessFailure(local_rank=0, pid=10, exitcode=-signal.SIGTERM, error_file=str(tmp_path / "none")),
+        1: ProcessFailure(local_rank=1, pid=11, exitcode=-signal.SIGSEGV, error_file=str(tmp_path / "none")),
+    }
+    fails[1].timestamp = fails[0].timestamp
+    err = _failure(ChildFailedError("train", fails), 2, tmp_path)
+    assert str(err) == "training failed: process 1 of 2 was killed by SIGSEGV (its output above)"
+    assert err.exit_code == 1
+    shown = capsys.readouterr().err.splitlines()
+    assert shown == ["[rank 1] epoch 3", "[rank 1] Fatal Python error: Segmentation fault"]
+    # a one-line error of a stage is shown alone; rank 0's own output is already on the terminal
+    log.write_text("Traceback ...\ntrain: error: out of memory\n")
+    fails[1] = ProcessFailure(local_rank=1, pid=11, exitcode=2, error_file=str(tmp_path / "none"))
+    assert _failure(ChildFailedError("train", fails), 2, tmp_path).exit_code == 2
+    assert capsys.readouterr().err == "[rank 1] train: error: out of memory\n"
+
+
+def test_error_every_process_would_meet_is_one_line_before_launch(tmp_path):
+    """A missing checkpoint to resume (like bad settings, data or architecture) is found by the launcher before any
+    process starts: one line, exit 2, no folder left behind."""
+    r = subprocess.run(
+        [sys.executable, "-m", "train", "--nproc", "2", "--dataset", "digits", "--resume", "-o", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"train: error: {tmp_path / 'o' / 'checkpoint.pt'}: no checkpoint to resume from"
+    ]
+    assert not (tmp_path / "o").exists()

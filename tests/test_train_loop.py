@@ -251,6 +251,7 @@ def test_cli_resume_mismatch_and_corrupt_leave_outputs(digits_run, tmp_path, cap
     assert code == 2 and "unreadable checkpoint" in err and len(err.strip().splitlines()) == 1
     code, _, err = _cli_in_process(capsys, "--resume", "-o", str(tmp_path / "none"))
     assert code == 2 and "no checkpoint to resume from" in err
+    assert not (tmp_path / "none").exists()  # a refused resume leaves no folder behind
     assert {f: (out / f).read_bytes() for f in before} == before
 
 

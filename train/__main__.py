@@ -13,7 +13,7 @@ _EPILOG = (
 def main(argv=None):
     from .arch import ARCH_PRESETS
     from .data import DATASETS
-    from .trainer import TrainConfig, recipe, run_training
+    from .trainer import TrainConfig, check_run, recipe, run_training
 
     p = argparse.ArgumentParser(
         prog="python -m train",
@@ -78,10 +78,6 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.dataset not in DATASETS and os.path.exists(a.dataset):
         a.dataset = os.path.abspath(a.dataset)  # the checkpoint names the data; export reloads it from anywhere
-    if a.nproc != 1 and "RANK" not in os.environ:  # the launcher; its processes run the code below
-        from .launch import launch
-
-        return launch(a.nproc, a.device, sys.argv[1:] if argv is None else argv)
     defaults = TrainConfig()
     r = recipe(a.dataset)
 
@@ -103,6 +99,11 @@ def main(argv=None):
         dropout_hidden=a.dropout_hidden,
         finetune_epochs=a.finetune_epochs,
     )
+    if a.nproc != 1 and "RANK" not in os.environ:  # the launcher; its processes run the code below
+        from .launch import launch
+
+        check_run(cfg, a.out, resume=a.resume)  # once here: an error every process would meet is one line
+        return launch(a.nproc, a.device, sys.argv[1:] if argv is None else argv)
     m = run_training(
         cfg, a.out, resume=a.resume, progress=not a.quiet, device=a.device, log=lambda s: print(s, file=sys.stderr)
     )

@@ -13,7 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from common import Interrupted
-from common.files import atomic_path, atomic_write_json, claim_directory
+from common.files import atomic_path, atomic_write_json, check_output_dir, claim_directory
 
 from . import TrainError
 from .arch import parse_arch
@@ -210,6 +210,14 @@ class _World:
                 dist.all_reduce(buf)
                 buf /= self.size
 
+    def wait_for_all(self):
+        """Return once every rank has reached this point (rank 0 writes the files while the others wait: a gloo group
+        torn down by one process while another still works in it can crash the one still working)."""
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     def close(self):
         if self.size > 1:
             import torch.distributed as dist
@@ -254,18 +262,31 @@ def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log
     cfg.validate()
     world = _World(resolve_device(device))
     try:
-        return _train(cfg, out_dir, resume=resume, progress=progress, world=world, log=log)
+        metrics = _train(cfg, out_dir, resume=resume, progress=progress, world=world, log=log)
+        world.wait_for_all()
+        return metrics
     finally:
         world.close()
 
 
-def _train(cfg, out_dir, *, resume, progress, world, log):
-    device, lead = world.device, world.rank == 0
+def check_run(cfg, out_dir, *, resume=False):
+    """Raise :class:`TrainError` (or an output error) for what would stop a run before its first epoch: the settings,
+    the data, the architecture on it, the output folder and, to resume, the checkpoint. Returns the data, the layers
+    and the checkpoint (or ``None``). ``python -m train --nproc N`` calls it once before starting any process, so an
+    error every process would meet is one line."""
+    cfg.validate()
     splits = load_dataset(cfg.dataset)
     layers = parse_arch(cfg.arch, splits.shape, splits.classes)
+    check_output_dir(Path(out_dir), stage="train", in_place=True)
+    ck = _load_checkpoint(Path(out_dir) / "checkpoint.pt", cfg) if resume else None
+    return splits, layers, ck
+
+
+def _train(cfg, out_dir, *, resume, progress, world, log):
+    device, lead = world.device, world.rank == 0
+    splits, layers, ck = check_run(cfg, out_dir, resume=resume)  # before claiming the folder: a refusal leaves nothing
     out_dir = claim_directory(out_dir, stage="train") if lead else Path(out_dir)
     ck_path = out_dir / "checkpoint.pt"
-    ck = _load_checkpoint(ck_path, cfg) if resume else None
 
     # the same seed on every rank: identical initial weights and identical stochastic binarisation samples, so a
     # global batch sees one Wb as in a single process
