@@ -97,10 +97,10 @@ HARDWIRED_LUTS_PER_LANE = {"portable": (0.22, 0.52), "xc7": (0.155, 0.37), "xcu"
 #: 4 LUTs per 6 bits of 32 rows (``RAM32M``).
 BUFFER_ASSEMBLY_LUTS = 1.2
 
-#: Progression requantisers (:class:`hw.requant.ProgressionRequantizer`): ``abits`` subtract-and-restore stages
-#: about ``acc_bits + frac_bits`` wide, two LUTs per bit each; 1,899 LUT measured for 4 lanes of tfc's fc0
-#: (acc 15 bits, F = 14, A8) against 1,856 by this rule. An iterative search (sums SF >= abits + 1 steps apart)
-#: has one or two stages.
+#: Progression requantisers (:class:`hw.requant.ProgressionRequantizer`): one subtract-and-restore stage per
+#: ``stage_steps`` entry (``abits`` where sums come every cycle, fewer where they come SF steps apart), about
+#: ``acc_bits + frac_bits`` wide, two LUTs per bit each; 1,899 LUT measured for 4 lanes of tfc's fc0
+#: (acc 15 bits, F = 14, A8, eight stages) against 1,856 by this rule.
 PROGRESSION_LUTS_PER_STAGE_BIT = 2
 
 
@@ -141,7 +141,7 @@ def estimate_luts(layers, folding, target, *, buffers="auto"):
         if p.is_output:
             continue
         if getattr(p, "progression", None) is not None and requant_kind(p) == "progression":
-            stages = ProgressionRequantizer.stages_for(p.abits, sf) or p.abits  # iterative where sums come SF apart
+            stages = len(ProgressionRequantizer.stage_steps(p.abits, sf))  # fewer where sums come SF apart
             total += f.pe * stages * (p.acc_bits + p.progression[0]) * PROGRESSION_LUTS_PER_STAGE_BIT
         else:
             total += f.pe * p.abits * p.acc_bits // 2

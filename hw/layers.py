@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 from .maxpool import MaxPool
 from .mvu import MatrixVectorUnit
 from .patch_window import PatchWindow
+from .requant import ProgressionRequantizer
 from .sliding_window import SlidingWindow
 
 __all__ = [
@@ -162,6 +163,10 @@ def _compute_info(p, f, mvu, vectors):
         "unit_latency": mvu.latency,
         "hardwired": f.hardwired,
         "requant": requant_kind(p) or "scores",
+        # a progression's restoring search: steps per stage, one subtractor per lane each (fewer where SF allows)
+        "search_steps": list(ProgressionRequantizer.stage_steps(mvu.out_shape.width, mvu.sf))
+        if requant_kind(p) == "progression"
+        else None,
     }
 
 

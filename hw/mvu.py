@@ -160,10 +160,10 @@ class MatrixVectorUnit(wiring.Component):
                 levels=levels,
                 lanes=pe,
                 acc_width=acc_width,
-                interval=self.sf,  # a lane's sums come a row fold, SF steps, apart: room for an iterative search
+                interval=self.sf,  # a lane's sums come a row fold, SF steps, apart: stages of several steps
             )
             out_shape = hdl.unsigned((levels + 1).bit_length() - 1)
-            requant_latency = ProgressionRequantizer.latency_for(out_shape.width, self.sf)
+            requant_latency = ProgressionRequantizer.latency_for(out_shape.width)
         elif thresholds is not None:
             self._make_requant = lambda: ThresholdRequantizer(
                 orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width

@@ -181,17 +181,21 @@ class ThresholdRequantizer(wiring.Component):
 
 class ProgressionRequantizer(wiring.Component):
     """``level = clamp(floor((s * acc * 2^F - A) / D), 0, L)`` -- the export's progression thresholds,
-    ``#{k in 1..L : s * acc * 2^F >= A + k * D}`` (``docs/folding.md``) -- by a pipelined restoring search.
+    ``#{k in 1..L : s * acc * 2^F >= A + k * D}`` (``docs/folding.md``) -- by a restoring search in stages.
 
     Per neuron three constants (orientation, ``A`` = A_fx, ``D`` = D_fx > 0) sit in one small memory per lane, one
-    word per fold (instead of ``L`` thresholds). ``r = s * acc * 2^F - A``, then for ``j = abits-1 .. 0`` one stage
-    each: if ``r >= D << j`` then ``r -= D << j`` and level bit ``j`` is set. ``D << j`` is wiring: adders and
-    comparators only, no multiplier. A negative ``r`` never passes a stage (level 0); a large one passes every stage
-    (level ``2^abits - 1 = L``), so both clamps come for free. Stages: the memory read, its output register, the
-    orientation (a negation), ``r``, then one per output bit: ``latency = abits + 4`` (:meth:`latency_for`).
-    Where a lane's inputs come ``interval`` or more cycles apart (an MVU's sums, a row fold of SF steps apart), one
-    set of one or two stages does the search over ``abits`` or ``abits / 2`` cycles instead (:meth:`stages_for`):
-    an eighth or a quarter of the subtractors at A8, with the latency shortened to match.
+    word per fold (instead of ``L`` thresholds). ``r = s * acc * 2^F - A``, then for ``j = abits-1 .. 0`` one step
+    each: if ``r >= D << j`` then ``r -= D << j`` and level bit ``j`` is set. A negative ``r`` never passes a step
+    (level 0); a large one passes every step (level ``2^abits - 1 = L``), so both clamps come for free.
+
+    The steps are shared out over a pipeline of stages (:meth:`stage_steps`), each one subtractor that takes one step
+    per cycle: where a lane's inputs come ``interval`` or more cycles apart (an MVU's sums come a row fold, SF steps,
+    apart), a stage can take ``interval - 1`` steps before the next input reaches it. ``interval = 1`` gives ``abits``
+    one-step stages, ``interval > abits`` a single stage; at A8 with SF = 4, three stages instead of eight. A stage of
+    ``m`` steps compares ``r * 2^t`` with the fixed ``D << hi`` (``hi`` its first bit) at its step ``t``, so neither
+    ``D`` nor a step counter moves: a shift of ``r`` is wiring. Cycles: the memory read, its output register, the
+    orientation (a negation), ``r``, then one per output bit: ``latency = abits + 4`` (:meth:`latency_for`) for
+    every ``interval``.
 
     Parameters
     ----------
@@ -209,6 +213,7 @@ class ProgressionRequantizer(wiring.Component):
     Members
     -------
     acc, fold, valid, result, result_valid : as :class:`ThresholdRequantizer`
+        ``result`` holds only in the cycle ``result_valid`` is high.
     """
 
     def __init__(self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width, interval=1):
@@ -217,9 +222,9 @@ class ProgressionRequantizer(wiring.Component):
         if not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval must be a positive integer, not {interval!r}")
         self.interval = interval
-        self.stages_per_cycle = self.stages_for(self.abits, interval)
         if levels != 2**self.abits - 1:
             raise ValueError(f"levels must be 2**abits - 1, not {levels!r}")
+        self.steps = self.stage_steps(self.abits, interval)
         if len(a_fx) != self.neurons or len(d_fx) != self.neurons:
             raise ValueError("orientation, a_fx and d_fx must have one entry per neuron")
         self._orientation = [int(v) for v in orientation]
@@ -233,30 +238,24 @@ class ProgressionRequantizer(wiring.Component):
         self.d_width = unsigned_width(max(self._d))
         vmax = 1 << (acc_width - 1)  # |s * acc|, -(-2^(w-1)) included
         self.v_width = signed_width(-vmax, vmax)
-        r_lo = -(vmax << self.frac_bits) - max(0, *self._a)
-        r_hi = (vmax << self.frac_bits) - min(0, *self._a)
-        self.r_width = signed_width(r_lo, r_hi)
-        self.trial_width = signed_width(r_lo - (max(self._d) << (self.abits - 1)), r_hi)
+        self._r_range = (-(vmax << self.frac_bits) - max(0, *self._a), (vmax << self.frac_bits) - min(0, *self._a))
+        self.r_width = signed_width(*self._r_range)
         self.word_width = 1 + self.a_width + self.d_width  # per neuron: negate, A, D
-        self.latency = self.latency_for(self.abits, interval)
+        self.latency = self.latency_for(self.abits)
         super().__init__(_level_signature(acc_width=acc_width, lanes=lanes, folds=self.folds, abits=self.abits))
 
     @staticmethod
-    def stages_for(abits, interval):
-        """Search stages one lane's subtractors do per cycle when inputs come ``interval`` or more cycles apart:
-        1 or 2 (``abits`` or ``abits / 2`` cycles on one set of subtractors, done before the next input), else
-        ``None``, a pipeline of ``abits`` stages."""
-        for k in (1, 2):
-            if abits % k == 0 and interval >= abits // k + 1:
-                return k
-        return None
+    def stage_steps(abits, interval=1):
+        """Steps per stage, first stage first: ``interval - 1`` (at least 1, at most ``abits``) each, the last
+        stages one fewer where ``abits`` does not divide evenly. Each stage is one subtractor per lane."""
+        per = min(abits, max(1, interval - 1))
+        stages = -(-abits // per)
+        return tuple(abits // stages + (k < abits % stages) for k in range(stages))
 
-    @classmethod
-    def latency_for(cls, abits, interval=1):
-        """Cycles from ``acc`` to ``level``: memory read, its register, orientation, ``r``, then one per bit (one per
-        iteration of :meth:`stages_for` stages when the search is iterative)."""
-        k = cls.stages_for(abits, interval)
-        return (abits if k is None else abits // k) + 4
+    @staticmethod
+    def latency_for(abits):
+        """Cycles from ``acc`` to ``level``: memory read, its register, orientation, ``r``, then one per bit."""
+        return abits + 4
 
     def constant_words(self):
         """Memory contents, one list per lane: word ``fold`` = ``negate | A << 1 | D << (1 + a_width)`` of neuron
@@ -270,7 +269,6 @@ class ProgressionRequantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        b, F = self.abits, self.frac_bits
         valid, chain = self.valid, []
         for k in range(self.latency):  # valid travels beside the lanes
             nxt = Signal(name=f"valid_d{k + 1}")
@@ -278,10 +276,8 @@ class ProgressionRequantizer(wiring.Component):
             valid = nxt
             chain.append(nxt)
         m.d.comb += self.result_valid.eq(valid)
-        if self.stages_per_cycle is not None:
-            # iterations left of the search under way, shared by the lanes: loaded as cycle 3 computes r
-            left = Signal(range(b // self.stages_per_cycle + 1))
-            m.d.sync += left.eq(Mux(chain[2], b // self.stages_per_cycle, Mux(left == 0, 0, left - 1)))
+        # stage k takes its input in the cycle chain[2 + (steps before it)] is high (stage 0: r from the constants)
+        loads = [chain[2 + sum(self.steps[:k])] for k in range(len(self.steps))]
         for p, init in enumerate(self.constant_words()):
             mem = Memory(shape=self.word_width, depth=max(2, len(init)), init=init)
             m.submodules[f"const{p}"] = mem
@@ -301,50 +297,42 @@ class ProgressionRequantizer(wiring.Component):
             a3 = Signal(hdl.signed(self.a_width), name=f"a3_{p}", reset_less=True)
             d3 = Signal(self.d_width, name=f"d3_{p}", reset_less=True)
             m.d.sync += [v.eq(Mux(neg, -acc2, acc2)), a3.eq(a_val), d3.eq(d_val)]
-            if self.stages_per_cycle is not None:
-                m.d.comb += self.result[p].eq(self._iterate(m, p, v, a3, d3, load=chain[2], left=left))
-                continue
-            # cycle 4: r = v * 2^F - A (a shift is wiring)
-            r = Signal(hdl.signed(self.r_width), name=f"r4_{p}")
-            d = Signal(self.d_width, name=f"d4_{p}", reset_less=True)
-            m.d.sync += [r.eq((v << F) - a3), d.eq(d3)]
-            level = hdl.Const(0, 1)
-            for j in range(b - 1, -1, -1):
-                # one stage: r >= D << j as the sign of r - (D << j), a single carry chain
-                trial = Signal(hdl.signed(self.trial_width), name=f"trial{j}_{p}")
-                m.d.comb += trial.eq(r - (d << j))
-                take = ~trial[-1]
-                r_n = Signal(hdl.signed(self.r_width), name=f"r_b{j}_{p}")
-                d_n = Signal(self.d_width, name=f"d_b{j}_{p}", reset_less=True)
-                lv = Signal(b - j, name=f"level_b{j}_{p}")
-                m.d.sync += [r_n.eq(Mux(take, trial, r)), d_n.eq(d), lv.eq(Cat(take, level) if j < b - 1 else take)]
-                r, d, level = r_n, d_n, lv
+            # r = v * 2^F - A (a shift is wiring), the first stage's input; the last stage's output is the level
+            r, d, level = (v << self.frac_bits) - a3, d3, hdl.Const(0, 1)
+            for k, load in enumerate(loads):
+                r, d, level = self._stage(m, p, k, r, d, level, load=load)
             m.d.comb += self.result[p].eq(level)
         return m
 
-    def _iterate(self, m, p, v, a, d, *, load, left):
-        """The search on one set of ``stages_per_cycle`` subtractors: ``r = v * 2^F - A`` and ``D << (abits - 1)``
-        loaded as cycle 3 ends (``load``), then each cycle while iterations are ``left`` the stages' restoring steps,
-        ``D`` shifted down and the decided bits shifted into the level from below. The level holds until the next
-        load, which the input spacing (``interval``) puts after it is read."""
-        b, k, F = self.abits, self.stages_per_cycle, self.frac_bits
-        r = Signal(hdl.signed(self.r_width), name=f"r_it_{p}")
-        dsh = Signal(self.d_width + b - 1, name=f"d_it_{p}")
-        level = Signal(b, name=f"level_it_{p}")
-        with m.If(load):
-            m.d.sync += [r.eq((v << F) - a), dsh.eq(d << (b - 1)), level.eq(0)]
-        with m.Elif(left != 0):
-            takes, rs = [], r
-            for s in range(k):
-                trial = Signal(hdl.signed(self.trial_width), name=f"trial_it{s}_{p}")
-                m.d.comb += trial.eq(rs - (dsh >> s))
-                take = ~trial[-1]
-                r_n = Signal(hdl.signed(self.r_width), name=f"r_it{s}_{p}")
-                m.d.comb += r_n.eq(Mux(take, trial, rs))
-                takes.append(take)
-                rs = r_n
-            m.d.sync += [r.eq(rs), dsh.eq(dsh >> k), level.eq(Cat(*reversed(takes), level)[:b])]
-        return level
+    def _stage(self, m, p, k, r_in, d_in, level_in, *, load):
+        """Stage ``k`` of lane ``p``: registers ``R = r * 2^t``, ``D`` and the level bits so far, taken from the stage
+        before while ``load`` is high and stepped on every other cycle (after its steps the registers are unused
+        until the next load). Returns ``(r, D, level)`` after its last step, for the next stage (the last: a
+        register, the level read while ``result_valid`` is high)."""
+        steps, hi = self.steps[k], self.abits - 1 - sum(self.steps[:k])
+        lo_r, hi_r = (v << (steps - 1) for v in self._r_range)
+        R = Signal(hdl.signed(signed_width(lo_r, hi_r)), name=f"r_s{k}_{p}")
+        d = Signal(self.d_width, name=f"d_s{k}_{p}", reset_less=True)
+        level = Signal(len(level_in) + steps - 1, name=f"level_s{k}_{p}")
+        trial = Signal(hdl.signed(signed_width(lo_r - (max(self._d) << hi), hi_r)), name=f"trial_s{k}_{p}")
+        m.d.comb += trial.eq(R - (d << hi))
+        take = ~trial[-1]
+        kept = Mux(take, trial, R)
+        stepped = Cat(take, level)
+        if steps == 1:  # a pipeline stage: a new input every cycle
+            m.d.sync += [R.eq(r_in), d.eq(d_in), level.eq(level_in)]
+        else:
+            with m.If(load):
+                m.d.sync += [R.eq(r_in), d.eq(d_in), level.eq(level_in)]
+            with m.Else():
+                m.d.sync += [R.eq(kept << 1), level.eq(stepped)]
+        r_out = Signal(hdl.signed(self.r_width), name=f"r_out_s{k}_{p}")
+        m.d.comb += r_out.eq(kept >> (steps - 1))  # exact: R's low steps-1 bits are zero
+        if k < len(self.steps) - 1:
+            return r_out, d, stepped
+        out = Signal(self.abits, name=f"level_{p}")
+        m.d.sync += out.eq(stepped)
+        return r_out, d, out
 
 
 class ScoreRequantizer(wiring.Component):

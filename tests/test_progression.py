@@ -274,10 +274,14 @@ def test_progression_requantizer_matches_golden(abits, neurons, lanes, frac_bits
     assert np.array_equal(got[:, :neurons], expected)
 
 
-@pytest.mark.parametrize("abits, interval, stages", [(8, 9, 1), (8, 5, 2), (8, 12, 1), (3, 4, 1), (4, 3, 2)])
-def test_iterative_progression_search_matches_golden(abits, interval, stages):
-    """Inputs ``interval`` or more cycles apart (a row fold of SF steps): one set of subtractors searches the level
-    over ``abits / stages`` cycles, with the pipeline's results."""
+@pytest.mark.parametrize(
+    "abits, interval, steps",
+    [(8, 9, (8,)), (8, 5, (4, 4)), (8, 4, (3, 3, 2)), (8, 3, (2, 2, 2, 2)), (8, 12, (8,)), (3, 4, (3,)), (4, 3, (2, 2)),
+     (5, 3, (2, 2, 1)), (4, 2, (1, 1, 1, 1))],
+)  # fmt: skip
+def test_staged_progression_search_matches_golden(abits, interval, steps):
+    """Inputs ``interval`` or more cycles apart (a row fold of SF steps): stages of ``interval - 1`` steps, one
+    subtractor each, give the pipeline's results with its latency."""
     from amaranth.sim import Simulator
 
     from hw.requant import ProgressionRequantizer
@@ -291,8 +295,7 @@ def test_iterative_progression_search_matches_golden(abits, interval, stages):
     orient = rng.choice([-1, 1], neurons)
     kw = dict(orientation=orient, a_fx=a, d_fx=d, frac_bits=frac_bits, levels=levels, lanes=lanes)
     dut = ProgressionRequantizer(**kw, acc_width=acc_width, interval=interval)
-    assert dut.stages_per_cycle == stages and dut.latency == abits // stages + 4
-    assert ProgressionRequantizer(**kw, acc_width=acc_width, interval=abits // 2).stages_per_cycle is None
+    assert dut.steps == steps and dut.latency == abits + 4
     accs = rng.integers(lo, hi + 1, (20, dut.folds * lanes))
     accs[0], accs[1] = lo, hi
     expected = apply_progression(accs[:, :neurons], orient, a, d, frac_bits, levels)
@@ -382,8 +385,9 @@ def test_progression_network_bit_exact_on_verilator(tiny_a3_progression, tmp_pat
 
     m = json.loads((tiny_a3_progression / "manifest.json").read_text())
     assert m["layers"][0]["activation"]["kind"] == "progression"
-    desc = generate(tiny_a3_progression, tmp_path / "rtl", pe=4, simd=16)
-    assert desc["layers"][0]["requant"] == "progression"
+    # SIMD 24: fc0's sums come SF = 3 cycles apart, a search in stages of 2 and 1 steps; fc1 (SF 1) is the pipeline
+    desc = generate(tiny_a3_progression, tmp_path / "rtl", pe=4, simd=24)
+    assert desc["layers"][0]["requant"] == "progression" and desc["layers"][0]["search_steps"] == [2, 1]
     s = simulate_network(
         tiny_a3_progression, tmp_path / "rtl", sim="verilator", n=30, work_dir=tmp_path / "sim", progress=False
     )
