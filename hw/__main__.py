@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import HardwareError
+from .mvu import BLOCK_ROM_MIN_DEPTH, WEIGHT_MEMORIES
 from .targets import TARGETS
 
 
@@ -23,6 +24,7 @@ def _gen(a):
         folding_file=a.folding,
         tree_pipeline=a.tree_pipeline,
         buffers=a.buffers,
+        weight_memory=a.weight_memory,
         target=a.target,
         hardwired=[n for n in (a.hardwired or "").split(",") if n],
         lut_budget=a.lut_budget,
@@ -149,6 +151,13 @@ def main(argv=None):
         choices=("auto", "registers"),
         help="where MVU input vectors are held: auto (the default) puts them in distributed RAM wherever a layer "
         "allows (input lanes <= SIMD, two or more column folds), registers keeps a register per value",
+    )
+    g.add_argument(
+        "--weight-memory",
+        default="auto",
+        choices=WEIGHT_MEMORIES,
+        help=f"weight ROMs: auto (the default) asks for block RAM where a ROM is deeper than {BLOCK_ROM_MIN_DEPTH} "
+        "words, block everywhere, tool leaves it to the synthesis tool (yosys: logic)",
     )
     g.add_argument(
         "--target",

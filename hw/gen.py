@@ -11,6 +11,7 @@ from . import HardwareError
 from .argmax import argmax_latency
 from .fast_emit import fast_memory_init
 from .folding import estimate_luts, resolve_folding
+from .mvu import WEIGHT_MEMORIES
 from .network import NetworkTop
 from .targets import TARGETS, tree_simulation_models
 
@@ -95,6 +96,7 @@ def top_description(top, manifest, export_dir, *, top_name=TOP_NAME):
         "layers": top.layer_info,
         "tree_pipeline": top.tree_pipeline,
         "buffers": top.buffers,
+        "weight_memory": top.weight_memory,
         "tree_target": top.tree_target,
         "macs_per_cycle": sum(f.pe * f.simd for p, f in zip(top._layers, top.folding) if p.spec.compute),
     }
@@ -136,6 +138,7 @@ def generate(
     folding_file=None,
     tree_pipeline=0,
     buffers="auto",
+    weight_memory="auto",
     target="portable",
     hardwired=(),
     lut_budget=None,
@@ -164,6 +167,8 @@ def generate(
         raise HardwareError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     if buffers not in ("auto", "registers"):
         raise HardwareError(f"buffers must be auto or registers, not {buffers!r}")
+    if weight_memory not in WEIGHT_MEMORIES:
+        raise HardwareError(f"weight_memory must be one of {', '.join(WEIGHT_MEMORIES)}, not {weight_memory!r}")
     prefix = module_prefix(name)
     manifest, layers = load_export(export_dir)
     for p in layers:
@@ -191,6 +196,7 @@ def generate(
         tree_modules=tree_modules,
         tree_target=target,
         buffers=buffers,
+        weight_memory=weight_memory,
     )
     top_name = f"{prefix}_top"
     desc = top_description(top, manifest, export_dir, top_name=top_name)

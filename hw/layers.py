@@ -118,6 +118,7 @@ def _mvu(p, f, *, in_lanes, group, ctx):
         tree_modules=ctx["tree_modules"],
         tree_target=ctx["tree_target"],
         buffers=ctx["buffers"],
+        weight_memory=ctx["weight_memory"],
         hardwired=f.hardwired,
     )
     if p.is_output:
@@ -238,9 +239,24 @@ def _maxpool(p, f, *, in_lanes, in_group, ctx):
 UNITS = {"dense": _dense, "conv2d": _conv, "maxpool2d": _maxpool}
 
 
-def build_layers(layers, folding, *, tree_pipeline=0, tree_modules=None, tree_target="portable", buffers="auto"):
+def build_layers(
+    layers,
+    folding,
+    *,
+    tree_pipeline=0,
+    tree_modules=None,
+    tree_target="portable",
+    buffers="auto",
+    weight_memory="auto",
+):
     """:class:`LayerHardware` for every layer, each fed by the one before it (the first by :func:`input_format`)."""
-    ctx = {"tree_pipeline": tree_pipeline, "tree_modules": tree_modules, "tree_target": tree_target, "buffers": buffers}
+    ctx = {
+        "tree_pipeline": tree_pipeline,
+        "tree_modules": tree_modules,
+        "tree_target": tree_target,
+        "buffers": buffers,
+        "weight_memory": weight_memory,
+    }
     lanes, group = input_format(layers, folding)
     out = []
     for p, f in zip(layers, folding):

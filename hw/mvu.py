@@ -29,6 +29,25 @@ def mvu_latency(tree, requant):
     return 3 + tree + 1 + requant + 1 + 2
 
 
+#: Weight ROMs deeper than this many words go to block RAM under ``weight_memory="auto"``: in logic such a ROM
+#: takes several LUT4 per bit and a multiplexer level (ECP5's critical path at 160 MHz was one), and several LUT6
+#: per bit beyond 64 words; a ROM this shallow stays one LUT per bit.
+BLOCK_ROM_MIN_DEPTH = 16
+
+#: ``weight_memory`` choices (:func:`weight_rom_style`)
+WEIGHT_MEMORIES = ("auto", "block", "tool")
+
+
+def weight_rom_style(weight_memory, *, depth):
+    """The ``rom_style`` attribute (yosys and Vivado both read it) of a weight ROM of ``depth`` words (``None``: a
+    hard-wired layer has none): ``"block"`` or ``None`` (no attribute)."""
+    if weight_memory not in WEIGHT_MEMORIES:
+        raise ValueError(f"weight_memory must be one of {', '.join(WEIGHT_MEMORIES)}, not {weight_memory!r}")
+    if depth is None or weight_memory == "tool":
+        return None
+    return "block" if weight_memory == "block" or depth > BLOCK_ROM_MIN_DEPTH else None
+
+
 def weight_words(weights, pe, simd):
     """Weight memory contents for a folding, one memory per PE: ``words[p][nf * SF + sf]`` holds at bit ``l`` the
     weight of row ``nf * pe + p`` for column ``sf * simd + l`` (1 = +1). Padding rows/columns are +1 and only
@@ -85,6 +104,10 @@ class MatrixVectorUnit(wiring.Component):
         hard-wired layer's matrix then fuses its single-use adders into ternary adders: ``primitives`` names them).
     buffers : str
         Storage of the input buffer (:class:`~hw.input_buffer.InputBuffer`'s ``storage``).
+    weight_memory : str
+        Where each PE's weight ROM goes (:func:`weight_rom_style`): ``"auto"`` (block RAM when deeper than
+        :data:`BLOCK_ROM_MIN_DEPTH` words), ``"block"`` (always) or ``"tool"`` (no attribute: the synthesis tool's
+        choice; yosys maps ROMs to logic).
     tree_modules : dict, optional
         When given, each PE is an ``Instance`` of a separately emitted tree module, recorded here as
         ``name -> tree``: Verilog emission then converts one tree per shape instead of one per PE (much faster for
@@ -118,6 +141,7 @@ class MatrixVectorUnit(wiring.Component):
         tree_target="portable",
         hardwired=False,
         buffers="auto",
+        weight_memory="auto",
     ):
         if sum(x is not None for x in (thresholds, progression, scores)) != 1:
             raise ValueError("exactly one of thresholds=, progression= or scores= is needed")
@@ -137,6 +161,7 @@ class MatrixVectorUnit(wiring.Component):
         self.tree_target = tree_target
         self.hardwired = bool(hardwired)
         self.buffers = buffers
+        self.weight_rom_style = weight_rom_style(weight_memory, depth=None if hardwired else self.sf * self.nf)
         if self.hardwired and (self.sf, self.nf) != (1, 1):
             raise ValueError(
                 f"a hard-wired layer is fully parallel: pe must be {self.out_features} and simd "
@@ -263,7 +288,8 @@ class MatrixVectorUnit(wiring.Component):
             if self.hardwired:
                 wdata.append(init[0])
                 continue
-            mem = Memory(shape=self.simd, depth=max(2, self.sf * self.nf), init=init)
+            attrs = {"rom_style": self.weight_rom_style} if self.weight_rom_style else None
+            mem = Memory(shape=self.simd, depth=max(2, self.sf * self.nf), init=init, attrs=attrs)
             m.submodules[f"weights{p}"] = mem
             port = mem.read_port()
             m.d.comb += port.addr.eq(waddr)

@@ -40,13 +40,24 @@ class NetworkTop(wiring.Component):
         One beat per image.
     """
 
-    def __init__(self, *, layers, folding, tree_pipeline=0, tree_modules=None, tree_target="portable", buffers="auto"):
+    def __init__(
+        self,
+        *,
+        layers,
+        folding,
+        tree_pipeline=0,
+        tree_modules=None,
+        tree_target="portable",
+        buffers="auto",
+        weight_memory="auto",
+    ):
         if len(folding) != len(layers):
             raise ValueError(f"folding has {len(folding)} entries for {len(layers)} layers")
         self._layers, self.folding, self.tree_pipeline = layers, list(folding), tree_pipeline
         self._tree_modules = tree_modules
         self.tree_target = tree_target
         self.buffers = buffers
+        self.weight_memory = weight_memory
         self.lanes_per_beat, self.group = input_format(layers, folding)
         self.in_bits = layers[0].in_bits
         c, h, w = layers[0].spec.in_shape
@@ -80,6 +91,7 @@ class NetworkTop(wiring.Component):
             tree_modules=self._tree_modules,
             tree_target=self.tree_target,
             buffers=self.buffers,
+            weight_memory=self.weight_memory,
         )
 
     def units(self):

@@ -76,7 +76,11 @@ def test_synth_reports_utilisation_per_unit_kind(tiny_export, tmp_path):
         assert by_unit[kind]["LUT"] + by_unit[kind]["FF"] > 0, kind
     assert set(u["layers"]) <= set(by_layer) and set(by_layer) <= set(u["layers"]) | {"network"}
     for layer in u["layers"]:
-        assert by_layer[layer]["trees"]["LUT"] > 0 and by_layer[layer]["weights"]["FF"] > 0
+        assert by_layer[layer]["trees"]["LUT"] > 0
+    # --weight-memory auto: fc0's ROM (4 row folds x 8 column folds = 32 words) in block RAM, its read register
+    # absorbed; fc1's (5 words) in logic with its register; all block RAM is weights
+    assert by_layer["fc0"]["weights"]["BRAM"] > 0 and by_layer["fc1"]["weights"]["BRAM"] == 0
+    assert by_layer["fc1"]["weights"]["FF"] > 0 and by_unit["weights"]["BRAM"] == u["BRAM"]
     assert "argmax" in by_layer["network"]
     table = r.stdout.splitlines()
     assert table[1].split()[0] == "unit" and table[-1].split()[:2] == ["total", str(u["LUT"])]

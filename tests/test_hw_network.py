@@ -117,6 +117,28 @@ def test_gen_writes_self_contained_verilog_without_multipliers(digits_export, tm
 
 
 @pytest.mark.parametrize(
+    "choice, styled",
+    [("auto", {"fc0", "fc1", "fc2"}), ("block", {"fc0", "fc1", "fc2", "fc3"}), ("tool", set())],
+)
+def test_gen_weight_memory_marks_weight_roms(digits_export, tmp_path, choice, styled):
+    """tfc PE4 x SIMD16: fc0..fc2 keep 16 row folds x 4 column folds = 64 words per PE ROM, fc3 3 x 4 = 12. auto
+    asks for block RAM above 16 words, block everywhere, tool nowhere: one ``rom_style`` attribute per PE ROM."""
+    from hw.mvu import BLOCK_ROM_MIN_DEPTH, weight_rom_style
+
+    out = tmp_path / "rtl"
+    r = _gen("--export", str(digits_export[1]), "--pe", "4", "--simd", "16", "--weight-memory", choice, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    top = json.loads((out / "top.json").read_text())
+    assert top["weight_memory"] == choice
+    assert [x["sf"] * x["nf"] for x in top["layers"]] == [64, 64, 64, 12]
+    marks = (out / "top.v").read_text().count('(* rom_style = "block" *)')
+    assert marks == sum(x["pe"] for x in top["layers"] if x["name"] in styled)
+    assert weight_rom_style("auto", depth=BLOCK_ROM_MIN_DEPTH) is None
+    assert weight_rom_style("auto", depth=BLOCK_ROM_MIN_DEPTH + 1) == "block"
+    assert weight_rom_style("block", depth=None) is None  # a hard-wired layer has no ROM
+
+
+@pytest.mark.parametrize(
     "args, words",
     [
         (["--pe", "0"], "pe must be"),
