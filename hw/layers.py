@@ -125,7 +125,7 @@ def _mvu(p, f, *, in_lanes, group, ctx):
         kw["scores"] = (p.scale, p.offset, p.score_bits)
     elif requant_kind(p) == "progression":
         frac_bits, a_fx, d_fx = p.progression
-        kw["progression"] = (p.orientation, a_fx, d_fx, frac_bits, p.thresholds.shape[1])
+        kw["progression"] = (p.orientation, a_fx, d_fx, frac_bits, p.thresholds.shape[1], (p.acc_min, p.acc_max))
     else:
         kw["thresholds"] = (p.orientation, p.thresholds)
     return MatrixVectorUnit(**kw)

@@ -176,7 +176,7 @@ class MatrixVectorUnit(wiring.Component):
             self.tree_latency = tree_latency(target=tree_target, lanes=simd, pipeline=tree_pipeline)
             self.primitives = set()  # the trees' own are theirs (tree_modules)
         if progression is not None:
-            orient, a_fx, d_fx, frac_bits, levels = progression
+            orient, a_fx, d_fx, frac_bits, levels, acc_range = progression
             self._make_requant = lambda: ProgressionRequantizer(
                 orientation=orient,
                 a_fx=a_fx,
@@ -185,6 +185,7 @@ class MatrixVectorUnit(wiring.Component):
                 levels=levels,
                 lanes=pe,
                 acc_width=acc_width,
+                acc_range=acc_range,
                 interval=self.sf,  # a lane's sums come a row fold, SF steps, apart: stages of several steps
             )
             out_shape = hdl.unsigned((levels + 1).bit_length() - 1)

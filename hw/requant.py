@@ -183,10 +183,15 @@ class ProgressionRequantizer(wiring.Component):
     """``level = clamp(floor((s * acc * 2^F - A) / D), 0, L)`` -- the export's progression thresholds,
     ``#{k in 1..L : s * acc * 2^F >= A + k * D}`` (``docs/folding.md``) -- by a restoring search in stages.
 
-    Per neuron three constants (orientation, ``A`` = A_fx, ``D`` = D_fx > 0) sit in one small memory per lane, one
-    word per fold (instead of ``L`` thresholds). ``r = s * acc * 2^F - A``, then for ``j = abits-1 .. 0`` one step
-    each: if ``r >= D << j`` then ``r -= D << j`` and level bit ``j`` is set. A negative ``r`` never passes a step
-    (level 0); a large one passes every step (level ``2^abits - 1 = L``), so both clamps come for free.
+    Per neuron the orientation, ``A`` = A_fx and ``D`` = D_fx > 0 sit in one small memory per lane, one word per
+    fold (instead of ``L`` thresholds). A row whose level is the same ``c`` over the whole accumulator range (the
+    export's canonical constants for it are ``D = span * 2^F``, ``A ~ -c * D``: the widest numbers of the layer) is
+    stored as ``v = 0``, ``A = -c``, ``D = 1`` with a flag that zeroes ``v``: the same levels, and the subtractors
+    only as wide as the layer's real progressions need.
+
+    ``r = s * acc * 2^F - A``, then for ``j = abits-1 .. 0`` one step each: if ``r >= D << j`` then
+    ``r -= D << j`` and level bit ``j`` is set. A negative ``r`` never passes a step (level 0); a large one passes
+    every step (level ``2^abits - 1 = L``), so both clamps come for free.
 
     The steps are shared out over a pipeline of stages (:meth:`stage_steps`), each one subtractor that takes one step
     per cycle: where a lane's inputs come ``interval`` or more cycles apart (an MVU's sums come a row fold, SF steps,
@@ -207,6 +212,9 @@ class ProgressionRequantizer(wiring.Component):
         ``L = 2**abits - 1``.
     lanes, acc_width : int
         As :class:`ThresholdRequantizer`.
+    acc_range : (int, int), optional
+        The accumulators' reachable ``(min, max)`` (the export's ``acc_min``, ``acc_max``); default the whole of
+        ``acc_width`` bits. The search's widths and the constant rows follow from it.
     interval : int
         Fewest cycles between two inputs (``valid``); 1 (the default) for a pipeline that takes one every cycle.
 
@@ -214,9 +222,11 @@ class ProgressionRequantizer(wiring.Component):
     -------
     acc, fold, valid, result, result_valid : as :class:`ThresholdRequantizer`
         ``result`` holds only in the cycle ``result_valid`` is high.
+    constant_rows : int
+        Rows stored as a constant level.
     """
 
-    def __init__(self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width, interval=1):
+    def __init__(self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width, acc_range=None, interval=1):
         self.neurons = len(orientation)
         self.abits = (levels + 1).bit_length() - 1
         if not isinstance(interval, int) or interval < 1:
@@ -227,22 +237,40 @@ class ProgressionRequantizer(wiring.Component):
         self.steps = self.stage_steps(self.abits, interval)
         if len(a_fx) != self.neurons or len(d_fx) != self.neurons:
             raise ValueError("orientation, a_fx and d_fx must have one entry per neuron")
-        self._orientation = [int(v) for v in orientation]
-        self._a, self._d = [int(v) for v in a_fx], [int(v) for v in d_fx]
-        if min(self._d) <= 0:
+        if min(int(v) for v in d_fx) <= 0:
             raise ValueError("d_fx must be positive")
         self.frac_bits, self.levels = int(frac_bits), levels
         self.lanes, self.acc_width = lanes, acc_width
+        lo, hi = acc_range if acc_range is not None else (-(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1)
+        if not -(1 << (acc_width - 1)) <= lo <= hi < 1 << (acc_width - 1):
+            raise ValueError(f"acc_range {acc_range!r} does not fit {acc_width}-bit accumulators")
+        self._orientation, self._zero, self._a, self._d = [], [], [], []
+        for s, a, d in zip(orientation, a_fx, d_fx):
+            s, a, d = int(s), int(a), int(d)
+            v_lo, v_hi = (lo, hi) if s > 0 else (-hi, -lo)
+            c = self._level(v_lo, a, d)
+            zero = c == self._level(v_hi, a, d)  # levels rise with v: one level over the range is a constant row
+            if zero:
+                s, a, d = 1, -c, 1  # r = 0 * 2^F - (-c) = c, level c
+            self._orientation.append(s)
+            self._zero.append(int(zero))
+            self._a.append(a)
+            self._d.append(d)
+        self.constant_rows = sum(self._zero)
         self.folds = -(-self.neurons // lanes)
         self.a_width = signed_width(min(0, *self._a), max(0, *self._a))
         self.d_width = unsigned_width(max(self._d))
-        vmax = 1 << (acc_width - 1)  # |s * acc|, -(-2^(w-1)) included
+        vmax = max(-lo, hi)  # |s * acc|
         self.v_width = signed_width(-vmax, vmax)
         self._r_range = (-(vmax << self.frac_bits) - max(0, *self._a), (vmax << self.frac_bits) - min(0, *self._a))
         self.r_width = signed_width(*self._r_range)
-        self.word_width = 1 + self.a_width + self.d_width  # per neuron: negate, A, D
+        self.word_width = 2 + self.a_width + self.d_width  # per neuron: negate, zero, A, D
         self.latency = self.latency_for(self.abits)
         super().__init__(_level_signature(acc_width=acc_width, lanes=lanes, folds=self.folds, abits=self.abits))
+
+    def _level(self, v, a, d):
+        """The progression's level for ``v = s * acc`` (``docs/folding.md``)."""
+        return min(self.levels, max(0, ((v << self.frac_bits) - a) // d))
 
     @staticmethod
     def stage_steps(abits, interval=1):
@@ -258,12 +286,12 @@ class ProgressionRequantizer(wiring.Component):
         return abits + 4
 
     def constant_words(self):
-        """Memory contents, one list per lane: word ``fold`` = ``negate | A << 1 | D << (1 + a_width)`` of neuron
-        ``fold * lanes + lane`` (0 beyond the layer)."""
+        """Memory contents, one list per lane: word ``fold`` = ``negate | zero << 1 | A << 2 | D << (2 + a_width)``
+        of neuron ``fold * lanes + lane`` (0 beyond the layer)."""
         amask = (1 << self.a_width) - 1
         words = [
-            int(s < 0) | (a & amask) << 1 | d << (1 + self.a_width)
-            for s, a, d in zip(self._orientation, self._a, self._d)
+            int(s < 0) | z << 1 | (a & amask) << 2 | d << (2 + self.a_width)
+            for s, z, a, d in zip(self._orientation, self._zero, self._a, self._d)
         ]
         return [list(col) for col in zip(*_neuron_rows(words, self.folds, self.lanes, 0))]
 
@@ -289,14 +317,14 @@ class ProgressionRequantizer(wiring.Component):
             acc2 = Signal(hdl.signed(self.acc_width), name=f"acc2_{p}")
             word = Signal(self.word_width, name=f"word2_{p}", reset_less=True)
             m.d.sync += [acc1.eq(self.acc[p]), acc2.eq(acc1), word.eq(port.data)]
-            neg = word[0]
-            a_val = word[1 : 1 + self.a_width].as_signed()
-            d_val = word[1 + self.a_width :]
-            # cycle 3: v = s * acc (a negation), A and D along
+            neg, zero = word[0], word[1]
+            a_val = word[2 : 2 + self.a_width].as_signed()
+            d_val = word[2 + self.a_width :]
+            # cycle 3: v = s * acc (a negation; 0 for a constant row), A and D along
             v = Signal(hdl.signed(self.v_width), name=f"v3_{p}")
             a3 = Signal(hdl.signed(self.a_width), name=f"a3_{p}", reset_less=True)
             d3 = Signal(self.d_width, name=f"d3_{p}", reset_less=True)
-            m.d.sync += [v.eq(Mux(neg, -acc2, acc2)), a3.eq(a_val), d3.eq(d_val)]
+            m.d.sync += [v.eq(Mux(zero, 0, Mux(neg, -acc2, acc2))), a3.eq(a_val), d3.eq(d_val)]
             # r = v * 2^F - A (a shift is wiring), the first stage's input; the last stage's output is the level
             r, d, level = (v << self.frac_bits) - a3, d3, hdl.Const(0, 1)
             for k, load in enumerate(loads):

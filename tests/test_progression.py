@@ -274,6 +274,46 @@ def test_progression_requantizer_matches_golden(abits, neurons, lanes, frac_bits
     assert np.array_equal(got[:, :neurons], expected)
 
 
+@pytest.mark.parametrize("interval", [1, 4, 9])
+def test_constant_rows_keep_their_levels_in_narrow_subtractors(interval):
+    """The export's canonical constants for rows of one level (c = 0, L and between: ``D = span * 2^F``) and a real
+    progression whose thresholds all lie outside the accumulator range become zero-flagged constants; every level
+    over the range is the golden one, and the search is as narrow as the real progressions alone make it."""
+    from test_hw_units import _requantize_folds
+
+    from hw.requant import ProgressionRequantizer
+
+    abits, frac_bits, acc_width, lanes = 4, 6, 11, 3
+    levels, lo, hi = 2**abits - 1, -700, 650  # a layer's reachable range inside 11 bits
+    span = hi - lo + 1
+    rng = np.random.default_rng(interval)
+    d = list(rng.integers(40 << frac_bits, 90 << frac_bits, 4))
+    a = [int(v) for v in rng.integers(lo << frac_bits, 0, 4)]
+    orient = [1, -1, 1, -1]
+    for c in (0, levels, 5, 11):  # canonical constants, as export.folding.fit_progression writes them
+        dc = 1 if c in (0, levels) else span << frac_bits
+        ac = hi << frac_bits if c == 0 else (lo << frac_bits) - levels if c == levels else (lo << frac_bits) - c * dc
+        d.append(dc)
+        a.append(ac)
+        orient.append(1)  # the canonical constants are for s * acc = acc
+    d.append(1 << frac_bits)  # thresholds A + k * D all above hi: level 0 throughout, a real row that is constant
+    a.append((hi + 1) << frac_bits)
+    orient.append(1)
+    kw = dict(orientation=np.array(orient), a_fx=np.array(a), d_fx=np.array(d), frac_bits=frac_bits, levels=levels)
+    dut = ProgressionRequantizer(**kw, lanes=lanes, acc_width=acc_width, acc_range=(lo, hi), interval=interval)
+    full = ProgressionRequantizer(**kw, lanes=lanes, acc_width=acc_width)
+    assert dut.constant_rows == 5 and dut.a_width < full.a_width and dut.r_width < full.r_width
+    accs = rng.integers(lo, hi + 1, (24, dut.folds * lanes))
+    accs[0], accs[1] = lo, hi
+    expected = apply_progression(accs[:, : len(orient)], np.array(orient), np.array(a), np.array(d), frac_bits, levels)
+    assert set(expected[:, 4:9].ravel()) == {0, levels, 5, 11}
+    if interval == 1:
+        got = _requantize_folds(dut, accs, lanes, dut.result, dut.result_valid)
+    else:
+        got = _spaced_requantize(dut, accs, lanes, interval)
+    assert np.array_equal(got[:, : len(orient)], expected)
+
+
 @pytest.mark.parametrize(
     "abits, interval, steps",
     [(8, 9, (8,)), (8, 5, (4, 4)), (8, 4, (3, 3, 2)), (8, 3, (2, 2, 2, 2)), (8, 12, (8,)), (3, 4, (3,)), (4, 3, (2, 2)),
@@ -282,7 +322,6 @@ def test_progression_requantizer_matches_golden(abits, neurons, lanes, frac_bits
 def test_staged_progression_search_matches_golden(abits, interval, steps):
     """Inputs ``interval`` or more cycles apart (a row fold of SF steps): stages of ``interval - 1`` steps, one
     subtractor each, give the pipeline's results with its latency."""
-    from amaranth.sim import Simulator
 
     from hw.requant import ProgressionRequantizer
 
@@ -300,6 +339,15 @@ def test_staged_progression_search_matches_golden(abits, interval, steps):
     accs[0], accs[1] = lo, hi
     expected = apply_progression(accs[:, :neurons], orient, a, d, frac_bits, levels)
     assert len(np.unique(expected)) > 2
+    got = _spaced_requantize(dut, accs, lanes, interval, rng)
+    assert np.array_equal(got[:, :neurons], expected)
+
+
+def _spaced_requantize(dut, accs, lanes, interval, rng=None):
+    """Feed a requantiser every row of ``accs`` fold by fold, ``interval`` or (at random) one more cycles apart."""
+    from amaranth.sim import Simulator
+
+    rng = rng or np.random.default_rng(0)
     seq = [(i, f) for i in range(len(accs)) for f in range(dut.folds)]
     got = []
 
@@ -325,8 +373,7 @@ def test_staged_progression_search_matches_golden(abits, interval, steps):
     sim.add_testbench(feed, background=True)
     sim.add_testbench(bench)
     sim.run()
-    got = np.array(got).reshape(len(accs), dut.folds * lanes)
-    assert np.array_equal(got[:, :neurons], expected)
+    return np.array(got).reshape(len(accs), dut.folds * lanes)
 
 
 def test_generator_picks_the_unit_by_representation(digits_export, digits_export_a2):
