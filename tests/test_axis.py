@@ -286,7 +286,8 @@ def test_bad_name_refused(tiny_export, tmp_path):
     assert not (tmp_path / "rtl").exists()
 
 
-@pytest.mark.parametrize("sim", SIMS)
+# Icarus in `make test` (with a reset mid-stream); the Verilator build (~20 s) in `make test-slow`
+@pytest.mark.parametrize("sim", [pytest.param("verilator", marks=[*SIMS[0].marks, pytest.mark.slow]), SIMS[1]])
 def test_axis_network_bit_exact_in_hdl(rtls, sim, tmp_path):
     """The generated AXIS top in the HDL harness: real test images, random tvalid gaps and tready stalls, every
     result word against the golden model, tlast high and tuser low on each, frame_error never set; on Icarus also a

@@ -532,8 +532,8 @@ def test_gen_xc7_hardwired_layer_uses_ternary_matrix_bit_exact_in_icarus(digits_
     text = (rtl / "top.v").read_text()
     assert desc["simulation_models"] and "module LUT6_2" in (rtl / desc["simulation_models"]).read_text()
     assert __import__("re").search(r"\bt\d+_lut\d+\b", text)  # the matrices' ternary adders' LUT6_2 instances
-    args = ["--export", digits_export[1], "--rtl", rtl, "--sim", "icarus", "--n", "10", "-o", tmp_path / "sim"]
+    args = ["--export", digits_export[1], "--rtl", rtl, "--sim", "icarus", "--n", "4", "-o", tmp_path / "sim"]
     r = subprocess.run([sys.executable, "-m", "sim", *map(str, args), "--quiet"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads((tmp_path / "sim" / "results.json").read_text())
-    assert res["mismatches"] == 0 and res["images"] == 10
+    assert res["mismatches"] == 0 and res["images"] == 4

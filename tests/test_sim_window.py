@@ -10,7 +10,8 @@ SIMS = [
     for s in ("verilator", "icarus")
 ]
 
-# the first of each list runs on both simulators; Verilator builds take ~25 s each, so Icarus alone takes the rest
+# Icarus takes every shape; the first of each list also runs on Verilator under `make test-slow` (a build takes
+# ~20 s; `make test` has the window and pool on Verilator inside the conv network's end-to-end test)
 WINDOWS = [
     dict(channels=5, height=7, width=5, kernel=3, stride=2, padding=2, bits=3, in_lanes=3),  # odd C, L < C, stride 2
     dict(channels=3, height=5, width=6, kernel=3, stride=1, padding=1, bits=4, in_lanes=8),  # L > C, padding 1
@@ -23,7 +24,9 @@ POOLS = [
 
 def _cases(shapes, ids):
     return [
-        pytest.param(sim, shape, id=f"{ids(shape)}-{sim}", marks=SIMS[s].marks)
+        pytest.param(
+            sim, shape, id=f"{ids(shape)}-{sim}", marks=[*SIMS[s].marks, *([pytest.mark.slow] if s == 0 else [])]
+        )
         for k, shape in enumerate(shapes)
         for s, sim in enumerate(("verilator", "icarus"))
         if k == 0 or s == 1
@@ -47,7 +50,7 @@ def test_maxpool_bench(sim, work, shape):
     assert simulate_maxpool(**shape, sim=sim, work_dir=work, seed=2)
 
 
-@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("sim", [pytest.param("verilator", marks=[*SIMS[0].marks, pytest.mark.slow]), SIMS[1]])
 def test_map_benches_can_fail(sim, work):
     """A deliberately wrong expectation makes the bench report failure (the designs are already built)."""
     assert not simulate_window(**WINDOWS[0], sim=sim, work_dir=work, seed=1, corrupt=True)
