@@ -89,8 +89,9 @@ class MatrixVectorUnit(wiring.Component):
         Accumulator width (the exporter's worst case).
     thresholds : ``(orientation, thresholds)``, optional
         Hidden layer requantisation by a threshold table (:class:`~hw.requant.ThresholdRequantizer`).
-    progression : ``(orientation, a_fx, d_fx, frac_bits, levels)``, optional
-        Hidden layer requantisation by progression thresholds (:class:`~hw.requant.ProgressionRequantizer`).
+    progression : ``(orientation, a_fx, d_fx, frac_bits, levels, acc_range)``, optional
+        Hidden layer requantisation by progression thresholds (:class:`~hw.requant.ProgressionRequantizer`;
+        ``acc_range`` the accumulators' reachable ``(min, max)``, or ``None`` for all of ``acc_width``).
     scores : ``(scale, offset, score_width)``, optional
         Output layer requantisation.
     tree_pipeline : int

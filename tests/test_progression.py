@@ -395,7 +395,7 @@ def test_generator_picks_the_unit_by_representation(digits_export, digits_export
         pe=4,
         simd=16,
         acc_width=p.acc_bits,
-        progression=(p.orientation, a_fx, d_fx, f, 255),
+        progression=(p.orientation, a_fx, d_fx, f, 255, (p.acc_min, p.acc_max)),
     )
     assert isinstance(mvu._make_requant(), ProgressionRequantizer)
     mvu_t = MatrixVectorUnit(
