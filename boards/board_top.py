@@ -8,7 +8,7 @@ bytes, then the network's cycles from the image's last input beat to its result 
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
-from amaranth.lib.fifo import AsyncFIFO
+from amaranth.lib.fifo import AsyncFIFO, AsyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .host import frame_layout
@@ -16,8 +16,8 @@ from .uart import UARTReceiver, UARTTransmitter, baud_divisor
 
 __all__ = ["BoardTop"]
 
-#: entries of each clock-domain crossing FIFO: the UART delivers a beat every few hundred clock cycles and a result
-#: per image, so a few entries cover the crossing's pointer synchronisation with room to spare
+#: entries of each clock-domain crossing FIFO (the beats' has one more: its output register): the UART delivers a
+#: beat every few hundred clock cycles and a result per image, so a few entries cover the pointer synchronisation
 CDC_DEPTH = 4
 
 
@@ -37,10 +37,13 @@ class BoardTop(wiring.Component):
         LEDs showing the last class (binary).
     net_clk_freq : float or None
         ``None``: the network runs in ``sync`` too. A frequency in Hz: the network runs in the ``net`` clock domain
-        and input beats and results cross between ``sync`` and ``net`` through :class:`~amaranth.lib.fifo.AsyncFIFO`;
-        the reply's cycle count is in ``net`` cycles. This component uses ``net`` without creating it: a board
-        wrapper drives it (from a PLL, with its reset held until the PLL locks), and converted alone to Verilog it
-        becomes the ports ``net_clk`` and ``net_rst`` (what the board simulation drives).
+        and input beats and results cross between ``sync`` and ``net`` through :mod:`amaranth.lib.fifo`'s
+        asynchronous FIFOs; the reply's cycle count is in ``net`` cycles. This component uses ``net`` without
+        creating it: a board wrapper drives it (from a PLL, with its reset held until the PLL locks), and converted
+        alone to Verilog it becomes the ports ``net_clk`` and ``net_rst`` (what the board simulation drives). The
+        ``net`` reset clears the crossings and keeps beats from the network; on a platform the network's own
+        ``rst`` is tied low (it starts from its initial values, as on ECP5's reset-less ``sync``), in Verilog
+        without one it is ``net_rst``.
 
     Members
     -------
@@ -71,10 +74,13 @@ class BoardTop(wiring.Component):
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
         beat, beat_valid, beat_ready, last_beat = self._beats(m, rx)
         if self.net_clk_freq is None:
-            result, res_valid, res_ready = self._network(m, "sync", beat, beat_valid, beat_ready)
+            reset = ResetSignal("sync", allow_reset_less=True)  # reset-less on ECP5 boards: init values
+            result, res_valid, res_ready = self._network(m, "sync", beat, beat_valid, beat_ready, reset=reset)
             cycles = self._cycle_counter(m, "sync", beat_valid & beat_ready & last_beat)
         else:
-            result, res_valid, res_ready, cycles = self._network_across(m, beat, beat_valid, beat_ready, last_beat)
+            result, res_valid, res_ready, cycles = self._network_across(
+                m, platform, beat, beat_valid, beat_ready, last_beat
+            )
         self._reply(m, tx, result, res_valid, res_ready, cycles)
         return m
 
@@ -107,8 +113,8 @@ class BoardTop(wiring.Component):
             m.d.sync += [beat_valid.eq(0), beat.eq(0)]
         return beat, beat_valid, beat_ready, last_beat
 
-    def _network(self, m, domain, beat, beat_valid, beat_ready):
-        """The network, by name (its Verilog comes from ``hw gen``), clocked by ``domain``.
+    def _network(self, m, domain, beat, beat_valid, beat_ready, *, reset):
+        """The network, by name (its Verilog comes from ``hw gen``), clocked by ``domain``, reset by ``reset``.
 
         Returns ``(result, res_valid, res_ready)``; the caller drives ``res_ready``."""
         pin, pout = self.top["ports"]["in"], self.top["ports"]["out"]
@@ -117,7 +123,7 @@ class BoardTop(wiring.Component):
         m.submodules.network = Instance(
             self.top["top"],
             i_clk=ClockSignal(domain),
-            i_rst=ResetSignal(domain, allow_reset_less=True),  # reset-less on boards: init values
+            i_rst=reset,
             **{
                 f"i_{pin['payload']}": beat,
                 f"i_{pin['valid']}": beat_valid,
@@ -129,33 +135,44 @@ class BoardTop(wiring.Component):
         )
         return result, res_valid, res_ready
 
-    def _cycle_counter(self, m, domain, last_in):
-        """Cycles of ``domain`` since an image's last beat entered the network (``last_in``), counting that one."""
-        cycles = Signal(32)
+    def _cycle_counter(self, m, domain, restart, *, start=1, reset_less=False):
+        """A 32-bit count of ``domain``'s cycles, set to ``start`` after a cycle with ``restart``."""
+        cycles = Signal(32, reset_less=reset_less)
         m.d[domain] += cycles.eq(cycles + 1)
-        with m.If(last_in):
-            m.d[domain] += cycles.eq(1)
+        with m.If(restart):
+            m.d[domain] += cycles.eq(start)
         return cycles
 
-    def _network_across(self, m, beat, beat_valid, beat_ready, last_beat):
+    def _network_across(self, m, platform, beat, beat_valid, beat_ready, last_beat):
         """The network in ``net``, its beats and results crossing from and to ``sync``.
 
         Returns ``(result, res_valid, res_ready, cycles)`` in ``sync``; the caller drives ``res_ready``."""
         net_beat, net_valid, net_ready, net_last = self._beats_to_net(m, beat, beat_valid, beat_ready, last_beat)
-        # a network held in reset (the PLL not yet locked) must neither be offered nor take a beat
-        running = ~ResetSignal("net")
+        # Until the PLL locks (the net reset) the network is neither offered nor takes a beat; a register carries
+        # that, so the reset reaches only it, the result crossing's pointers and, in simulation, the network. On
+        # an FPGA the network's flip-flops start from their initial values at configuration (as on ECP5's reset-less
+        # `sync`): a reset would fan out to every one (11,532 on digits tfc PE4xSIMD16: placed at 59 MHz, and it
+        # stalled nextpnr's router). Simulators start registers unknown, so there (no platform) it is reset.
+        running = Signal()
+        m.d.net += running.eq(~ResetSignal("net"))
         offered, taken = Signal(), Signal()
         m.d.comb += [offered.eq(net_valid & running), net_ready.eq(taken & running)]
-        net_result, net_res_valid, net_res_ready = self._network(m, "net", net_beat, offered, taken)
-        net_cycles = self._cycle_counter(m, "net", offered & taken & net_last)
+        reset = ResetSignal("net") if platform is None else Const(0)
+        net_result, net_res_valid, net_res_ready = self._network(m, "net", net_beat, offered, taken, reset=reset)
+        # the count restarts from a register, not from the network's ready (logic elsewhere on the chip): one cycle
+        # late, at 2, it counts the same cycles as the single-clock counter from then on (a result is never due
+        # the cycle after the last beat)
+        restart = Signal(reset_less=True)
+        m.d.net += restart.eq(offered & taken & net_last)
+        net_cycles = self._cycle_counter(m, "net", restart, start=2, reset_less=True)
         return self._results_to_sync(m, net_result, net_res_valid, net_res_ready, net_cycles)
 
     def _beats_to_net(self, m, beat, beat_valid, beat_ready, last_beat):
         """``sync`` -> ``net``: each beat with its end-of-image flag through an
-        :class:`~amaranth.lib.fifo.AsyncFIFO`. Drives ``beat_ready``; returns ``(beat, valid, ready, last)`` in
-        ``net``, the caller driving ``ready``."""
-        m.submodules.beats_cdc = fifo = AsyncFIFO(
-            width=len(beat) + 1, depth=CDC_DEPTH, w_domain="sync", r_domain="net", exact_depth=True
+        :class:`~amaranth.lib.fifo.AsyncFIFOBuffered` (its outputs are registers, next to the network's input).
+        Drives ``beat_ready``; returns ``(beat, valid, ready, last)`` in ``net``, the caller driving ``ready``."""
+        m.submodules.beats_cdc = fifo = AsyncFIFOBuffered(
+            width=len(beat) + 1, depth=CDC_DEPTH + 1, w_domain="sync", r_domain="net", exact_depth=True
         )
         m.d.comb += [fifo.w_data.eq(Cat(beat, last_beat)), fifo.w_en.eq(beat_valid), beat_ready.eq(fifo.w_rdy)]
         return fifo.r_data[: len(beat)], fifo.r_rdy, fifo.r_en, fifo.r_data[-1]

@@ -182,6 +182,8 @@ def test_two_clock_plan_has_the_pll(tiny_rtl):
         "parameter \\CLKOP_DIV 4",
         'parameter \\FEEDBK_PATH "CLKOP"',
         'attribute \\FREQUENCY_PIN_CLKOP "150"',
+        # the network on the PLL's clock, its reset tied off (init values; no 10k-flip-flop reset net)
+        "cell \\lutmac_top \\network\n    connect \\clk \\net_clk [0]\n    connect \\rst 1'0\n",
     ):
         assert line in il, line
     plan, _ = build_plan(board("ulx3s_85f"), rtl, name="lutmac")
