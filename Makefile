@@ -53,6 +53,8 @@ BAUD     ?= 115200
 # pnr: board (board top with UART, bitstream) or network (the network alone, out of context, timed at TARGET_MHZ)
 PNR_SCOPE ?= board
 TARGET_MHZ ?= 200
+# pnr (board scope): the network's own clock in MHz, made by the ECP5 PLL; empty: the network on the board clock
+NET_MHZ  ?=
 PORT     ?=
 # make ip: the Vivado part (default: BOARD's if set, else xc7a35ticsg324-1L)
 PART     ?=
@@ -128,11 +130,12 @@ report: setup
 # PNR_SCOPE=network places the network alone on the board's device (no pins, no bitstream): pnr/BOARD-network
 pnr: setup
 	$(PY) -m boards pnr --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) --scope $(PNR_SCOPE) \
-	  --target-mhz $(TARGET_MHZ) $(if $(FORCE),--force) -o $(OUT)/pnr/$(BOARD)$(if $(filter network,$(PNR_SCOPE)),-network)
+	  --target-mhz $(TARGET_MHZ) $(if $(NET_MHZ),--net-mhz $(NET_MHZ)) $(if $(FORCE),--force) -o $(OUT)/pnr/$(BOARD)$(if $(filter network,$(PNR_SCOPE)),-network)
 
 # Xilinx boards (e.g. BOARD=arty_a7_35): amaranth-boards plan everywhere, Vivado run where Vivado exists
 build: setup
-	$(PY) -m boards build --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) $(if $(FORCE),--force) -o $(OUT)/build/$(BOARD)
+	$(PY) -m boards build --rtl $(OUT)/rtl --board "$(BOARD)" --baud $(BAUD) $(if $(NET_MHZ),--net-mhz $(NET_MHZ)) \
+	  $(if $(FORCE),--force) -o $(OUT)/build/$(BOARD)
 
 # Vivado IP (ip/component.xml) of an AXI4-Stream network (make gen AXIS=1): package_ip.tcl everywhere, run where
 # Vivado exists

@@ -53,21 +53,41 @@ def _pnr(a):
     from .flows import network_place_and_route, place_and_route
 
     if a.scope == "network":
+        if a.net_mhz is not None:
+            raise BoardsError(
+                f"--net-mhz {a.net_mhz:g} (NET_MHZ) clocks the board top's network from a PLL; --scope network "
+                f"places the network alone, timed at --target-mhz (TARGET_MHZ)"
+            )
         s = network_place_and_route(
             a.rtl, a.out, board_name=a.board, target_mhz=a.target_mhz, seed=a.seed, timeout=a.timeout, force=a.force
         )
         what = f"the network alone on {s['device']}-{s['speed']}"
     else:
         s = place_and_route(
-            a.rtl, a.out, board_name=a.board, baud=a.baud, seed=a.seed, timeout=a.timeout, force=a.force
+            a.rtl,
+            a.out,
+            board_name=a.board,
+            baud=a.baud,
+            net_mhz=a.net_mhz,
+            seed=a.seed,
+            timeout=a.timeout,
+            force=a.force,
         )
         what = f"{s['board']} board top, bitstream {a.out}/{s['bitstream']}"
     comb = s["utilization"].get("TRELLIS_COMB", {})
     path = s.get("critical_path") or {}
+    if s.get("net_clock"):
+        clocks = ", ".join(
+            f"{d} {v['fmax_mhz']} MHz (constraint {v['constraint_mhz']} MHz)" for d, v in s["domains"].items()
+        )
+        n = s["net_clock"]
+        fmax = f"Fmax {clocks}; net clock {n['achieved_mhz']:g} MHz from the PLL ({n['requested_mhz']:g} requested)"
+    else:
+        fmax = f"Fmax {s['fmax_mhz']} MHz (constraint {s['clock_constraint_mhz']} MHz)"
     print(
-        f"{a.out}/summary.json: {what}: Fmax {s['fmax_mhz']} MHz (constraint {s['clock_constraint_mhz']} MHz), "
-        f"LUT4 {comb.get('used')}/{comb.get('available')}, {s['images_per_s_at_fmax']} images/s at Fmax, "
-        f"{s['seconds']} s; critical path {path.get('from')} -> {path.get('to')}"
+        f"{a.out}/summary.json: {what}: {fmax}, LUT4 {comb.get('used')}/{comb.get('available')}, "
+        f"{s['images_per_s_at_fmax']} images/s at Fmax, {s['seconds']} s; critical path {path.get('from')} -> "
+        f"{path.get('to')}"
     )
     return 0
 
@@ -75,7 +95,7 @@ def _pnr(a):
 def _build(a):
     from .flows import vivado_build
 
-    s = vivado_build(a.rtl, a.out, board_name=a.board, baud=a.baud, timeout=a.timeout, force=a.force)
+    s = vivado_build(a.rtl, a.out, board_name=a.board, baud=a.baud, net_mhz=a.net_mhz, timeout=a.timeout, force=a.force)
     if s.get("utilization"):
         print(f"{a.out}/summary.json: {s['board']} {s['utilization']}, Fmax {s.get('fmax_mhz')} MHz")
     return 0
@@ -211,6 +231,15 @@ def main(argv=None):
         q.add_argument("--rtl", required=True, help="directory with top.v and top.json (make gen)")
         q.add_argument("--board", required=True, help="amaranth-boards board name (e.g. ulx3s_85f, arty_a7_35)")
         q.add_argument("--baud", type=int, default=115200, help="the board top's UART rate (default 115200)")
+        q.add_argument(
+            "--net-mhz",
+            type=float,
+            default=None,
+            metavar="F",
+            help="run the board top's network in its own clock domain at F MHz, made by the FPGA's PLL from the "
+            "board clock (the UART stays on the board clock); ECP5 boards only (default: the network on the "
+            "board clock)",
+        )
         q.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
         q.add_argument(
             "--force",

@@ -8,12 +8,17 @@ bytes, then the network's cycles from the image's last input beat to its result 
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
+from amaranth.lib.fifo import AsyncFIFO, AsyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .host import frame_layout
 from .uart import UARTReceiver, UARTTransmitter, baud_divisor
 
 __all__ = ["BoardTop"]
+
+#: entries of each clock-domain crossing FIFO (the beats' has one more: its output register): the UART delivers a
+#: beat every few hundred clock cycles and a result per image, so a few entries cover the pointer synchronisation
+CDC_DEPTH = 4
 
 
 class BoardTop(wiring.Component):
@@ -25,11 +30,20 @@ class BoardTop(wiring.Component):
         ``top.json`` of the network; the network itself is instantiated by name (``top["top"]``), its Verilog
         (``top.v``) is added to the build beside this module.
     clk_freq : float
-        Clock frequency in Hz.
+        Frequency of the ``sync`` domain (the UART's) in Hz.
     baud : int
         UART bit rate.
     leds : int
         LEDs showing the last class (binary).
+    net_clk_freq : float or None
+        ``None``: the network runs in ``sync`` too. A frequency in Hz: the network runs in the ``net`` clock domain
+        and input beats and results cross between ``sync`` and ``net`` through :mod:`amaranth.lib.fifo`'s
+        asynchronous FIFOs; the reply's cycle count is in ``net`` cycles. This component uses ``net`` without
+        creating it: a board wrapper drives it (from a PLL, with its reset held until the PLL locks), and converted
+        alone to Verilog it becomes the ports ``net_clk`` and ``net_rst`` (what the board simulation drives). The
+        ``net`` reset clears the crossings and keeps beats from the network; on a platform the network's own
+        ``rst`` is tied low (it starts from its initial values, as on ECP5's reset-less ``sync``), in Verilog
+        without one it is ``net_rst``.
 
     Members
     -------
@@ -38,10 +52,15 @@ class BoardTop(wiring.Component):
     led : ``Out(leds)``
     """
 
-    def __init__(self, *, top, clk_freq, baud=115200, leds=8):
+    def __init__(self, *, top, clk_freq, baud=115200, leds=8, net_clk_freq=None):
         self.top = top
         self.divisor = baud_divisor(clk_freq, baud)
         self.clk_freq, self.baud, self.leds = clk_freq, baud, leds
+        if net_clk_freq is not None and (
+            isinstance(net_clk_freq, bool) or not isinstance(net_clk_freq, (int, float)) or not net_clk_freq > 0
+        ):
+            raise ValueError(f"net_clk_freq must be None or a positive frequency in Hz, not {net_clk_freq!r}")
+        self.net_clk_freq = net_clk_freq
         self.score_bytes, self.frame_bytes = frame_layout(top)
         pin = top["ports"]["in"]
         if pin["bits"] > 8:
@@ -50,14 +69,27 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        t = self.top
-        pin, pout = t["ports"]["in"], t["ports"]["out"]
-        lanes, bits, pixels = pin["lanes"], pin["bits"], t["pixels"]
         m.submodules.rx = rx = UARTReceiver(divisor=self.divisor)
         m.submodules.tx = tx = UARTTransmitter(divisor=self.divisor)
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
+        beat, beat_valid, beat_ready, last_beat = self._beats(m, rx)
+        if self.net_clk_freq is None:
+            reset = ResetSignal("sync", allow_reset_less=True)  # reset-less on ECP5 boards: init values
+            result, res_valid, res_ready = self._network(m, "sync", beat, beat_valid, beat_ready, reset=reset)
+            cycles = self._cycle_counter(m, "sync", beat_valid & beat_ready & last_beat)
+        else:
+            result, res_valid, res_ready, cycles = self._network_across(
+                m, platform, beat, beat_valid, beat_ready, last_beat
+            )
+        self._reply(m, tx, result, res_valid, res_ready, cycles)
+        return m
 
-        # bytes -> input beats of `lanes` pixels; an image's last beat is zero-padded
+    def _beats(self, m, rx):
+        """Bytes -> input beats of ``lanes`` pixels (in ``sync``); an image's last beat is zero-padded.
+
+        Returns ``(beat, beat_valid, beat_ready, last_beat)``; the caller drives ``beat_ready``."""
+        pin = self.top["ports"]["in"]
+        lanes, bits, pixels = pin["lanes"], pin["bits"], self.top["pixels"]
         beat = Signal(lanes * bits)
         beat_valid, beat_ready = Signal(), Signal()
         lane = Signal(range(lanes))
@@ -79,14 +111,19 @@ class BoardTop(wiring.Component):
                     m.d.sync += lane.eq(lane + 1)
         with m.If(beat_valid & beat_ready):
             m.d.sync += [beat_valid.eq(0), beat.eq(0)]
+        return beat, beat_valid, beat_ready, last_beat
 
-        # the network, by name (its Verilog comes from hw gen)
+    def _network(self, m, domain, beat, beat_valid, beat_ready, *, reset):
+        """The network, by name (its Verilog comes from ``hw gen``), clocked by ``domain``, reset by ``reset``.
+
+        Returns ``(result, res_valid, res_ready)``; the caller drives ``res_ready``."""
+        pin, pout = self.top["ports"]["in"], self.top["ports"]["out"]
         result = Signal(pout["width"])
         res_valid, res_ready = Signal(), Signal()
         m.submodules.network = Instance(
-            t["top"],
-            i_clk=ClockSignal(),
-            i_rst=ResetSignal(allow_reset_less=True),  # reset-less on boards: init values
+            self.top["top"],
+            i_clk=ClockSignal(domain),
+            i_rst=reset,
             **{
                 f"i_{pin['payload']}": beat,
                 f"i_{pin['valid']}": beat_valid,
@@ -96,14 +133,62 @@ class BoardTop(wiring.Component):
                 f"i_{pout['ready']}": res_ready,
             },
         )
+        return result, res_valid, res_ready
 
-        # cycles from an image's last beat entering the network to its result
-        cycles = Signal(32)
-        m.d.sync += cycles.eq(cycles + 1)
-        with m.If(beat_valid & beat_ready & last_beat):
-            m.d.sync += cycles.eq(1)
+    def _cycle_counter(self, m, domain, restart, *, start=1, reset_less=False):
+        """A 32-bit count of ``domain``'s cycles, set to ``start`` after a cycle with ``restart``."""
+        cycles = Signal(32, reset_less=reset_less)
+        m.d[domain] += cycles.eq(cycles + 1)
+        with m.If(restart):
+            m.d[domain] += cycles.eq(start)
+        return cycles
 
-        # result -> reply frame, byte by byte
+    def _network_across(self, m, platform, beat, beat_valid, beat_ready, last_beat):
+        """The network in ``net``, its beats and results crossing from and to ``sync``.
+
+        Returns ``(result, res_valid, res_ready, cycles)`` in ``sync``; the caller drives ``res_ready``."""
+        net_beat, net_valid, net_ready, net_last = self._beats_to_net(m, beat, beat_valid, beat_ready, last_beat)
+        # Until the PLL locks (the net reset) the network is neither offered nor takes a beat; a register carries
+        # that, so the reset reaches only it, the result crossing's pointers and, in simulation, the network. On
+        # an FPGA the network's flip-flops start from their initial values at configuration (as on ECP5's reset-less
+        # `sync`): a reset would fan out to every one (11,532 on digits tfc PE4xSIMD16: placed at 59 MHz, and it
+        # stalled nextpnr's router). Simulators start registers unknown, so there (no platform) it is reset.
+        running = Signal()
+        m.d.net += running.eq(~ResetSignal("net"))
+        offered, taken = Signal(), Signal()
+        m.d.comb += [offered.eq(net_valid & running), net_ready.eq(taken & running)]
+        reset = ResetSignal("net") if platform is None else Const(0)
+        net_result, net_res_valid, net_res_ready = self._network(m, "net", net_beat, offered, taken, reset=reset)
+        # the count restarts from a register, not from the network's ready (logic elsewhere on the chip): one cycle
+        # late, at 2, it counts the same cycles as the single-clock counter from then on (a result is never due
+        # the cycle after the last beat)
+        restart = Signal(reset_less=True)
+        m.d.net += restart.eq(offered & taken & net_last)
+        net_cycles = self._cycle_counter(m, "net", restart, start=2, reset_less=True)
+        return self._results_to_sync(m, net_result, net_res_valid, net_res_ready, net_cycles)
+
+    def _beats_to_net(self, m, beat, beat_valid, beat_ready, last_beat):
+        """``sync`` -> ``net``: each beat with its end-of-image flag through an
+        :class:`~amaranth.lib.fifo.AsyncFIFOBuffered` (its outputs are registers, next to the network's input).
+        Drives ``beat_ready``; returns ``(beat, valid, ready, last)`` in ``net``, the caller driving ``ready``."""
+        m.submodules.beats_cdc = fifo = AsyncFIFOBuffered(
+            width=len(beat) + 1, depth=CDC_DEPTH + 1, w_domain="sync", r_domain="net", exact_depth=True
+        )
+        m.d.comb += [fifo.w_data.eq(Cat(beat, last_beat)), fifo.w_en.eq(beat_valid), beat_ready.eq(fifo.w_rdy)]
+        return fifo.r_data[: len(beat)], fifo.r_rdy, fifo.r_en, fifo.r_data[-1]
+
+    def _results_to_sync(self, m, result, res_valid, res_ready, cycles):
+        """``net`` -> ``sync``: each result with its cycle count through an :class:`~amaranth.lib.fifo.AsyncFIFO`.
+        Drives ``res_ready``; returns ``(result, valid, ready, cycles)`` in ``sync``, the caller driving ``ready``."""
+        m.submodules.results_cdc = fifo = AsyncFIFO(
+            width=len(result) + len(cycles), depth=CDC_DEPTH, w_domain="net", r_domain="sync", exact_depth=True
+        )
+        m.d.comb += [fifo.w_data.eq(Cat(result, cycles)), fifo.w_en.eq(res_valid), res_ready.eq(fifo.w_rdy)]
+        return fifo.r_data[: len(result)], fifo.r_rdy, fifo.r_en, fifo.r_data[len(result) :]
+
+    def _reply(self, m, tx, result, res_valid, res_ready, cycles):
+        """Result -> reply frame (class, scores, ``cycles``), byte by byte through the transmitter; LEDs."""
+        pout = self.top["ports"]["out"]
         cls_f, sc = pout["class"], pout["scores"]
         sb = self.score_bytes
         fields = [result[cls_f["offset"] : cls_f["offset"] + cls_f["bits"]].as_unsigned()]
@@ -130,4 +215,3 @@ class BoardTop(wiring.Component):
                 m.d.sync += sending.eq(0)
             with m.Else():
                 m.d.sync += byte_idx.eq(byte_idx + 1)
-        return m

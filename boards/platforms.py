@@ -22,11 +22,13 @@ __all__ = [
     "read_network",
     "check_target",
     "estimated_fit_error",
+    "net_clock_pll",
     "design_for",
     "build_plan",
     "program_command",
     "parse_nextpnr_log",
     "parse_critical_path",
+    "parse_critical_paths",
     "ECP5_LUT4_PER_LUT6",
     "ip_part",
     "ip_package_tcl",
@@ -190,14 +192,41 @@ def estimated_fit_error(b, rtl_dir, top):
     )
 
 
-def design_for(b, rtl_dir, *, baud=115200):
-    """``(platform, elaboratable, top)``: the board top wrapped for the board's pins, the network's Verilog added."""
+def net_clock_pll(b, net_mhz):
+    """The :class:`~boards.ecp5_pll.PLLConfig` that clocks the board top's network at ``net_mhz`` on board ``b``
+    from its oscillator, or None for ``net_mhz=None`` (the network on the board clock). Refused in one line: a board
+    without a PLL generator here (Xilinx), a frequency the PLL cannot make."""
+    if net_mhz is None:
+        return None
+    if isinstance(net_mhz, bool) or not isinstance(net_mhz, (int, float)) or not net_mhz > 0:
+        raise BoardsError(f"--net-mhz {net_mhz!r} (NET_MHZ): must be a positive frequency in MHz")
+    if b.vendor != "lattice-ecp5":
+        raise BoardsError(
+            f"--net-mhz {net_mhz:g} (NET_MHZ): {b.name} is a {b.vendor} board and the Vivado build plan has no MMCM "
+            f"generator yet, so its board top runs the network on the board clock; leave NET_MHZ empty"
+        )
+    from .ecp5_pll import ecp5_pll_config
+
+    try:
+        return ecp5_pll_config(platform_for(b).default_clk_frequency, net_mhz * 1e6)
+    except ValueError as e:
+        raise BoardsError(f"--net-mhz {net_mhz:g} (NET_MHZ) on {b.name}: {e}") from None
+
+
+def design_for(b, rtl_dir, *, baud=115200, net_mhz=None):
+    """``(platform, elaboratable, top)``: the board top wrapped for the board's pins, the network's Verilog added.
+
+    With ``net_mhz`` the network runs in its own ``net`` domain, clocked by an ``EHXPLLL`` from the board's
+    oscillator (:func:`net_clock_pll`) and held in reset until the PLL locks."""
     from amaranth.build import ResourceError
-    from amaranth.hdl import Elaboratable, Module
+    from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
     from amaranth.lib import io
+    from amaranth.lib.cdc import ResetSynchronizer
 
     from .board_top import BoardTop
+    from .ecp5_pll import ecp5_pll_instance
 
+    pll = net_clock_pll(b, net_mhz)
     top, verilog = read_network(rtl_dir)
     check_target(b, rtl_dir, top)
     if top.get("interface", "stream") != "stream":
@@ -210,7 +239,7 @@ def design_for(b, rtl_dir, *, baud=115200):
     platform.add_file("lutmac_network.v", verilog)
     clk_freq = platform.default_clk_frequency
     try:
-        core = BoardTop(top=top, clk_freq=clk_freq, baud=baud, leds=8)
+        core = BoardTop(top=top, clk_freq=clk_freq, baud=baud, leds=8, net_clk_freq=pll and pll.output_hz)
     except ValueError as e:
         raise BoardsError(f"BAUD: {e}") from None
 
@@ -218,6 +247,14 @@ def design_for(b, rtl_dir, *, baud=115200):
         def elaborate(self, platform):
             m = Module()
             m.submodules.core = core
+            if pll is not None:
+                m.domains.net = ClockDomain("net")
+                locked = Signal()
+                # the PLL's input is the oscillator pin's net, which also clocks `sync`
+                m.submodules.net_pll = ecp5_pll_instance(
+                    pll, clki=ClockSignal("sync"), clkop=ClockSignal("net"), lock=locked
+                )
+                m.submodules.net_reset = ResetSynchronizer(~locked, domain="net")
             uart = platform.request("uart", 0, dir="-")
             m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
             m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
@@ -234,9 +271,9 @@ def design_for(b, rtl_dir, *, baud=115200):
     return platform, Pins(), top
 
 
-def build_plan(b, rtl_dir, *, name="lutmac", baud=115200, **overrides):
+def build_plan(b, rtl_dir, *, name="lutmac", baud=115200, net_mhz=None, **overrides):
     """The amaranth-boards build plan (no tool is run)."""
-    platform, design, top = design_for(b, rtl_dir, baud=baud)
+    platform, design, top = design_for(b, rtl_dir, baud=baud, net_mhz=net_mhz)
     return platform.build(design, name=name, do_build=False, **overrides), top
 
 
@@ -254,7 +291,11 @@ def tool_path(name, env_var=None):
 
 
 def parse_nextpnr_log(text):
-    """Achieved Fmax per clock and device utilisation from a nextpnr-ecp5 log."""
+    """Achieved Fmax per clock and device utilisation from a nextpnr-ecp5 log.
+
+    Returns ``(fmax, util)``: ``fmax`` maps each clock nextpnr names (``$glbnet$clk``; a two-clock board top adds
+    ``$glbnet$net_clk``) to ``{"fmax_mhz", "constraint_mhz"}``, the last (post-route) report winning; ``util`` maps
+    each cell type to ``{"used", "available"}``."""
     fmax = {}
     for clock, mhz, target in re.findall(
         r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((?:PASS|FAIL) at "
@@ -268,28 +309,42 @@ def parse_nextpnr_log(text):
     return fmax, util
 
 
-def parse_critical_path(text):
-    """The worst path of nextpnr's final timing report: ``{from, to, ns, logic_ns, routing_ns}`` (cells), or None."""
-    blocks = list(
-        re.finditer(
-            r"Critical path report for clock[^\n]*\n(.*?)\nInfo: ([\d.]+) ns logic, ([\d.]+) ns routing",
-            text,
-            flags=re.S,
-        )
-    )
-    if not blocks:
-        return None
-    block = blocks[-1]  # nextpnr reports after placement, then after routing
-    steps = re.findall(r"^Info:\s+[\w-]+\s+[\d.]+\s+([\d.]+)\s+(Source|Sink) (\S+)", block.group(1), flags=re.M)
+_CRITICAL = re.compile(
+    r"Critical path report for clock '([^']+)'[^\n]*\n(.*?)\nInfo: ([\d.]+) ns logic, ([\d.]+) ns routing", flags=re.S
+)
+
+
+def _path(block):
+    steps = re.findall(r"^Info:\s+[\w-]+\s+[\d.]+\s+([\d.]+)\s+(Source|Sink) (\S+)", block.group(2), flags=re.M)
     if not steps:
         return None
     return {
         "from": steps[0][2],
         "to": steps[-1][2],
         "ns": float(steps[-1][0]),
-        "logic_ns": float(block.group(2)),
-        "routing_ns": float(block.group(3)),
+        "logic_ns": float(block.group(3)),
+        "routing_ns": float(block.group(4)),
     }
+
+
+def parse_critical_path(text):
+    """The worst path of nextpnr's final timing report: ``{from, to, ns, logic_ns, routing_ns}`` (cells), or None.
+
+    With one clock, its path; with several, the path of the last clock reported (see :func:`parse_critical_paths`
+    for each clock's)."""
+    blocks = list(_CRITICAL.finditer(text))
+    return _path(blocks[-1]) if blocks else None  # nextpnr reports after placement, then after routing
+
+
+def parse_critical_paths(text):
+    """Each clock's critical path (as :func:`parse_critical_path`) from nextpnr's last report for that clock:
+    ``{clock: path}``. Paths between clocks (nextpnr's cross-domain reports) are not clock paths and are left out."""
+    paths = {}
+    for block in _CRITICAL.finditer(text):
+        path = _path(block)
+        if path:
+            paths[block.group(1)] = path
+    return paths
 
 
 #: the part `make ip` packages for without BOARD or PART (Arty A7-35T's)
