@@ -66,11 +66,11 @@ def _fold(a):
     from .autofold import floor_cycles
     from .folding import estimate_luts
     from .gen import choose_folding, folding_json, load_export
-    from .network import NetworkTop
+    from .network import NetworkTop, UnitOptions
 
     _, layers = load_export(a.export)
     folding = choose_folding(layers, pe=1, simd=1, target_cycles=a.cycles, fit_luts=a.luts, target=a.target)
-    top = NetworkTop(layers=layers, folding=folding, tree_target=a.target)
+    top = NetworkTop(layers=layers, folding=folding, options=UnitOptions(tree_target=a.target))
     atomic_write_json(a.out, folding_json(layers, folding))
     folds = ", ".join(f"{p.name} {f.pe}x{f.simd}" for p, f in zip(layers, folding) if p.spec.compute)
     print(

@@ -11,9 +11,8 @@ from . import HardwareError
 from .argmax import argmax_latency
 from .fast_emit import fast_memory_init
 from .folding import estimate_luts, resolve_folding
-from .mvu import WEIGHT_MEMORIES
-from .network import NetworkTop
-from .targets import TARGETS, tree_simulation_models
+from .network import NetworkTop, UnitOptions
+from .targets import tree_simulation_models
 
 __all__ = [
     "load_export",
@@ -94,10 +93,7 @@ def top_description(top, manifest, export_dir, *, top_name=TOP_NAME):
         "latency_cycles": top.latency_bound + 1 + argmax_latency(top.classes),
         "fold_bound_cycles": top.fold_bound_cycles,
         "layers": top.layer_info,
-        "tree_pipeline": top.tree_pipeline,
-        "buffers": top.buffers,
-        "weight_memory": top.weight_memory,
-        "tree_target": top.tree_target,
+        **top.options.to_dict(),  # tree_pipeline, tree_target, buffers, weight_memory
         "macs_per_cycle": sum(f.pe * f.simd for p, f in zip(top._layers, top.folding) if p.spec.compute),
     }
 
@@ -161,14 +157,9 @@ def generate(
     from common.files import atomic_directory, check_output_dir
 
     check_output_dir(out_dir, stage="gen", inputs=(export_dir,))
-    if not isinstance(tree_pipeline, int) or tree_pipeline < 0:
-        raise HardwareError(f"tree_pipeline must be an integer >= 0, not {tree_pipeline!r}")
-    if target not in TARGETS:
-        raise HardwareError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
-    if buffers not in ("auto", "registers"):
-        raise HardwareError(f"buffers must be auto or registers, not {buffers!r}")
-    if weight_memory not in WEIGHT_MEMORIES:
-        raise HardwareError(f"weight_memory must be one of {', '.join(WEIGHT_MEMORIES)}, not {weight_memory!r}")
+    options = UnitOptions(
+        tree_pipeline=tree_pipeline, tree_target=target, buffers=buffers, weight_memory=weight_memory
+    )  # checked here, before the export is read
     prefix = module_prefix(name)
     manifest, layers = load_export(export_dir)
     for p in layers:
@@ -189,15 +180,7 @@ def generate(
     if lut_budget is not None and estimate > lut_budget:
         warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")
     tree_modules = {}
-    top = NetworkTop(
-        layers=layers,
-        folding=folding,
-        tree_pipeline=tree_pipeline,
-        tree_modules=tree_modules,
-        tree_target=target,
-        buffers=buffers,
-        weight_memory=weight_memory,
-    )
+    top = NetworkTop(layers=layers, folding=folding, options=options, tree_modules=tree_modules)
     top_name = f"{prefix}_top"
     desc = top_description(top, manifest, export_dir, top_name=top_name)
     desc["estimated_luts"] = estimate

@@ -7,19 +7,22 @@ map streams pixel by pixel, ``ceil(C / lanes)`` beats per pixel (:func:`~hw.slid
 layer's output is one "pixel" of all its outputs. Adding a kind means one builder here.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import HardwareError
 from .maxpool import MaxPool
-from .mvu import MatrixVectorUnit
+from .mvu import WEIGHT_MEMORIES, MatrixVectorUnit
 from .patch_window import PatchWindow
 from .requant import ProgressionRequantizer
 from .sliding_window import SlidingWindow
+from .targets import TARGETS
 
 __all__ = [
+    "UnitOptions",
     "LayerFolding",
     "LayerHardware",
     "LayerChain",
@@ -37,6 +40,49 @@ __all__ = [
 
 #: a conv layer whose whole patch is at most this many bits may get a :class:`~hw.patch_window.PatchWindow`
 PATCH_WINDOW_BITS = 4608  # 3 x 3 x 64 values of 8 bits
+
+
+@dataclass(frozen=True)
+class UnitOptions:
+    """How every layer's units are built: ``hw gen``'s options, recorded under the same keys in ``top.json`` (so a
+    later stage rebuilds the same units with :meth:`from_description`). Checked once, here.
+
+    Members
+    -------
+    tree_pipeline : int
+        Adder-tree register spacing (0: none).
+    tree_target : str
+        Adder-tree netlist (:data:`hw.targets.TARGETS`).
+    buffers : str
+        MVU input-buffer storage: ``"auto"`` or ``"registers"``.
+    weight_memory : str
+        Weight ROM placement (:data:`hw.mvu.WEIGHT_MEMORIES`).
+    """
+
+    tree_pipeline: int = 0
+    tree_target: str = "portable"
+    buffers: str = "auto"
+    weight_memory: str = "auto"
+
+    def __post_init__(self):
+        if not isinstance(self.tree_pipeline, int) or self.tree_pipeline < 0:
+            raise HardwareError(f"tree_pipeline must be an integer >= 0, not {self.tree_pipeline!r}")
+        if self.tree_target not in TARGETS:
+            raise HardwareError(f"target must be one of {', '.join(TARGETS)}, not {self.tree_target!r}")
+        if self.buffers not in ("auto", "registers"):
+            raise HardwareError(f"buffers must be auto or registers, not {self.buffers!r}")
+        if self.weight_memory not in WEIGHT_MEMORIES:
+            raise HardwareError(
+                f"weight_memory must be one of {', '.join(WEIGHT_MEMORIES)}, not {self.weight_memory!r}"
+            )
+
+    @classmethod
+    def from_description(cls, top):
+        """The options a ``top.json`` was generated with (defaults for keys an older one lacks)."""
+        return cls(**{k: top[k] for k in asdict(cls()) if k in top})
+
+    def to_dict(self):
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -114,11 +160,8 @@ def _mvu(p, f, *, in_lanes, group, ctx):
         pe=f.pe,
         simd=f.simd,
         acc_width=p.acc_bits,
-        tree_pipeline=ctx["tree_pipeline"],
         tree_modules=ctx["tree_modules"],
-        tree_target=ctx["tree_target"],
-        buffers=ctx["buffers"],
-        weight_memory=ctx["weight_memory"],
+        **ctx["options"].to_dict(),
         hardwired=f.hardwired,
     )
     if p.is_output:
@@ -239,24 +282,10 @@ def _maxpool(p, f, *, in_lanes, in_group, ctx):
 UNITS = {"dense": _dense, "conv2d": _conv, "maxpool2d": _maxpool}
 
 
-def build_layers(
-    layers,
-    folding,
-    *,
-    tree_pipeline=0,
-    tree_modules=None,
-    tree_target="portable",
-    buffers="auto",
-    weight_memory="auto",
-):
-    """:class:`LayerHardware` for every layer, each fed by the one before it (the first by :func:`input_format`)."""
-    ctx = {
-        "tree_pipeline": tree_pipeline,
-        "tree_modules": tree_modules,
-        "tree_target": tree_target,
-        "buffers": buffers,
-        "weight_memory": weight_memory,
-    }
+def build_layers(layers, folding, *, options=None, tree_modules=None):
+    """:class:`LayerHardware` for every layer, each fed by the one before it (the first by :func:`input_format`);
+    ``options`` (:class:`UnitOptions`) and ``tree_modules`` go to every MVU."""
+    ctx = {"options": options or UnitOptions(), "tree_modules": tree_modules}
     lanes, group = input_format(layers, folding)
     out = []
     for p, f in zip(layers, folding):

@@ -6,9 +6,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .argmax import ArgmaxCollector, result_layout
-from .layers import LayerFolding, build_layers, geometry_only, input_format
+from .layers import LayerFolding, UnitOptions, build_layers, geometry_only, input_format
 
-__all__ = ["LayerFolding", "NetworkTop"]
+__all__ = ["LayerFolding", "NetworkTop", "UnitOptions"]
 
 
 class NetworkTop(wiring.Component):
@@ -22,14 +22,11 @@ class NetworkTop(wiring.Component):
     ----------
     layers : list of :class:`export.manifest.LayerParams`
     folding : list of :class:`~hw.layers.LayerFolding`, one per layer (already clipped to the layer)
-    tree_pipeline : int
-        Adder-tree register spacing, passed to every unit.
-    tree_target : str
-        Adder-tree netlist, see :class:`~hw.mvu.MatrixVectorUnit`.
+    options : :class:`~hw.layers.UnitOptions`
+        How every unit is built (tree pipeline and netlist, buffers, weight memories); the defaults when ``None``.
+        Also a member.
     tree_modules : dict, optional
         Passed to every :class:`~hw.mvu.MatrixVectorUnit`: PEs become instances of separately emitted modules.
-    buffers : str
-        Input-buffer storage of every MVU (:data:`hw.input_buffer.STORAGES`).
 
     Members
     -------
@@ -40,24 +37,11 @@ class NetworkTop(wiring.Component):
         One beat per image.
     """
 
-    def __init__(
-        self,
-        *,
-        layers,
-        folding,
-        tree_pipeline=0,
-        tree_modules=None,
-        tree_target="portable",
-        buffers="auto",
-        weight_memory="auto",
-    ):
+    def __init__(self, *, layers, folding, options=None, tree_modules=None):
         if len(folding) != len(layers):
             raise ValueError(f"folding has {len(folding)} entries for {len(layers)} layers")
-        self._layers, self.folding, self.tree_pipeline = layers, list(folding), tree_pipeline
+        self._layers, self.folding, self.options = layers, list(folding), options or UnitOptions()
         self._tree_modules = tree_modules
-        self.tree_target = tree_target
-        self.buffers = buffers
-        self.weight_memory = weight_memory
         self.lanes_per_beat, self.group = input_format(layers, folding)
         self.in_bits = layers[0].in_bits
         c, h, w = layers[0].spec.in_shape
@@ -84,15 +68,7 @@ class NetworkTop(wiring.Component):
 
     def layer_hardware(self):
         """Fresh :class:`~hw.layers.LayerHardware` for every layer (used by elaborate and for reporting)."""
-        return build_layers(
-            self._layers,
-            self.folding,
-            tree_pipeline=self.tree_pipeline,
-            tree_modules=self._tree_modules,
-            tree_target=self.tree_target,
-            buffers=self.buffers,
-            weight_memory=self.weight_memory,
-        )
+        return build_layers(self._layers, self.folding, options=self.options, tree_modules=self._tree_modules)
 
     def units(self):
         """Every unit of every layer, in stream order."""

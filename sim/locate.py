@@ -41,7 +41,7 @@ def locate_mismatch(export_dir, top, image_index, *, sim, work_dir):
 
     from export.golden import GoldenModel
     from export.manifest import load_test_set
-    from hw.layers import LayerChain, LayerFolding, build_layers, geometry_only
+    from hw.layers import LayerChain, LayerFolding, UnitOptions, build_layers, geometry_only
     from hw.targets import tree_simulation_models
 
     golden = GoldenModel(export_dir)
@@ -54,13 +54,8 @@ def locate_mismatch(export_dir, top, image_index, *, sim, work_dir):
         for e in top["layers"]
     ]
     trees = {}
-    chains = build_layers(
-        golden.layers,
-        folding,
-        tree_pipeline=top.get("tree_pipeline", 0),
-        tree_modules=trees,
-        tree_target=top.get("tree_target", "portable"),
-    )
+    # the units top.v was generated with (buffers and weight memories included), as top.json records them
+    chains = build_layers(golden.layers, folding, options=UnitOptions.from_description(top), tree_modules=trees)
     geometry_only(chains)  # only the layers up to the first difference are simulated
     x = image
     for p, hw, expected in zip(golden.layers, chains, outputs):

@@ -14,7 +14,7 @@ from export.golden import GoldenModel
 from export.manifest import load_test_set
 from hw.folding import resolve_folding
 from hw.layers import image_beats
-from hw.network import NetworkTop
+from hw.network import NetworkTop, UnitOptions
 from hw.stream_helpers import stream_get_all, stream_put_all
 
 
@@ -24,7 +24,7 @@ def simulate_network(export_dir, n, *, pe, simd, gap=0.0, stall=0.0, seed=0, tre
     dut = NetworkTop(
         layers=g.layers,
         folding=resolve_folding(g.layers, pe=pe, simd=simd, hardwired=hardwired),
-        tree_pipeline=tree_pipeline,
+        options=UnitOptions(tree_pipeline=tree_pipeline),
     )
     rng = np.random.default_rng(seed)
     got, times = [], {}
@@ -136,6 +136,25 @@ def test_gen_weight_memory_marks_weight_roms(digits_export, tmp_path, choice, st
     assert weight_rom_style("auto", depth=BLOCK_ROM_MIN_DEPTH) is None
     assert weight_rom_style("auto", depth=BLOCK_ROM_MIN_DEPTH + 1) == "block"
     assert weight_rom_style("block", depth=None) is None  # a hard-wired layer has no ROM
+
+
+def test_top_json_records_the_unit_options_a_later_stage_rebuilds(digits_export, tmp_path):
+    """`top.json` holds every :class:`UnitOptions` field, and `sim`'s layer locator rebuilds the same units from it;
+    a bad option is refused before the export is read."""
+    from hw import HardwareError
+    from hw.gen import generate
+
+    options = UnitOptions(tree_pipeline=2, tree_target="xc7", buffers="registers", weight_memory="block")
+    desc = generate(digits_export[1], tmp_path / "rtl", pe=4, simd=16, warn=lambda s: None, **{
+        "tree_pipeline": 2, "target": "xc7", "buffers": "registers", "weight_memory": "block"})  # fmt: skip
+    assert UnitOptions.from_description(desc) == options
+    assert UnitOptions.from_description({}) == UnitOptions()  # a top.json from before the keys existed
+    for bad in (dict(buffers="ram"), dict(weight_memory="bram"), dict(tree_target="ice40"), dict(tree_pipeline=-1)):
+        with pytest.raises(HardwareError, match=next(iter(bad)).split("_")[-1]):
+            UnitOptions(**bad)
+    with pytest.raises(HardwareError, match="buffers must be auto or registers, not 'ram'"):
+        generate(tmp_path / "no-export", tmp_path / "x", pe=4, simd=16, buffers="ram")
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(
