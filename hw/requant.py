@@ -7,6 +7,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from export.folding import apply_progression
+
 from .widths import signed_width, unsigned_width
 
 __all__ = ["ThresholdRequantizer", "ProgressionRequantizer", "ScoreRequantizer", "csd_digits"]
@@ -244,14 +246,12 @@ class ProgressionRequantizer(wiring.Component):
         lo, hi = acc_range if acc_range is not None else (-(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1)
         if not -(1 << (acc_width - 1)) <= lo <= hi < 1 << (acc_width - 1):
             raise ValueError(f"acc_range {acc_range!r} does not fit {acc_width}-bit accumulators")
+        # a row's level moves one way with acc: equal at both ends of the range, it is one level throughout
+        ends = apply_progression([[lo] * self.neurons, [hi] * self.neurons], orientation, a_fx, d_fx, frac_bits, levels)
         self._orientation, self._zero, self._a, self._d = [], [], [], []
-        for s, a, d in zip(orientation, a_fx, d_fx):
-            s, a, d = int(s), int(a), int(d)
-            v_lo, v_hi = (lo, hi) if s > 0 else (-hi, -lo)
-            c = self._level(v_lo, a, d)
-            zero = c == self._level(v_hi, a, d)  # levels rise with v: one level over the range is a constant row
-            if zero:
-                s, a, d = 1, -c, 1  # r = 0 * 2^F - (-c) = c, level c
+        for s, a, d, c, c_hi in zip(orientation, a_fx, d_fx, ends[0], ends[1]):
+            zero = c == c_hi
+            s, a, d = (1, -int(c), 1) if zero else (int(s), int(a), int(d))  # zero: r = 0 * 2^F - (-c) = c
             self._orientation.append(s)
             self._zero.append(int(zero))
             self._a.append(a)
@@ -267,10 +267,6 @@ class ProgressionRequantizer(wiring.Component):
         self.word_width = 2 + self.a_width + self.d_width  # per neuron: negate, zero, A, D
         self.latency = self.latency_for(self.abits)
         super().__init__(_level_signature(acc_width=acc_width, lanes=lanes, folds=self.folds, abits=self.abits))
-
-    def _level(self, v, a, d):
-        """The progression's level for ``v = s * acc`` (``docs/folding.md``)."""
-        return min(self.levels, max(0, ((v << self.frac_bits) - a) // d))
 
     @staticmethod
     def stage_steps(abits, interval=1):
