@@ -267,6 +267,25 @@ def _wait_for(predicate, proc, what, timeout=90):
         time.sleep(0.02)
 
 
+def test_ctrl_c_during_a_checkpoint_write_counts_only_the_saved_epochs(tmp_path, monkeypatch):
+    """Ctrl-C while epoch 2's checkpoint is being written: the message counts the one epoch the checkpoint holds
+    (the atomic write leaves epoch 1's), not the two that ran."""
+    import train.trainer as trainer
+
+    real, calls = trainer._save, []
+
+    def save(path, obj):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(path, obj)
+
+    monkeypatch.setattr(trainer, "_save", save)
+    with pytest.raises(Interrupted, match=r"interrupted in epoch 2 of 5 \(1 complete, saved in "):
+        run_training(TrainConfig(dataset="digits", arch="64-10", epochs=5), tmp_path / "t", progress=False)
+    assert torch.load(tmp_path / "t" / "checkpoint.pt", weights_only=False)["epoch"] == 1
+
+
 def test_ctrl_c_exits_130_and_resumes(tmp_path):
     out = tmp_path / "t"
     ck = out / "checkpoint.pt"

@@ -259,7 +259,6 @@ def run_training(cfg, out_dir, *, resume=False, progress=True, device="cpu", log
     A stochastic run ends with :attr:`TrainConfig.finetune` deterministic epochs. Under ``torchrun`` every rank
     trains its share of each batch (gradients averaged by DistributedDataParallel) and rank 0 alone writes files.
     """
-    cfg.validate()
     world = _World(resolve_device(device))
     try:
         metrics = _train(cfg, out_dir, resume=resume, progress=progress, world=world, log=log)
@@ -335,7 +334,7 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
         disable=not (progress and lead),
         dynamic_ncols=True,
     )
-    epoch = start
+    epoch = saved = start
     try:
         for epoch in bar:
             if epoch == cfg.epochs and cfg.finetune:
@@ -400,10 +399,11 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
                         },
                     },
                 )
+                saved = epoch + 1  # only now: Ctrl-C inside the (atomic) write leaves the previous checkpoint
     except KeyboardInterrupt:
         bar.close()
         raise Interrupted(
-            f"interrupted in epoch {epoch + 1} of {total} ({len(history)} complete, saved in "
+            f"interrupted in epoch {epoch + 1} of {total} ({saved} complete, saved in "
             f"{ck_path}); resume with `make train RESUME=1` and the same variables "
             f"(python -m train ... --resume)"
         ) from None
