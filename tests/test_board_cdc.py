@@ -100,7 +100,10 @@ def test_net_clock_is_a_port_pair_only_when_asked(tiny_rtl):
     one = board_verilog(top, clk_freq=8e6, baud=1_000_000)
     two = board_verilog(top, clk_freq=8e6, baud=1_000_000, net_clk_freq=21.6e6)
     assert "net_clk" not in one and "beats_cdc" not in one
-    assert "module lutmac_board(clk, rst, net_clk, net_rst, tx, led, rx);" in two
+    # the ports, in whatever order the backend lists the clock domains
+    header = next(line for line in two.splitlines() if line.startswith("module lutmac_board("))
+    ports = header[len("module lutmac_board(") : header.index(")")].split(", ")
+    assert sorted(ports) == sorted(["clk", "rst", "net_clk", "net_rst", "tx", "led", "rx"]), header
     with pytest.raises(ValueError, match=r"net_clk_freq must be None or a positive frequency in Hz, not 0"):
         BoardTop(top=top, clk_freq=8e6, baud=1_000_000, net_clk_freq=0)
 

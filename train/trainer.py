@@ -154,6 +154,15 @@ def _save(path, obj):
         torch.save(obj, tmp)
 
 
+def _file_identity(path):
+    """``(inode, mtime)`` of ``path`` or ``None``: a checkpoint written atomically (a rename) changes both."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def _load_checkpoint(path, cfg):
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
@@ -335,6 +344,7 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
         dynamic_ncols=True,
     )
     epoch = saved = start
+    pending = None  # (epoch, the checkpoint file's identity before) while a checkpoint is being written
     try:
         for epoch in bar:
             if epoch == cfg.epochs and cfg.finetune:
@@ -380,6 +390,7 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
                 best = {"epoch": epoch + 1, "val_error": val_err, "model": _cpu_state(model)}
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", val_err=f"{100 * val_err:.2f}%", lr=f"{lr:.2e}")
             if lead:
+                pending = (epoch + 1, _file_identity(ck_path))
                 _save(
                     ck_path,
                     {
@@ -399,9 +410,11 @@ def _train(cfg, out_dir, *, resume, progress, world, log):
                         },
                     },
                 )
-                saved = epoch + 1  # only now: Ctrl-C inside the (atomic) write leaves the previous checkpoint
+                saved, pending = epoch + 1, None
     except KeyboardInterrupt:
         bar.close()
+        if pending is not None and _file_identity(ck_path) != pending[1]:
+            saved = pending[0]  # the write's last step, the rename, had happened: the new checkpoint is there
         raise Interrupted(
             f"interrupted in epoch {epoch + 1} of {total} ({saved} complete, saved in "
             f"{ck_path}); resume with `make train RESUME=1` and the same variables "
