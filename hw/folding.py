@@ -93,15 +93,17 @@ HARDWIRED_LUTS_PER_LANE = {"portable": (0.22, 0.52), "xc7": (0.155, 0.37), "xcu"
 
 #: Input buffers (:class:`hw.input_buffer.InputBuffer`), LUT6 per ``simd`` lane and bit, digits tfc PE4 x SIMD16
 #: (synth_xilinx xc7): the register store's read multiplexers ``ceil(2 * SF / 4)``; the memory store's row
-#: assembly, 0.1 when beats line up with rows and 2.2 when they do not (taken as 1.2), plus its distributed RAM,
-#: 4 LUTs per 6 bits of 32 rows (``RAM32M``).
+#: assembly, 0.06 when beats fill slots of rows (``sfc`` PE16 x SIMD64: 32 LUT for 512 bits) and 2.0 when they
+#: straddle rows (taken as 1.2: the estimate does not know the producer's lanes), plus its distributed RAM, 4 LUTs
+#: per 6 bits of 32 rows (``RAM32M``).
 BUFFER_ASSEMBLY_LUTS = 1.2
 
-#: Progression requantisers (:class:`hw.requant.ProgressionRequantizer`): one subtract-and-restore stage per
-#: ``stage_steps`` entry (``abits`` where sums come every cycle, fewer where they come SF steps apart), about
-#: ``acc_bits + frac_bits`` wide, two LUTs per bit each; 1,899 LUT measured for 4 lanes of tfc's fc0
-#: (acc 15 bits, F = 14, A8, eight stages) against 1,856 by this rule.
-PROGRESSION_LUTS_PER_STAGE_BIT = 2
+#: Progression requantisers (:class:`hw.requant.ProgressionRequantizer`): LUTs per bit of the search plan's cost
+#: model (``SearchPlan.luts_per_lane``: the stages' subtractor and multiplexer bits, the memory word and ``r``'s
+#: adder). Measured on synth_xilinx xc7 for 16 lanes of Fashion ``sfc``: fc1 at SF 4 (stages 3, 3, 3 behind the
+#: overflow step) 3,632 LUT against 3,472 by the model, at SF 1 (nine one-step stages) 6,635 against 7,216; fc0 at
+#: SF 13 (one 8-step stage) 2,282 against 2,352.
+PROGRESSION_LUTS_PER_MODEL_BIT = 1.0
 
 
 def tree_luts_per_lane(target, in_bits, *, hardwired=False):
@@ -122,7 +124,7 @@ def estimate_luts(layers, folding, target, *, buffers="auto"):
     Per layer: ``PE * SIMD * tree_luts_per_lane(target, in_bits)`` for the adder trees (measured per target, see
     :data:`TREE_LUTS_PER_LANE`), the input buffer (:data:`BUFFER_ASSEMBLY_LUTS`; with ``buffers="registers"`` its
     read multiplexers, ``SIMD * in_bits * ceil(2 * SF / 4)``) and the requantiser: ``PE * abits * acc_bits / 2``
-    for threshold comparators, :data:`PROGRESSION_LUTS_PER_STAGE_BIT` for progressions. Control, weight memories
+    for threshold comparators, :data:`PROGRESSION_LUTS_PER_MODEL_BIT` for progressions. Control, weight memories
     mapped to logic and pipeline registers are left out, so whole networks synthesise to more (tfc A8 PE4 x SIMD16
     xc7 with table thresholds and register buffers: measured/estimate 2.45). A design this already puts over a
     device does not fit.
@@ -141,8 +143,18 @@ def estimate_luts(layers, folding, target, *, buffers="auto"):
         if p.is_output:
             continue
         if getattr(p, "progression", None) is not None and requant_kind(p) == "progression":
-            stages = len(ProgressionRequantizer.stage_steps(p.abits, sf))  # fewer where sums come SF apart
-            total += f.pe * stages * (p.acc_bits + p.progression[0]) * PROGRESSION_LUTS_PER_STAGE_BIT
+            frac_bits, a_fx, d_fx = p.progression
+            search = ProgressionRequantizer.plan(
+                orientation=p.orientation,
+                a_fx=a_fx,
+                d_fx=d_fx,
+                frac_bits=frac_bits,
+                levels=p.thresholds.shape[1],
+                acc_width=p.acc_bits,
+                acc_range=(p.acc_min, p.acc_max),
+                interval=sf,  # fewer stages where sums come SF apart
+            )
+            total += f.pe * search.luts_per_lane * PROGRESSION_LUTS_PER_MODEL_BIT
         else:
             total += f.pe * p.abits * p.acc_bits // 2
     return int(round(total))

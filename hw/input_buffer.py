@@ -60,10 +60,13 @@ class InputBuffer(wiring.Component):
         row_folds``); decides the number of banks.
     storage : ``"auto"``, ``"memory"`` or ``"registers"``
         ``"memory"`` keeps the banks in RAM (distributed RAM in practice) instead of ``banks * length * bits``
-        flip-flops and SF:1 read multiplexers, in one of two layouts (:attr:`layout`): ``"beats"``, a word per beat,
-        when every beat is whole rows of ``simd`` values (``lanes`` a multiple of ``simd``, ``group`` a multiple
-        of ``lanes``: a conv layer's pixels of C channels); else ``"rows"``, rows of ``simd`` values assembled from
-        the beats in one row register, when ``lanes <= simd``. Either needs two or more column folds. ``"auto"``
+        flip-flops and SF:1 read multiplexers, in one of three layouts (:attr:`layout`), each needing two or more
+        column folds: ``"beats"``, a word per beat, when every beat is whole rows of ``simd`` values (``lanes`` a
+        multiple of ``simd``, ``group`` a multiple of ``lanes``: a conv layer's pixels of C channels); ``"slots"``,
+        each beat written straight into its slot of a row, when a row is whole beats (``simd`` a multiple of
+        ``lanes``, and ``group`` a multiple of ``lanes`` or the whole vector: an MLP layer after a layer of
+        ``lanes`` PEs, or a network's first layer); else ``"rows"``,
+        rows of ``simd`` values assembled from the beats in one row register, when ``lanes <= simd``. ``"auto"``
         (the default) takes memory wherever it can.
 
     Members
@@ -96,11 +99,16 @@ class InputBuffer(wiring.Component):
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, not {storage!r}")
         # memory layouts: whole beats as rows when a beat is whole rows of simd values; else rows of simd values
         # assembled from beats of at most simd values (a beat then touches at most two rows)
+        whole_beats = group % lanes == 0  # no short beats: beat k holds values k * lanes ..
         self.layout = (
-            "beats"
-            if lanes % simd == 0 and group % lanes == 0 and self.sf >= 2
+            None
+            if self.sf < 2
+            else "beats"
+            if lanes % simd == 0 and whole_beats
+            else "slots"
+            if simd % lanes == 0 and (whole_beats or group == length)  # at most the vector's last beat short
             else "rows"
-            if lanes <= simd and self.sf >= 2
+            if lanes <= simd
             else None
         )
         if storage == "memory" and self.layout is None:
@@ -149,6 +157,8 @@ class InputBuffer(wiring.Component):
 
         if self.storage == "memory" and self.layout == "beats":
             self._beat_store(m, beat, rbank_next)
+        elif self.storage == "memory" and self.layout == "slots":
+            self._slot_store(m, beat, rbank_next)
         elif self.storage == "memory":
             self._memory_store(m, beat, hold, rbank_next)
         else:
@@ -183,17 +193,27 @@ class InputBuffer(wiring.Component):
             beat.index.eq(wbeat),
             beat.last.eq(wbeat == self.beats - 1),
         ]
-        if self.storage != "memory" or self.layout != "rows":
+        if self.storage != "memory" or self.layout not in ("rows", "slots"):
+            return beat
+        fold, offset = Signal.like(beat.fold), Signal.like(beat.offset)
+        m.d.sync += [beat.fold.eq(fold), beat.offset.eq(offset)]
+        if self.layout == "slots":  # beat k: row k // per_row, slot k % per_row (offset counts slots here)
+            with m.If(accept):
+                with m.If(wbeat == self.beats - 1):
+                    m.d.sync += [fold.eq(0), offset.eq(0)]
+                with m.Elif(offset == self.simd // self.lanes - 1):
+                    m.d.sync += [fold.eq(fold + 1), offset.eq(0)]
+                with m.Else():
+                    m.d.sync += offset.eq(offset + 1)
             return beat
         # the next beat's start, advanced by each accepted beat's count (at most simd: one row crossing at most)
-        fold, offset = Signal.like(beat.fold), Signal.like(beat.offset)
         per_group = -(-self.group // self.lanes)
         short_len = self.group - (per_group - 1) * self.lanes
         in_group = Signal(range(max(2, per_group)))
         short = (in_group == per_group - 1) if short_len != self.lanes else hdl.Const(0)
         count = hdl.Mux(short, short_len, self.lanes)
         wrapped = offset + count - self.simd
-        m.d.sync += [beat.fold.eq(fold), beat.offset.eq(offset), beat.short.eq(short)]
+        m.d.sync += beat.short.eq(short)
         with m.If(accept):
             m.d.sync += in_group.eq(_wrap(in_group, per_group))
             with m.If(wbeat == self.beats - 1):
@@ -290,6 +310,37 @@ class InputBuffer(wiring.Component):
                 rp.addr.eq(Cat(sel_sf, sel_bank)),
             ]
             m.d.sync += [self.x[r].eq(rp.data[k * bits : (k + 1) * bits]) for k, r in enumerate(lanes)]
+
+    def _slot_store(self, m, beat, rbank_next):
+        """Rows of ``simd`` values in RAM at ``(bank, fold)`` as ``simd / lanes`` slots of one beat each: a beat is
+        written straight into its slot (no row register, no lane multiplexers). One memory per select copy and
+        slot; lanes past the vector are never written and read their initial 0."""
+        fbits, per_row = (self.sf - 1).bit_length(), self.simd // self.lanes
+        # a short last beat (the vector's end): its padding lanes are not written, and read their initial 0
+        last_slot, last_count = (self.beats - 1) % per_row, self.length - (self.beats - 1) * self.lanes
+        for g, lanes, sel_sf, sel_bank in self._select_copies(m, rbank_next, fbits):
+            for q in range(per_row):
+                own = [r for r in lanes if r // self.lanes == q]
+                pad = [r for r in own if q == last_slot and r - q * self.lanes >= last_count]
+                for name, mine in ((f"slot{g}_{q}", [r for r in own if r not in pad]), (f"pad{g}_{q}", pad)):
+                    if mine:
+                        self._slot_memory(m, name, mine, beat, q, pad=mine is pad, sel=(sel_sf, sel_bank))
+
+    def _slot_memory(self, m, name, mine, beat, q, *, pad, sel):
+        """One memory of the slot store: lanes ``mine`` of slot ``q``, written by a beat into that slot (the
+        padding lanes of the last slot by every beat but the last)."""
+        fbits = (self.sf - 1).bit_length()
+        m.submodules[name] = mem = Memory(shape=hdl.unsigned(self.bits * len(mine)), depth=self.banks << fbits, init=[])
+        wp, rp = mem.write_port(), mem.read_port(domain="comb")
+        en = beat.valid & (beat.offset == q)
+        m.d.comb += [
+            wp.en.eq(en & ~beat.last if pad else en),
+            wp.addr.eq(Cat(beat.fold[:fbits], beat.bank)),
+            wp.data.eq(Cat(beat.data[r - q * self.lanes] for r in mine)),
+            rp.addr.eq(Cat(*sel)),
+        ]
+        bits = self.bits
+        m.d.sync += [self.x[r].eq(rp.data[k * bits : (k + 1) * bits]) for k, r in enumerate(mine)]
 
     def _beat_store(self, m, beat, rbank_next):
         """Each beat as one RAM word at ``(bank, beat)``: a beat is ``parts = lanes / simd`` whole rows, so a step

@@ -17,7 +17,6 @@ from . import HardwareError
 from .maxpool import MaxPool
 from .mvu import WEIGHT_MEMORIES, MatrixVectorUnit
 from .patch_window import PatchWindow
-from .requant import ProgressionRequantizer
 from .sliding_window import SlidingWindow
 from .targets import TARGETS
 
@@ -207,10 +206,10 @@ def _compute_info(p, f, mvu, vectors):
         "unit_latency": mvu.latency,
         "hardwired": f.hardwired,
         "requant": requant_kind(p) or "scores",
-        # a progression's restoring search: steps per stage, one subtractor per lane each (fewer where SF allows)
-        "search_steps": list(ProgressionRequantizer.stage_steps(mvu.out_shape.width, mvu.sf))
-        if requant_kind(p) == "progression"
-        else None,
+        # a progression's restoring search: steps per stage, one subtractor per lane each (fewer where SF allows),
+        # the first with the overflow step where that lets the later stages be narrow
+        "search_steps": list(mvu.search.steps) if mvu.search is not None else None,
+        "search_overflow_step": mvu.search.overflow_step if mvu.search is not None else None,
     }
 
 

@@ -122,6 +122,8 @@ class MatrixVectorUnit(wiring.Component):
         Column and row folds; ``cycles = sf * nf`` steps per vector.
     latency : int
         :func:`mvu_latency` for this unit.
+    search : :class:`~hw.requant.SearchPlan` or None
+        The progression requantiser's plan (stages, widths), for a ``progression=`` unit.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class MatrixVectorUnit(wiring.Component):
         self._tree_modules = tree_modules
         self.tree_target = tree_target
         self.hardwired = bool(hardwired)
+        self.search = None  # a progression requantiser's plan (hw.requant.SearchPlan)
         self.buffers = buffers
         self.weight_rom_style = weight_rom_style(weight_memory, depth=None if hardwired else self.sf * self.nf)
         if self.hardwired and (self.sf, self.nf) != (1, 1):
@@ -178,19 +181,13 @@ class MatrixVectorUnit(wiring.Component):
             self.primitives = set()  # the trees' own are theirs (tree_modules)
         if progression is not None:
             orient, a_fx, d_fx, frac_bits, levels, acc_range = progression
-            self._make_requant = lambda: ProgressionRequantizer(
-                orientation=orient,
-                a_fx=a_fx,
-                d_fx=d_fx,
-                frac_bits=frac_bits,
-                levels=levels,
-                lanes=pe,
-                acc_width=acc_width,
-                acc_range=acc_range,
-                interval=self.sf,  # a lane's sums come a row fold, SF steps, apart: stages of several steps
-            )
-            out_shape = hdl.unsigned((levels + 1).bit_length() - 1)
-            requant_latency = ProgressionRequantizer.latency_for(out_shape.width)
+            rows = dict(orientation=orient, a_fx=a_fx, d_fx=d_fx, frac_bits=frac_bits, levels=levels)
+            # a lane's sums come a row fold, SF steps, apart: stages of several steps
+            rows.update(acc_width=acc_width, acc_range=acc_range, interval=self.sf)
+            self.search = ProgressionRequantizer.plan(**rows)
+            self._make_requant = lambda: ProgressionRequantizer(**rows, lanes=pe)
+            out_shape = hdl.unsigned(self.search.abits)
+            requant_latency = self.search.latency
         elif thresholds is not None:
             self._make_requant = lambda: ThresholdRequantizer(
                 orientation=thresholds[0], thresholds=thresholds[1], lanes=pe, acc_width=acc_width

@@ -1,6 +1,8 @@
 """Multiplier-free requantisation after the accumulators: threshold search (hidden layers) and shift-add scores
 (output layer). Both work on ``lanes`` accumulators at once whose neuron index is ``fold * lanes + lane``."""
 
+from dataclasses import dataclass
+
 from amaranth import hdl
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
@@ -11,7 +13,7 @@ from export.folding import apply_progression
 
 from .widths import signed_width, unsigned_width
 
-__all__ = ["ThresholdRequantizer", "ProgressionRequantizer", "ScoreRequantizer", "csd_digits"]
+__all__ = ["ThresholdRequantizer", "ProgressionRequantizer", "SearchPlan", "ScoreRequantizer", "csd_digits"]
 
 
 def csd_digits(value):
@@ -181,28 +183,155 @@ class ThresholdRequantizer(wiring.Component):
         return m
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """How :class:`ProgressionRequantizer` searches a layer's rows (see there). Widths in bits; ``steps`` per stage,
+    first stage first; ``luts_per_lane`` the cost model the stages were chosen by: per stage its subtractor's bits
+    plus its multiplexers' (the kept/restored bits, and in a stage of several steps every bit of ``R`` behind the
+    load multiplexer), plus the memory word, the negation and ``r``."""
+
+    neurons: int
+    abits: int
+    levels: int
+    frac_bits: int
+    orientation: tuple
+    zero: tuple
+    a: tuple
+    d: tuple
+    b: tuple
+    constant_rows: int
+    b_width: int
+    d_width: int
+    r_range: tuple
+    r_width: int
+    word_width: int
+    steps: tuple
+    overflow_step: bool
+    latency: int
+    luts_per_lane: int
+
+
+def _split(n, per):
+    """``n`` steps in stages of at most ``per``, the last ones one fewer where they do not divide evenly."""
+    stages = -(-n // per)
+    return tuple(n // stages + (k < n % stages) for k in range(stages))
+
+
+def _stage_cycles(steps):
+    """Cycles each stage holds a value: its steps, and one more where a stage of several steps hands its ``r`` on
+    from its register (its last step's result then has one load, the register's own multiplexer, where yosys packs
+    subtraction result, restore and load into one LUT per bit)."""
+    return [m + (m > 1 and k < len(steps) - 1) for k, m in enumerate(steps)]
+
+
+def _stage_widths(steps, *, abits, overflow, r_range, d_width):
+    """``(R bits, subtractor bits)`` of each stage (:meth:`ProgressionRequantizer._stage`)."""
+    widths, first = [], sum(steps) - 1
+    for k, cycles in enumerate(_stage_cycles(steps)):
+        hi = first - sum(steps[:k])
+        if k == 0 or not overflow:  # the signed r whole, shifted once per cycle after the load
+            r_bits = signed_width(*(v << (cycles - 1) for v in r_range))
+            widths.append((r_bits, max(r_bits - hi, d_width + 1) + 1))
+        else:  # behind the overflow step: 0 <= r < D << (hi + 1)
+            widths.append((d_width + hi + 1, d_width + 2))
+    return widths
+
+
+def _plan_search(orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_range, interval, overflow):
+    neurons = len(orientation)
+    abits = (levels + 1).bit_length() - 1
+    if not isinstance(interval, int) or interval < 1:
+        raise ValueError(f"interval must be a positive integer, not {interval!r}")
+    if levels != 2**abits - 1:
+        raise ValueError(f"levels must be 2**abits - 1, not {levels!r}")
+    if len(a_fx) != neurons or len(d_fx) != neurons:
+        raise ValueError("orientation, a_fx and d_fx must have one entry per neuron")
+    if min(int(v) for v in d_fx) <= 0:
+        raise ValueError("d_fx must be positive")
+    lo, hi = acc_range if acc_range is not None else (-(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1)
+    if not -(1 << (acc_width - 1)) <= lo <= hi < 1 << (acc_width - 1):
+        raise ValueError(f"acc_range {acc_range!r} does not fit {acc_width}-bit accumulators")
+    # a row's level moves one way with acc: equal at both ends of the range, it is one level throughout
+    ends = apply_progression([[lo] * neurons, [hi] * neurons], orientation, a_fx, d_fx, frac_bits, levels)
+    rows = []
+    for s, a, d, c, c_hi in zip(orientation, a_fx, d_fx, ends[0], ends[1]):
+        zero = c == c_hi  # stored as v = 0, A = -c, D = 1: r = c
+        rows.append((1, 1, -int(c), 1) if zero else (int(s), 0, int(a), int(d)))
+    orient, zeros, a_s, d_s = (tuple(col) for col in zip(*rows))
+    # r = s * acc * 2^F - A = x * 2^F + B with x = acc or ~acc = -acc - 1 (s = -1), B = -A + (s < 0) * 2^F: the
+    # orientation is an inversion inside r's adder, and B's low F bits are r's (no carry comes from x * 2^F)
+    b_s = tuple(-a + (s < 0) * (1 << frac_bits) for s, a in zip(orient, a_s))
+    b_width = max(frac_bits + 1, signed_width(min(0, *b_s), max(0, *b_s)))
+    d_width = unsigned_width(max(d_s))
+    vmax = max(-lo, hi)  # |s * acc|
+    r_range = (-(vmax << frac_bits) - max(0, *a_s), (vmax << frac_bits) - min(0, *a_s))
+    r_width = signed_width(*r_range)
+    word_width = 2 + b_width + d_width  # per neuron: negate, zero, B, D
+    fixed = word_width + r_width - frac_bits  # the memory word, r's adder
+
+    def cost(steps, overflow):
+        stages = _stage_widths(steps, abits=abits, overflow=overflow, r_range=r_range, d_width=d_width)
+        return fixed + sum(sub + (sub if m == 1 else r_bits) for m, (r_bits, sub) in zip(steps, stages))
+
+    # without the overflow step every stage holds the whole r; with it, the stages behind the first are narrow
+    per = max(1, interval - 1)
+    plain, narrow = _split(abits, per), _split(abits + 1, per)
+    if overflow is None:
+        overflow = len(narrow) > 1 and cost(narrow, True) < cost(plain, False)
+    elif overflow not in (True, False):
+        raise ValueError(f"overflow must be None, True or False, not {overflow!r}")
+    steps = narrow if overflow else plain
+    return SearchPlan(
+        neurons=neurons,
+        abits=abits,
+        levels=levels,
+        frac_bits=frac_bits,
+        orientation=orient,
+        zero=zeros,
+        a=a_s,
+        d=d_s,
+        b=b_s,
+        constant_rows=sum(zeros),
+        b_width=b_width,
+        d_width=d_width,
+        r_range=r_range,
+        r_width=r_width,
+        word_width=word_width,
+        steps=steps,
+        overflow_step=overflow,
+        latency=sum(_stage_cycles(steps)) + 4,  # memory read, its register, r, then the stages
+        luts_per_lane=cost(steps, overflow),
+    )
+
+
 class ProgressionRequantizer(wiring.Component):
     """``level = clamp(floor((s * acc * 2^F - A) / D), 0, L)`` -- the export's progression thresholds,
     ``#{k in 1..L : s * acc * 2^F >= A + k * D}`` (``docs/folding.md``) -- by a restoring search in stages.
 
-    Per neuron the orientation, ``A`` = A_fx and ``D`` = D_fx > 0 sit in one small memory per lane, one word per
-    fold (instead of ``L`` thresholds). A row whose level is the same ``c`` over the whole accumulator range (the
-    export's canonical constants for it are ``D = span * 2^F``, ``A ~ -c * D``: the widest numbers of the layer) is
-    stored as ``v = 0``, ``A = -c``, ``D = 1`` with a flag that zeroes ``v``: the same levels, and the subtractors
-    only as wide as the layer's real progressions need.
+    Per neuron the orientation, ``B = -A + (s < 0) * 2^F`` (A = A_fx) and ``D`` = D_fx > 0 sit in one small memory
+    per lane, one word per fold (instead of ``L`` thresholds), and ``r = s * acc * 2^F - A = x * 2^F + B`` with
+    ``x = acc`` or ``~acc = -acc - 1``: the orientation is an inversion inside one adder of ``B``'s bits above ``F``.
+    A row whose level is the same ``c`` over the whole accumulator range (the export's canonical constants for it
+    are ``D = span * 2^F``, ``A ~ -c * D``: the widest numbers of the layer) is stored as ``x = 0``, ``B = c``,
+    ``D = 1`` with a flag that zeroes ``x``: the same levels, and the subtractors only as wide as the layer's real
+    progressions need.
 
-    ``r = s * acc * 2^F - A``, then for ``j = abits-1 .. 0`` one step each: if ``r >= D << j`` then
-    ``r -= D << j`` and level bit ``j`` is set. A negative ``r`` never passes a step (level 0); a large one passes
-    every step (level ``2^abits - 1 = L``), so both clamps come for free.
+    Then for ``j = abits-1 .. 0`` one step each: if ``r >= D << j`` then ``r -= D << j`` and level bit ``j`` is
+    set. A negative ``r`` never passes a step (level 0); a large one passes every step (level ``2^abits - 1 = L``),
+    so both clamps come for free.
 
-    The steps are shared out over a pipeline of stages (:meth:`stage_steps`), each one subtractor that takes one step
-    per cycle: where a lane's inputs come ``interval`` or more cycles apart (an MVU's sums come a row fold, SF steps,
-    apart), a stage can take ``interval - 1`` steps before the next input reaches it. ``interval = 1`` gives ``abits``
-    one-step stages, ``interval > abits`` a single stage; at A8 with SF = 4, three stages instead of eight. A stage of
-    ``m`` steps compares ``r * 2^t`` with the fixed ``D << hi`` (``hi`` its first bit) at its step ``t``, so neither
-    ``D`` nor a step counter moves: a shift of ``r`` is wiring. Cycles: the memory read, its output register, the
-    orientation (a negation), ``r``, then one per output bit: ``latency = abits + 4`` (:meth:`latency_for`) for
-    every ``interval``.
+    The steps are shared out over a pipeline of stages (:meth:`plan`), each one subtractor that takes one step per
+    cycle: where a lane's inputs come ``interval`` or more cycles apart (an MVU's sums come a row fold, SF steps,
+    apart), a stage can take ``interval - 1`` steps before the next input reaches it; ``interval > abits`` gives a
+    single stage. With more than one stage the first may also take an *overflow step* ``j = abits``
+    (``r >= D << abits``: level ``L`` whatever follows) and pass on 0 for a negative ``r``. Every later stage then
+    knows ``0 <= r < D << (hi + 1)`` (``hi`` its first bit): its register is ``d_width + hi + 1`` bits and its
+    subtractor ``d_width + 1``, instead of the whole ``F + acc_width``. The plan takes the overflow step where its
+    LUT model finds that cheaper (:class:`SearchPlan`). A stage of ``m`` steps compares ``r * 2^t`` with the fixed
+    ``D << hi`` at its step ``t``, so neither ``D`` nor a step counter moves: a shift of ``r`` is wiring, and only
+    ``R``'s bits from ``hi`` up are subtracted. A stage of several steps hands its remainder on from its register
+    a cycle after its last step. Cycles: the memory read, its output register, ``r``, then a cycle per step and one
+    per hand-off (``SearchPlan.latency``).
 
     Parameters
     ----------
@@ -219,6 +348,9 @@ class ProgressionRequantizer(wiring.Component):
         ``acc_width`` bits. The search's widths and the constant rows follow from it.
     interval : int
         Fewest cycles between two inputs (``valid``); 1 (the default) for a pipeline that takes one every cycle.
+    overflow : bool, optional
+        Take the overflow step (narrow stages behind it) or not; by default whichever the LUT model
+        (:class:`SearchPlan`) finds cheaper.
 
     Members
     -------
@@ -228,66 +360,38 @@ class ProgressionRequantizer(wiring.Component):
         Rows stored as a constant level.
     """
 
-    def __init__(self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width, acc_range=None, interval=1):
-        self.neurons = len(orientation)
-        self.abits = (levels + 1).bit_length() - 1
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be a positive integer, not {interval!r}")
-        self.interval = interval
-        if levels != 2**self.abits - 1:
-            raise ValueError(f"levels must be 2**abits - 1, not {levels!r}")
-        self.steps = self.stage_steps(self.abits, interval)
-        if len(a_fx) != self.neurons or len(d_fx) != self.neurons:
-            raise ValueError("orientation, a_fx and d_fx must have one entry per neuron")
-        if min(int(v) for v in d_fx) <= 0:
-            raise ValueError("d_fx must be positive")
-        self.frac_bits, self.levels = int(frac_bits), levels
-        self.lanes, self.acc_width = lanes, acc_width
-        lo, hi = acc_range if acc_range is not None else (-(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1)
-        if not -(1 << (acc_width - 1)) <= lo <= hi < 1 << (acc_width - 1):
-            raise ValueError(f"acc_range {acc_range!r} does not fit {acc_width}-bit accumulators")
-        # a row's level moves one way with acc: equal at both ends of the range, it is one level throughout
-        ends = apply_progression([[lo] * self.neurons, [hi] * self.neurons], orientation, a_fx, d_fx, frac_bits, levels)
-        self._orientation, self._zero, self._a, self._d = [], [], [], []
-        for s, a, d, c, c_hi in zip(orientation, a_fx, d_fx, ends[0], ends[1]):
-            zero = c == c_hi
-            s, a, d = (1, -int(c), 1) if zero else (int(s), int(a), int(d))  # zero: r = 0 * 2^F - (-c) = c
-            self._orientation.append(s)
-            self._zero.append(int(zero))
-            self._a.append(a)
-            self._d.append(d)
-        self.constant_rows = sum(self._zero)
+    def __init__(
+        self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width, acc_range=None, interval=1, overflow=None
+    ):
+        plan = self.plan(
+            orientation=orientation,
+            a_fx=a_fx,
+            d_fx=d_fx,
+            frac_bits=frac_bits,
+            levels=levels,
+            acc_width=acc_width,
+            acc_range=acc_range,
+            interval=interval,
+            overflow=overflow,
+        )
+        self.__dict__.update(vars(plan))
+        self.lanes, self.acc_width, self.interval = lanes, acc_width, interval
         self.folds = -(-self.neurons // lanes)
-        self.a_width = signed_width(min(0, *self._a), max(0, *self._a))
-        self.d_width = unsigned_width(max(self._d))
-        vmax = max(-lo, hi)  # |s * acc|
-        self.v_width = signed_width(-vmax, vmax)
-        self._r_range = (-(vmax << self.frac_bits) - max(0, *self._a), (vmax << self.frac_bits) - min(0, *self._a))
-        self.r_width = signed_width(*self._r_range)
-        self.word_width = 2 + self.a_width + self.d_width  # per neuron: negate, zero, A, D
-        self.latency = self.latency_for(self.abits)
         super().__init__(_level_signature(acc_width=acc_width, lanes=lanes, folds=self.folds, abits=self.abits))
 
     @staticmethod
-    def stage_steps(abits, interval=1):
-        """Steps per stage, first stage first: ``interval - 1`` (at least 1, at most ``abits``) each, the last
-        stages one fewer where ``abits`` does not divide evenly. Each stage is one subtractor per lane."""
-        per = min(abits, max(1, interval - 1))
-        stages = -(-abits // per)
-        return tuple(abits // stages + (k < abits % stages) for k in range(stages))
-
-    @staticmethod
-    def latency_for(abits):
-        """Cycles from ``acc`` to ``level``: memory read, its register, orientation, ``r``, then one per bit."""
-        return abits + 4
+    def plan(*, orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_range=None, interval=1, overflow=None):
+        """The search for these rows, before any hardware: a :class:`SearchPlan` (widths, stages, latency, LUTs).
+        The matrix-vector unit reads its latency from here before it builds the requantiser."""
+        return _plan_search(orientation, a_fx, d_fx, int(frac_bits), levels, acc_width, acc_range, interval, overflow)
 
     def constant_words(self):
-        """Memory contents, one list per lane: word ``fold`` = ``negate | zero << 1 | A << 2 | D << (2 + a_width)``
+        """Memory contents, one list per lane: word ``fold`` = ``negate | zero << 1 | B << 2 | D << (2 + b_width)``
         of neuron ``fold * lanes + lane`` (0 beyond the layer)."""
-        amask = (1 << self.a_width) - 1
+        bmask = (1 << self.b_width) - 1
         words = [
-            int(s < 0) | z << 1 | (a & amask) << 2 | d << (2 + self.a_width)
-            for s, z, a, d in zip(self._orientation, self._zero, self._a, self._d)
+            int(s < 0) | z << 1 | (b & bmask) << 2 | d << (2 + self.b_width)
+            for s, z, b, d in zip(self.orientation, self.zero, self.b, self.d)
         ]
         return [list(col) for col in zip(*_neuron_rows(words, self.folds, self.lanes, 0))]
 
@@ -300,8 +404,9 @@ class ProgressionRequantizer(wiring.Component):
             valid = nxt
             chain.append(nxt)
         m.d.comb += self.result_valid.eq(valid)
-        # stage k takes its input in the cycle chain[2 + (steps before it)] is high (stage 0: r from the constants)
-        loads = [chain[2 + sum(self.steps[:k])] for k in range(len(self.steps))]
+        # stage k takes its input in the cycle chain[2 + (cycles before it)] is high (stage 0: r from the constants)
+        cycles = _stage_cycles(self.steps)
+        loads = [chain[2 + sum(cycles[:k])] for k in range(len(self.steps))]
         for p, init in enumerate(self.constant_words()):
             mem = Memory(shape=self.word_width, depth=max(2, len(init)), init=init)
             m.submodules[f"const{p}"] = mem
@@ -314,15 +419,16 @@ class ProgressionRequantizer(wiring.Component):
             word = Signal(self.word_width, name=f"word2_{p}", reset_less=True)
             m.d.sync += [acc1.eq(self.acc[p]), acc2.eq(acc1), word.eq(port.data)]
             neg, zero = word[0], word[1]
-            a_val = word[2 : 2 + self.a_width].as_signed()
-            d_val = word[2 + self.a_width :]
-            # cycle 3: v = s * acc (a negation; 0 for a constant row), A and D along
-            v = Signal(hdl.signed(self.v_width), name=f"v3_{p}")
-            a3 = Signal(hdl.signed(self.a_width), name=f"a3_{p}", reset_less=True)
-            d3 = Signal(self.d_width, name=f"d3_{p}", reset_less=True)
-            m.d.sync += [v.eq(Mux(zero, 0, Mux(neg, -acc2, acc2))), a3.eq(a_val), d3.eq(d_val)]
-            # r = v * 2^F - A (a shift is wiring), the first stage's input; the last stage's output is the level
-            r, d, level = (v << self.frac_bits) - a3, d3, hdl.Const(0, 1)
+            b_val = word[2 : 2 + self.b_width]
+            d_val = word[2 + self.b_width :]
+            # cycle 3: r = x * 2^F + B, x = acc, ~acc (s = -1) or 0 (a constant row): one adder of B's top bits,
+            # the inversion inside it; B's low F bits are r's. D along.
+            x = Mux(zero, 0, Mux(neg, ~acc2, acc2))
+            r = Signal(hdl.signed(self.r_width), name=f"r3_{p}")
+            d = Signal(self.d_width, name=f"d3_{p}", reset_less=True)
+            r_hi = x + b_val[self.frac_bits :].as_signed()
+            m.d.sync += [r.eq(Cat(b_val[: self.frac_bits], r_hi).as_signed()), d.eq(d_val)]
+            level = hdl.Const(0, 0)
             for k, load in enumerate(loads):
                 r, d, level = self._stage(m, p, k, r, d, level, load=load)
             m.d.comb += self.result[p].eq(level)
@@ -332,16 +438,25 @@ class ProgressionRequantizer(wiring.Component):
         """Stage ``k`` of lane ``p``: registers ``R = r * 2^t``, ``D`` and the level bits so far, taken from the stage
         before while ``load`` is high and stepped on every other cycle (after its steps the registers are unused
         until the next load). Returns ``(r, D, level)`` after its last step, for the next stage (the last: a
-        register, the level read while ``result_valid`` is high)."""
-        steps, hi = self.steps[k], self.abits - 1 - sum(self.steps[:k])
-        lo_r, hi_r = (v << (steps - 1) for v in self._r_range)
-        R = Signal(hdl.signed(signed_width(lo_r, hi_r)), name=f"r_s{k}_{p}")
+        register, the level read while ``result_valid`` is high).
+
+        Stage 0 holds the signed ``r`` whole; behind an overflow step a stage holds ``0 <= r < D << (hi + 1)``
+        (:class:`ProgressionRequantizer`), and only ``R``'s bits from ``hi`` up take part in the subtraction."""
+        steps = self.steps[k]
+        hi = sum(self.steps) - 1 - sum(self.steps[:k])  # the first step's bit
+        r_bits, sub_bits = _stage_widths(
+            self.steps, abits=self.abits, overflow=self.overflow_step, r_range=self.r_range, d_width=self.d_width
+        )[k]
+        whole = k == 0 or not self.overflow_step
+        R = Signal(hdl.signed(r_bits) if whole else r_bits, name=f"r_s{k}_{p}")
+        top = R[hi:].as_signed() if whole else R[hi:]
         d = Signal(self.d_width, name=f"d_s{k}_{p}", reset_less=True)
-        level = Signal(len(level_in) + steps - 1, name=f"level_s{k}_{p}")
-        trial = Signal(hdl.signed(signed_width(lo_r - (max(self._d) << hi), hi_r)), name=f"trial_s{k}_{p}")
-        m.d.comb += trial.eq(R - (d << hi))
+        handoff = _stage_cycles(self.steps)[k] > steps  # the next stage loads from R, a cycle after the last step
+        level = Signal(len(level_in) + steps - 1 + handoff, name=f"level_s{k}_{p}")
+        trial = Signal(hdl.signed(sub_bits), name=f"trial_s{k}_{p}")
+        m.d.comb += trial.eq(top - d)
         take = ~trial[-1]
-        kept = Mux(take, trial, R)
+        kept = Cat(R[:hi], Mux(take, trial, top)[: len(top)])  # R's bits below hi are not touched
         stepped = Cat(take, level)
         if steps == 1:  # a pipeline stage: a new input every cycle
             m.d.sync += [R.eq(r_in), d.eq(d_in), level.eq(level_in)]
@@ -350,12 +465,25 @@ class ProgressionRequantizer(wiring.Component):
                 m.d.sync += [R.eq(r_in), d.eq(d_in), level.eq(level_in)]
             with m.Else():
                 m.d.sync += [R.eq(kept << 1), level.eq(stepped)]
-        r_out = Signal(hdl.signed(self.r_width), name=f"r_out_s{k}_{p}")
-        m.d.comb += r_out.eq(kept >> (steps - 1))  # exact: R's low steps-1 bits are zero
+        low = hi - steps + 1  # the last step's bit
+        # the remainder after the last step: R >> steps a cycle later, or kept >> (steps - 1) now (exact: R's low
+        # steps-1 bits are zero at the last step)
+        rem, sign = (R[steps:], R[-1]) if handoff else (kept[steps - 1 :], R[-1])
+        if handoff:
+            stepped = level
+        if not whole:
+            r_out = rem[: self.d_width + low]
+        elif self.overflow_step:  # a negative r goes on as 0 (level 0); a stage behind holds r < D << low
+            r_out = Mux(sign, 0, rem)
+        else:
+            r_out = rem.as_signed()
         if k < len(self.steps) - 1:
             return r_out, d, stepped
         out = Signal(self.abits, name=f"level_{p}")
-        m.d.sync += out.eq(stepped)
+        if self.overflow_step:  # r >= D << abits: level L, whatever the later steps found
+            m.d.sync += out.eq(Mux(stepped[-1], self.levels, stepped[: self.abits]))
+        else:
+            m.d.sync += out.eq(stepped)
         return r_out, d, out
 
 

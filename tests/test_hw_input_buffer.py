@@ -87,7 +87,11 @@ def _drive(dut, rng, *, length, group, lanes, simd, row_folds, bits, vectors, ga
 
 CASES = [
     # length, group, lanes, simd, row_folds
-    (64, 64, 4, 16, 2),  # an MLP layer: beats line up with rows
+    (64, 64, 4, 16, 2),  # an MLP layer: beats line up with rows (the slots layout)
+    (48, 48, 4, 20, 2),  # slots, the last row's last two slots past the vector
+    (48, 24, 3, 12, 1),  # slots of 3 lanes across the select copies of 4
+    (50, 50, 8, 16, 2),  # slots, the vector's last beat short (a first layer's image): its padding not written
+    (50, 50, 16, 16, 1),  # beats that are rows, the last one short
     (7, 7, 4, 5, 1),  # the last beat ends one row and spills into the last: two writes, the input waits a cycle
     (27, 3, 2, 5, 2),  # a 3x3 patch of 3 channels in beats of 2: short beats, rows crossed mid-beat
     (36, 4, 3, 8, 1),  # short beats at every group, no row boundary on a beat boundary
@@ -133,7 +137,11 @@ def test_auto_takes_memory_where_it_can_and_bad_storage_is_refused():
         b = InputBuffer(bits=2, **kw)
         return b.storage, b.layout
 
-    assert layout(length=64, group=64, lanes=4, simd=16) == ("memory", "rows")
+    assert layout(length=64, group=64, lanes=4, simd=16) == ("memory", "slots")
+    assert layout(length=48, group=24, lanes=3, simd=12) == ("memory", "slots")
+    assert layout(length=7, group=7, lanes=4, simd=5) == ("memory", "rows")  # a beat crosses a row
+    assert layout(length=784, group=784, lanes=64, simd=64) == ("memory", "slots")  # an image, its last beat short
+    assert layout(length=27, group=3, lanes=2, simd=4) == ("memory", "rows")  # short beats
     assert layout(length=576, group=64, lanes=64, simd=16) == ("memory", "beats")  # conv1 of cnv: 3x3 x 64
     assert layout(length=64, group=64, lanes=16, simd=16) == ("memory", "beats")
     assert layout(length=16, group=16, lanes=4, simd=16)[0] == "registers"  # one column fold

@@ -262,7 +262,7 @@ def test_progression_requantizer_matches_golden(abits, neurons, lanes, frac_bits
     dut = ProgressionRequantizer(
         orientation=orient, a_fx=a, d_fx=d, frac_bits=frac_bits, levels=levels, lanes=lanes, acc_width=acc_width
     )
-    assert dut.latency == ProgressionRequantizer.latency_for(abits) == abits + 4
+    assert dut.latency == sum(dut.steps) + 4 and len(dut.steps) == abits + dut.overflow_step  # a pipeline
     accs = rng.integers(lo, hi + 1, (30, dut.folds * lanes))
     accs[0], accs[1] = lo, hi  # both clamps, both orientations
     t = expand_progression(a, d, frac_bits, levels, lo, hi)  # at and just below each row's thresholds
@@ -302,7 +302,7 @@ def test_constant_rows_keep_their_levels_in_narrow_subtractors(interval):
     kw = dict(orientation=np.array(orient), a_fx=np.array(a), d_fx=np.array(d), frac_bits=frac_bits, levels=levels)
     dut = ProgressionRequantizer(**kw, lanes=lanes, acc_width=acc_width, acc_range=(lo, hi), interval=interval)
     full = ProgressionRequantizer(**kw, lanes=lanes, acc_width=acc_width)
-    assert dut.constant_rows == 5 and dut.a_width < full.a_width and dut.r_width < full.r_width
+    assert dut.constant_rows == 5 and dut.b_width < full.b_width and dut.r_width < full.r_width
     accs = rng.integers(lo, hi + 1, (24, dut.folds * lanes))
     accs[0], accs[1] = lo, hi
     expected = apply_progression(accs[:, : len(orient)], np.array(orient), np.array(a), np.array(d), frac_bits, levels)
@@ -315,32 +315,60 @@ def test_constant_rows_keep_their_levels_in_narrow_subtractors(interval):
 
 
 @pytest.mark.parametrize(
-    "abits, interval, steps",
-    [(8, 9, (8,)), (8, 5, (4, 4)), (8, 4, (3, 3, 2)), (8, 3, (2, 2, 2, 2)), (8, 12, (8,)), (3, 4, (3,)), (4, 3, (2, 2)),
-     (5, 3, (2, 2, 1)), (4, 2, (1, 1, 1, 1))],
+    "abits, interval, overflow, steps",
+    [(8, 9, False, (8,)), (8, 5, False, (4, 4)), (8, 4, False, (3, 3, 2)), (8, 3, False, (2, 2, 2, 2)),
+     (8, 12, False, (8,)), (3, 4, False, (3,)), (4, 3, False, (2, 2)), (5, 3, False, (2, 2, 1)),
+     (4, 2, False, (1, 1, 1, 1)), (8, 1, True, (1,) * 9), (8, 4, True, (3, 3, 3)), (8, 5, True, (3, 3, 3)),
+     (8, 9, True, (5, 4)), (4, 3, True, (2, 2, 1)), (3, 2, True, (1, 1, 1, 1)), (5, 7, True, (6,))],
 )  # fmt: skip
-def test_staged_progression_search_matches_golden(abits, interval, steps):
+def test_staged_progression_search_matches_golden(abits, interval, overflow, steps):
     """Inputs ``interval`` or more cycles apart (a row fold of SF steps): stages of ``interval - 1`` steps, one
-    subtractor each, give the pipeline's results with its latency."""
+    subtractor each, give the pipeline's results. With the overflow step first, the stages behind it are only
+    ``D``'s width wide; levels 0 and ``L`` from far outside the progression must still come out clamped."""
 
     from hw.requant import ProgressionRequantizer
 
-    rng = np.random.default_rng(abits * 10 + interval)
+    rng = np.random.default_rng(abits * 10 + interval + 100 * overflow)
     neurons, lanes, frac_bits, acc_width = 7, 3, 6, 11
     levels = 2**abits - 1
     lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
-    d = rng.integers(1, max(2, (hi - lo) << frac_bits) // levels, neurons)
+    d = rng.integers(1, max(2, (hi - lo) << frac_bits) // (4 * levels), neurons)  # progressions inside the range
     a = rng.integers(lo << frac_bits, hi << frac_bits, neurons) - levels * d // 2
     orient = rng.choice([-1, 1], neurons)
     kw = dict(orientation=orient, a_fx=a, d_fx=d, frac_bits=frac_bits, levels=levels, lanes=lanes)
-    dut = ProgressionRequantizer(**kw, acc_width=acc_width, interval=interval)
-    assert dut.steps == steps and dut.latency == abits + 4
+    dut = ProgressionRequantizer(**kw, acc_width=acc_width, interval=interval, overflow=overflow)
+    handoffs = sum(m > 1 for m in steps[:-1])  # a stage of several steps hands on from its register
+    assert dut.steps == steps and dut.overflow_step == overflow and dut.latency == sum(steps) + 4 + handoffs
     accs = rng.integers(lo, hi + 1, (20, dut.folds * lanes))
     accs[0], accs[1] = lo, hi
     expected = apply_progression(accs[:, :neurons], orient, a, d, frac_bits, levels)
-    assert len(np.unique(expected)) > 2
+    assert len(np.unique(expected)) > 2 and {0, levels} <= set(expected.ravel())
     got = _spaced_requantize(dut, accs, lanes, interval, rng)
     assert np.array_equal(got[:, :neurons], expected)
+
+
+def test_search_plan_takes_the_overflow_step_where_it_is_cheaper():
+    """The cost model narrows the stages where the whole ``r`` is much wider than ``D`` (a layer's real widths:
+    F = 14 on 17-bit accumulators, D about 2^18) and keeps whole stages where the overflow step would add one."""
+    from hw.requant import ProgressionRequantizer
+
+    rng = np.random.default_rng(3)
+    n, levels, frac_bits, lo, hi = 16, 255, 14, -65280, 65280
+    d = rng.integers(135_000, 380_000, n)
+    a = rng.integers(-40_000 << frac_bits, 40_000 << frac_bits, n) - levels * d // 2
+    kw = dict(orientation=rng.choice([-1, 1], n), a_fx=a, d_fx=d, frac_bits=frac_bits, levels=levels)
+    plan = {
+        sf: ProgressionRequantizer.plan(**kw, acc_width=18, acc_range=(lo, hi), interval=sf) for sf in (1, 4, 5, 13)
+    }
+    assert plan[1].overflow_step and plan[1].steps == (1,) * 9
+    assert plan[4].overflow_step and plan[4].steps == (3, 3, 3)  # as many stages as without it: narrow ones
+    assert not plan[5].overflow_step and plan[5].steps == (4, 4)  # it would add a stage
+    assert not plan[13].overflow_step and plan[13].steps == (8,)
+    for sf in (1, 4):
+        whole = ProgressionRequantizer.plan(**kw, acc_width=18, acc_range=(lo, hi), interval=sf, overflow=False)
+        assert plan[sf].luts_per_lane < whole.luts_per_lane
+    with pytest.raises(ValueError, match="overflow must be None, True or False, not 'yes'"):
+        ProgressionRequantizer.plan(**kw, acc_width=18, overflow="yes")
 
 
 def _spaced_requantize(dut, accs, lanes, interval, rng=None):
@@ -366,7 +394,9 @@ def _spaced_requantize(dut, accs, lanes, interval, rng=None):
             ctx.set(dut.valid, 1)
             await ctx.tick()
             ctx.set(dut.valid, 0)
-            await ctx.tick().repeat(interval - 1 + int(rng.integers(0, 2)))  # at least interval apart
+            gap = interval - 1 + int(rng.integers(0, 2))  # at least interval apart
+            if gap:
+                await ctx.tick().repeat(gap)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -432,9 +462,11 @@ def test_progression_network_bit_exact_on_verilator(tiny_a3_progression, tmp_pat
 
     m = json.loads((tiny_a3_progression / "manifest.json").read_text())
     assert m["layers"][0]["activation"]["kind"] == "progression"
-    # SIMD 24: fc0's sums come SF = 3 cycles apart, a search in stages of 2 and 1 steps; fc1 (SF 1) is the pipeline
+    # SIMD 24: fc0's sums come SF = 3 cycles apart, a search in stages of 2 and 2 steps (the overflow step first,
+    # the second stage narrow); fc1 (SF 1) is the pipeline
     desc = generate(tiny_a3_progression, tmp_path / "rtl", pe=4, simd=24)
-    assert desc["layers"][0]["requant"] == "progression" and desc["layers"][0]["search_steps"] == [2, 1]
+    fc0 = desc["layers"][0]
+    assert fc0["requant"] == "progression" and fc0["search_steps"] == [2, 2] and fc0["search_overflow_step"]
     s = simulate_network(
         tiny_a3_progression, tmp_path / "rtl", sim="verilator", n=30, work_dir=tmp_path / "sim", progress=False
     )
