@@ -70,16 +70,22 @@ class ArgmaxCollector(wiring.Component):
         wiring.connect(m, out.o, wiring.flipped(self.o))
         load = Signal()
         m.d.comb += [load.eq(complete & out.has_credit), out.take.eq(load), self.i.ready.eq(~complete)]
+        beat_next, complete_next = Signal.like(beat), Signal()
+        m.d.comb += [beat_next.eq(beat), complete_next.eq(complete & ~load)]
         with m.If(self.i.valid & self.i.ready):
-            for c in range(C):
-                with m.If(beat == c // self.lanes):
-                    m.d.sync += scores[c].eq(self.i.payload[c % self.lanes])
             with m.If(beat == self.beats - 1):
-                m.d.sync += [beat.eq(0), complete.eq(1)]
+                m.d.comb += [beat_next.eq(0), complete_next.eq(1)]
             with m.Else():
-                m.d.sync += beat.eq(beat + 1)
-        with m.If(load):
-            m.d.sync += complete.eq(0)
+                m.d.comb += beat_next.eq(beat + 1)
+        m.d.sync += [beat.eq(beat_next), complete.eq(complete_next)]
+        # class c takes the beat while its register is open (beat c // lanes of an image not yet complete): a
+        # register per class, so the enable of each score's bits is one gate after the input's valid instead of a
+        # decode fanned out to every score bit
+        for c in range(C):
+            is_open = Signal(name=f"open{c}", init=c // self.lanes == 0, attrs={"keep": 1})
+            m.d.sync += is_open.eq(~complete_next & (beat_next == c // self.lanes))
+            with m.If(self.i.valid & is_open):
+                m.d.sync += scores[c].eq(self.i.payload[c % self.lanes])
 
         def stage(name, n):
             """Registers of one pipeline stage: valid, the whole image's scores, ``n`` candidates and indices."""

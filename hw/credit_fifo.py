@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["CreditedOutput", "RETURN_DELAY"]
 
 RETURN_DELAY = 2  # cycles from a result leaving the FIFO to its place being credited again
+FETCH_BITS = 32  # result bits per copy of the output register's fetch enable
 
 
 class CreditedOutput(wiring.Component):
@@ -61,20 +62,27 @@ class CreditedOutput(wiring.Component):
         m.d.comb += [wp.addr.eq(wptr), wp.data.eq(self.w_data), wp.en.eq(self.w_en), rp.addr.eq(rptr)]
         with m.If(self.w_en):
             m.d.sync += wptr.eq(Mux(wptr == self.depth - 1, 0, wptr + 1))
-        fetch = Signal()
-        m.d.comb += fetch.eq((~self.o.valid | self.o.ready) & (stored != 0))
+        # the output register fetches when it is free and the store holds a result. That enable reaches every bit
+        # of a wide result, so it is made in copies, one per FETCH_BITS of the result, each from its own copy of
+        # `o.valid` and of "the store is not empty" (registers kept apart: yosys would merge equal ones)
+        nonempty_next = Signal()
+        fetches = []
+        for g, lo in enumerate(range(0, width, FETCH_BITS)):
+            valid, nonempty = (Signal(name=f"{n}{g}", attrs={"keep": 1}) for n in ("valid", "nonempty"))
+            fetch = Signal(name=f"fetch{g}")
+            m.d.comb += fetch.eq((~valid | self.o.ready) & nonempty)
+            m.d.sync += [valid.eq(fetch | (valid & ~self.o.ready)), nonempty.eq(nonempty_next)]
+            with m.If(fetch):
+                m.d.sync += Value.cast(self.o.payload)[lo : lo + FETCH_BITS].eq(rp.data[lo : lo + FETCH_BITS])
+            fetches.append((valid, fetch))
+        valid, fetch = fetches[0]
+        m.d.comb += self.o.valid.eq(valid)
         with m.If(fetch):
-            m.d.sync += [
-                self.o.payload.eq(rp.data),
-                self.o.valid.eq(1),
-                rptr.eq(Mux(rptr == self.depth - 1, 0, rptr + 1)),
-            ]
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(self.w_en & ~fetch):
-            m.d.sync += stored.eq(stored + 1)
-        with m.Elif(fetch & ~self.w_en):
-            m.d.sync += stored.eq(stored - 1)
+            m.d.sync += rptr.eq(Mux(rptr == self.depth - 1, 0, rptr + 1))
+        stored_next = Signal.like(stored)
+        m.d.comb += stored_next.eq(stored + self.w_en - fetch)
+        m.d.sync += stored.eq(stored_next)
+        m.d.comb += nonempty_next.eq(stored_next != 0)
 
         credits = Signal(range(self.depth + 1), init=self.depth)
         # a freed place is credited RETURN_DELAY cycles late: the FIFO sits by the consumer, the counter by the
@@ -84,9 +92,11 @@ class CreditedOutput(wiring.Component):
             late = Signal(name=f"popped_{k}")
             m.d.sync += late.eq(popped)
             popped = late
-        with m.If(self.take & ~popped):
-            m.d.sync += credits.eq(credits - 1)
-        with m.Elif(popped & ~self.take):
-            m.d.sync += credits.eq(credits + 1)
-        m.d.comb += self.has_credit.eq(credits != 0)
+        credits_next = Signal.like(credits)
+        m.d.comb += credits_next.eq(credits - self.take + popped)
+        m.d.sync += credits.eq(credits_next)
+        # "credits != 0" as a register of its next value: the producer's issue decision is one gate after it
+        has_credit = Signal(init=1)
+        m.d.sync += has_credit.eq(credits_next != 0)
+        m.d.comb += self.has_credit.eq(has_credit)
         return m

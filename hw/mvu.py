@@ -22,11 +22,12 @@ def tree_module_name(lanes, in_bits, pipeline, target="portable"):
     return f"lutmac_pe_l{lanes}_b{in_bits}_p{pipeline}{suffix}"
 
 
-def mvu_latency(tree, requant):
+def mvu_latency(tree, requant, *, block_rom=False):
     """Cycles from an input beat to its results in the output FIFO, given the tree and requantiser latencies: input
-    beat register (1), buffer and weight read (1), their registers (1), tree, accumulate (1), requantiser, output
-    register (1), FIFO (2). The one place this pipeline's depth is written."""
-    return 3 + tree + 1 + requant + 1 + 2
+    beat register (1), buffer and weight read (1), their registers (1; 2 for a weight ROM in block RAM: the RAM's
+    output register, then the fabric's), tree, accumulate (1), requantiser, output register (1), FIFO (2). The one
+    place this pipeline's depth is written."""
+    return 3 + block_rom + tree + 1 + requant + 1 + 2
 
 
 #: Weight ROMs deeper than this many words go to block RAM under ``weight_memory="auto"``: in logic such a ROM
@@ -203,7 +204,7 @@ class MatrixVectorUnit(wiring.Component):
             out_shape = hdl.signed(score_width)
             requant_latency = ScoreRequantizer.latency_for(scale)
         self.out_shape = out_shape
-        self.latency = mvu_latency(self.tree_latency, requant_latency)
+        self.latency = mvu_latency(self.tree_latency, requant_latency, block_rom=self.weight_rom_style == "block")
         # output FIFO places: every result that can be in flight when a row fold starts, plus slack, so credits
         # never hold back a consumer that keeps up (results leave one per SF cycles)
         self.fifo_depth = -(-(self.latency + RETURN_DELAY) // self.sf) + 2
@@ -233,10 +234,12 @@ class MatrixVectorUnit(wiring.Component):
         ctl, waddr = self._sequencer(m, buf, out)
         wdata = self._weight_source(m, waddr)
         # stage B: the weight words and lanes registered once more, so a block RAM's slow clock-to-output ends in
-        # a register (which ECP5 and Xilinx flows fold into the RAM's own output register)
-        x_b = Signal.like(buf.x, reset_less=True)
-        ctl_b = Signal.like(ctl)
-        m.d.sync += [x_b.eq(buf.x), ctl_b.eq(ctl)]
+        # a register (which ECP5 and Xilinx flows fold into the RAM's own output register); for a block RAM twice
+        x_b, ctl_b = buf.x, ctl
+        for k in range(1 + (self.weight_rom_style == "block")):
+            x_next, ctl_next = Signal.like(buf.x, reset_less=True, name=f"x_b{k}"), Signal.like(ctl, name=f"ctl_b{k}")
+            m.d.sync += [x_next.eq(x_b), ctl_next.eq(ctl_b)]
+            x_b, ctl_b = x_next, ctl_next
         totals = self._pe_array(m, x_b, wdata)
         for k in range(self.tree_latency):  # control travels beside the trees' registers
             nxt = Signal.like(ctl_b, name=f"ctl_tree{k}")
@@ -260,7 +263,9 @@ class MatrixVectorUnit(wiring.Component):
         SF, NF = self.sf, self.nf
         nf = Signal(range(max(2, NF)))
         sf = Signal(range(max(2, SF)))
-        first, last = sf == 0, sf == SF - 1
+        # "sf == 0" and "sf == SF - 1" as registers of sf's next value: the issue decision `go`, which reaches the
+        # whole unit, is then one gate after registers
+        first, last = Signal(init=1), Signal(init=SF == 1)
         last_all = last & (nf == NF - 1)
         go = Signal()
         m.d.comb += [go.eq(buf.full & (~first | out.has_credit)), out.take.eq(go & first)]
@@ -270,7 +275,7 @@ class MatrixVectorUnit(wiring.Component):
             m.d.comb += sf_next.eq(hdl.Mux(last, 0, sf + 1))
             with m.If(last):
                 m.d.sync += nf.eq(hdl.Mux(nf == NF - 1, 0, nf + 1))
-        m.d.sync += sf.eq(sf_next)
+        m.d.sync += [sf.eq(sf_next), first.eq(sf_next == 0), last.eq(sf_next == SF - 1)]
         m.d.comb += [buf.step.eq(go), buf.release.eq(last_all), buf.sf_next.eq(sf_next)]
         waddr = Signal(range(max(2, SF * NF)))
         with m.If(go):
@@ -281,7 +286,9 @@ class MatrixVectorUnit(wiring.Component):
 
     def _weight_source(self, m, waddr):
         """Per PE, the step's ``simd`` weight bits, registered (stage B): a memory read at ``waddr``, or the one
-        constant word of a hard-wired layer."""
+        constant word of a hard-wired layer. A block RAM's word is registered twice: once in the RAM's own output
+        register (its clock-to-output is slow), once in the fabric (the word fans out to every lane of a tree,
+        across the chip from the RAM column)."""
         wdata = []
         for p, init in enumerate(weight_words(self._weights, self.pe, self.simd)):
             if self.hardwired:
@@ -291,9 +298,14 @@ class MatrixVectorUnit(wiring.Component):
             mem = Memory(shape=self.simd, depth=max(2, self.sf * self.nf), init=init, attrs=attrs)
             m.submodules[f"weights{p}"] = mem
             port = mem.read_port()
+            early = self.weight_rom_style == "block"
             m.d.comb += port.addr.eq(waddr)
+            word = port.data
+            if early:
+                word = Signal(self.simd, name=f"wout{p}", reset_less=True)  # the RAM's output register
+                m.d.sync += word.eq(port.data)
             w_b = Signal(self.simd, name=f"wreg{p}", reset_less=True)
-            m.d.sync += w_b.eq(port.data)
+            m.d.sync += w_b.eq(word)
             wdata.append(w_b)
         return wdata
 

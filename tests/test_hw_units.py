@@ -254,12 +254,13 @@ def test_mvu_rejects_bad_folding():
 @pytest.mark.parametrize("depth", [1, 3, 8])
 def test_credited_output_keeps_order_and_never_overflows(depth):
     """A producer that starts work only with a credit and delivers each result 1..9 cycles later, a consumer that
-    stalls at random: every result comes out once, in order (an overwrite of an unread place would break it)."""
+    stalls at random: every result comes out once, in order (an overwrite of an unread place would break it).
+    Results of 70 bits: the output register's three fetch-enable copies must move together."""
     import random
 
     from hw.credit_fifo import CreditedOutput
 
-    dut = CreditedOutput(shape=16, depth=depth)
+    dut = CreditedOutput(shape=70, depth=depth)
     rng = random.Random(depth)
     sent, got = [], []
 
@@ -275,8 +276,9 @@ def test_credited_output_keeps_order_and_never_overflows(depth):
             ctx.set(dut.w_en, bool(due))
             if due:
                 pending.remove(due[0])
-                ctx.set(dut.w_data, due[0][1])
-                sent.append(due[0][1])
+                word = due[0][1] * 0x0001_0000_0001_0000_0003 % (1 << 70)  # different bits in every copy
+                ctx.set(dut.w_data, word)
+                sent.append(word)
             await ctx.tick()
         ctx.set(dut.take, 0)
         ctx.set(dut.w_en, 0)
