@@ -30,6 +30,15 @@ def _wrap(v, n):
     return hdl.Mux(v == n - 1, 0, v + 1)
 
 
+def _write_copy(m, name, en, addr):
+    """One RAM's own registered write enable and address, from their values in the cycle a beat is accepted (the
+    beat register's cycle later they meet the registered beat). ``keep``: yosys would merge the equal copies."""
+    en_r = Signal(name=f"{name}_we", attrs={"keep": 1})
+    addr_r = Signal(len(addr), name=f"{name}_waddr", attrs={"keep": 1})
+    m.d.sync += [en_r.eq(en), addr_r.eq(addr)]
+    return en_r, addr_r
+
+
 class InputBuffer(wiring.Component):
     """Banks of ``length`` values: one fills from the input stream while another is read, ``simd`` lanes per
     step, as many times as the consumer needs (once per row fold).
@@ -186,6 +195,9 @@ class InputBuffer(wiring.Component):
             offset=Signal(range(max(2, self.simd))),
             short=Signal(),
         )
+        # the same facts in the accepting cycle, before the beat register: a store registers its own copies of
+        # its write enable and address from them, next to its RAMs (one enable for every RAM was a 10 ns route)
+        beat.accepting = SimpleNamespace(accept=accept, bank=wbank, index=wbeat, last=wbeat == self.beats - 1)
         m.d.sync += [
             beat.data.eq(self.i.payload),
             beat.valid.eq(accept),
@@ -197,6 +209,7 @@ class InputBuffer(wiring.Component):
             return beat
         fold, offset = Signal.like(beat.fold), Signal.like(beat.offset)
         m.d.sync += [beat.fold.eq(fold), beat.offset.eq(offset)]
+        beat.accepting.fold, beat.accepting.offset = fold, offset
         if self.layout == "slots":  # beat k: row k // per_row, slot k % per_row (offset counts slots here)
             with m.If(accept):
                 with m.If(wbeat == self.beats - 1):
@@ -329,13 +342,14 @@ class InputBuffer(wiring.Component):
     def _slot_memory(self, m, name, mine, beat, q, *, pad, sel):
         """One memory of the slot store: lanes ``mine`` of slot ``q``, written by a beat into that slot (the
         padding lanes of the last slot by every beat but the last)."""
-        fbits = (self.sf - 1).bit_length()
+        fbits, at = (self.sf - 1).bit_length(), beat.accepting
         m.submodules[name] = mem = Memory(shape=hdl.unsigned(self.bits * len(mine)), depth=self.banks << fbits, init=[])
         wp, rp = mem.write_port(), mem.read_port(domain="comb")
-        en = beat.valid & (beat.offset == q)
+        en = at.accept & (at.offset == q)
+        en, addr = _write_copy(m, name, en & ~at.last if pad else en, Cat(at.fold[:fbits], at.bank))
         m.d.comb += [
-            wp.en.eq(en & ~beat.last if pad else en),
-            wp.addr.eq(Cat(beat.fold[:fbits], beat.bank)),
+            wp.en.eq(en),
+            wp.addr.eq(addr),
             wp.data.eq(Cat(beat.data[r - q * self.lanes] for r in mine)),
             rp.addr.eq(Cat(*sel)),
         ]
@@ -358,9 +372,11 @@ class InputBuffer(wiring.Component):
                 shape=hdl.unsigned(bits * parts * len(lanes)), depth=self.banks << wbits, init=[]
             )
             wp, rp = mem.write_port(), mem.read_port(domain="comb")
+            at = beat.accepting
+            en, addr = _write_copy(m, f"beats{g}", at.accept, Cat(at.index[:wbits], at.bank))
             m.d.comb += [
-                wp.en.eq(beat.valid),
-                wp.addr.eq(Cat(beat.index[:wbits], beat.bank)),
+                wp.en.eq(en),
+                wp.addr.eq(addr),
                 wp.data.eq(Cat(beat.data[q * S + r] for q in range(parts) for r in lanes)),
                 rp.addr.eq(Cat(sel[pbits:], sel_bank)),
             ]
