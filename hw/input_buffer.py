@@ -106,8 +106,9 @@ class InputBuffer(wiring.Component):
         self.banks = 3 if self.sf * row_folds == 1 and self.beats <= 2 else 2
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, not {storage!r}")
-        # memory layouts: whole beats as rows when a beat is whole rows of simd values; else rows of simd values
-        # assembled from beats of at most simd values (a beat then touches at most two rows)
+        # memory layouts: a word per beat when a beat is whole rows of simd values; beats written into their slots
+        # when a row is whole beats; else rows of simd values assembled from beats of at most simd values (a beat
+        # then touches at most two rows)
         whole_beats = group % lanes == 0  # no short beats: beat k holds values k * lanes ..
         self.layout = (
             None

@@ -229,8 +229,9 @@ def _stage_widths(steps, *, abits, overflow, r_range, d_width):
     widths, first = [], sum(steps) - 1
     for k, cycles in enumerate(_stage_cycles(steps)):
         hi = first - sum(steps[:k])
-        if k == 0 or not overflow:  # the signed r whole, shifted once per cycle after the load
-            r_bits = signed_width(*(v << (cycles - 1) for v in r_range))
+        if k == 0 or not overflow:  # the signed r whole, shifted once per cycle after the load (bits above hi: a
+            # tiny r may sit wholly below the first step's bit)
+            r_bits = max(signed_width(*(v << (cycles - 1) for v in r_range)), hi + 2)
             widths.append((r_bits, max(r_bits - hi, d_width + 1) + 1))
         else:  # behind the overflow step: 0 <= r < D << (hi + 1)
             widths.append((d_width + hi + 1, d_width + 2))
@@ -299,7 +300,7 @@ def _plan_search(orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_rang
         word_width=word_width,
         steps=steps,
         overflow_step=overflow,
-        latency=sum(_stage_cycles(steps)) + 4,  # memory read, its register, r, then the stages
+        latency=sum(_stage_cycles(steps)) + 4,  # memory read, its register, r, the stages, the level register
         luts_per_lane=cost(steps, overflow),
     )
 
@@ -330,8 +331,8 @@ class ProgressionRequantizer(wiring.Component):
     LUT model finds that cheaper (:class:`SearchPlan`). A stage of ``m`` steps compares ``r * 2^t`` with the fixed
     ``D << hi`` at its step ``t``, so neither ``D`` nor a step counter moves: a shift of ``r`` is wiring, and only
     ``R``'s bits from ``hi`` up are subtracted. A stage of several steps hands its remainder on from its register
-    a cycle after its last step. Cycles: the memory read, its output register, ``r``, then a cycle per step and one
-    per hand-off (``SearchPlan.latency``).
+    a cycle after its last step. Cycles: the memory read, its output register, ``r``, a cycle per step and one per
+    hand-off, the level register (``SearchPlan.latency``).
 
     Parameters
     ----------

@@ -347,6 +347,19 @@ def test_staged_progression_search_matches_golden(abits, interval, overflow, ste
     assert np.array_equal(got[:, :neurons], expected)
 
 
+@pytest.mark.parametrize("overflow", [None, True, False])
+def test_search_with_r_below_the_first_step(overflow):
+    """A tiny layer (3-bit accumulators, F = 1, A7): ``r`` is narrower than the first step's bit, every level
+    comes from the clamps; the stages still build and match the golden function over the whole range."""
+    from hw.requant import ProgressionRequantizer
+
+    kw = dict(orientation=np.array([-1, 1]), a_fx=np.array([-50, 3]), d_fx=np.array([1, 2]), frac_bits=1, levels=127)
+    dut = ProgressionRequantizer(**kw, lanes=2, acc_width=3, acc_range=(-4, 3), interval=2, overflow=overflow)
+    accs = np.array([[v, v] for v in range(-4, 4)])
+    expected = apply_progression(accs, kw["orientation"], kw["a_fx"], kw["d_fx"], 1, 127)
+    assert np.array_equal(_spaced_requantize(dut, accs, 2, 2), expected)
+
+
 def test_search_plan_takes_the_overflow_step_where_it_is_cheaper():
     """The cost model narrows the stages where the whole ``r`` is much wider than ``D`` (a layer's real widths:
     F = 14 on 17-bit accumulators, D about 2^18) and keeps whole stages where the overflow step would add one."""
