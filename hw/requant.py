@@ -196,7 +196,6 @@ class SearchPlan:
     frac_bits: int
     orientation: tuple
     zero: tuple
-    a: tuple
     d: tuple
     b: tuple
     constant_rows: int
@@ -289,7 +288,6 @@ def _plan_search(orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_rang
         frac_bits=frac_bits,
         orientation=orient,
         zero=zeros,
-        a=a_s,
         d=d_s,
         b=b_s,
         constant_rows=sum(zeros),

@@ -12,10 +12,19 @@ from hw.stream_helpers import stream_get_all, stream_put_all
 from hw.test_vectors import random_layer
 
 
-def _run(dut, *benches, clock=True):
+def _run(dut, *benches, clock=True, cycles=20_000):
+    """Run ``benches`` to their end; with a clock, a unit that stops producing fails after ``cycles`` instead of
+    hanging the suite."""
     sim = Simulator(dut)
     if clock:
         sim.add_clock(1e-8)
+
+        async def watchdog(ctx):
+            for _ in range(cycles):  # one tick at a time: amaranth closes a bench left waiting here cleanly
+                await ctx.tick()
+            raise AssertionError(f"the benches did not finish within {cycles} cycles")
+
+        sim.add_testbench(watchdog, background=True)
     for tb in benches:
         sim.add_testbench(tb)
     sim.run()
@@ -329,3 +338,30 @@ def test_mvu_keeps_one_step_per_cycle(n_in, n_out, pe, simd, lanes):
     per_vector = np.diff(stamps[dut.nf - 1 :: dut.nf])[-6:]
     # a vector every max(sf * nf, its input beats) cycles: the compute never waits for a bank
     assert max(per_vector) == max(dut.sf * dut.nf, dut.in_beats)
+
+
+@pytest.mark.parametrize("classes, lanes, gap, stall", [(10, 3, 0.0, 0.0), (10, 3, 0.3, 0.5), (7, 2, 0.0, 0.3)])
+def test_argmax_collector_gathers_beats_into_first_argmax(classes, lanes, gap, stall):
+    """Images of several score beats, back to back or with gaps, against a consumer that stalls: every result holds
+    the image's scores and its first argmax (ties are frequent: scores from a small range)."""
+    from hw.argmax import ArgmaxCollector
+
+    rng = np.random.default_rng(classes * 10 + lanes)
+    dut = ArgmaxCollector(classes=classes, lanes=lanes, score_width=5)
+    images = rng.integers(-3, 4, (40, classes))
+    beats = [
+        [int(img[b * lanes + k]) if b * lanes + k < classes else 0 for k in range(lanes)]
+        for img in images
+        for b in range(dut.beats)
+    ]
+    got = []
+
+    async def producer(ctx):
+        await stream_put_all(ctx, dut.i, beats, rng=rng, gap=gap)
+
+    async def consumer(ctx):
+        got.extend(await stream_get_all(ctx, dut.o, len(images), rng=rng, stall=stall))
+
+    _run(dut, producer, consumer)
+    assert [int(r.cls) for r in got] == [int(np.argmax(img)) for img in images]
+    assert [[int(s) for s in r.scores] for r in got] == images.tolist()
