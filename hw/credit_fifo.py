@@ -79,10 +79,12 @@ class CreditedOutput(wiring.Component):
         m.d.comb += self.o.valid.eq(valid)
         with m.If(fetch):
             m.d.sync += rptr.eq(Mux(rptr == self.depth - 1, 0, rptr + 1))
-        stored_next = Signal.like(stored)
-        m.d.comb += stored_next.eq(stored + self.w_en - fetch)
-        m.d.sync += stored.eq(stored_next)
-        m.d.comb += nonempty_next.eq(stored_next != 0)
+        # the count after this cycle's write, and whether it is non-empty with and without a fetch: both before the
+        # fetch is known, so the consumer's ready is two gates from the `nonempty` copies (the fetch, the choice)
+        stored_in = Signal(range(self.depth + 2))
+        m.d.comb += stored_in.eq(stored + self.w_en)
+        m.d.sync += stored.eq(stored_in - fetch)
+        m.d.comb += nonempty_next.eq(Mux(fetch, stored_in > 1, stored_in != 0))  # a fetch finds stored >= 1
 
         credits = Signal(range(self.depth + 1), init=self.depth)
         # a freed place is credited RETURN_DELAY cycles late: the FIFO sits by the consumer, the counter by the

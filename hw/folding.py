@@ -99,10 +99,10 @@ HARDWIRED_LUTS_PER_LANE = {"portable": (0.22, 0.52), "xc7": (0.155, 0.37), "xcu"
 BUFFER_ASSEMBLY_LUTS = 1.2
 
 #: Progression requantisers (:class:`hw.requant.ProgressionRequantizer`): LUTs per bit of the search plan's cost
-#: model (``SearchPlan.luts_per_lane``: the stages' subtractor and multiplexer bits, the memory word and ``r``'s
-#: adder). Measured on synth_xilinx xc7 for 16 lanes of Fashion ``sfc``: fc1 at SF 4 (stages 3, 3, 3 behind the
-#: overflow step) 3,632 LUT against 3,472 by the model, at SF 1 (nine one-step stages) 6,635 against 7,216; fc0 at
-#: SF 13 (one 8-step stage) 2,282 against 2,352.
+#: model (``SearchPlan.luts_per_lane``: the stages' subtractor and multiplexer bits, the memory word, ``r``'s adder
+#: and the bounds' comparator). Measured on synth_xilinx xc7 for 16 lanes of Fashion ``sfc``: fc1 at SF 4 (stages
+#: 3, 3, 2) 3,649 LUT against 3,600 by the model, at SF 1 (eight one-step stages) 5,995 against 6,816; fc0 at SF 13
+#: (one 8-step stage) 2,438 against 2,448.
 PROGRESSION_LUTS_PER_MODEL_BIT = 1.0
 
 

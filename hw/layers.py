@@ -206,10 +206,8 @@ def _compute_info(p, f, mvu, vectors):
         "unit_latency": mvu.latency,
         "hardwired": f.hardwired,
         "requant": requant_kind(p) or "scores",
-        # a progression's restoring search: steps per stage, one subtractor per lane each (fewer where SF allows),
-        # the first with the overflow step where that lets the later stages be narrow
+        # a progression's restoring search: steps per stage, one subtractor per lane each (fewer where SF allows)
         "search_steps": list(mvu.search.steps) if mvu.search is not None else None,
-        "search_overflow_step": mvu.search.overflow_step if mvu.search is not None else None,
     }
 
 

@@ -280,8 +280,8 @@ class MatrixVectorUnit(wiring.Component):
         waddr = Signal(range(max(2, SF * NF)))
         with m.If(go):
             m.d.sync += waddr.eq(hdl.Mux(last_all, 0, waddr + 1))
-        ctl = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "nf": range(max(2, NF))}))
-        m.d.sync += [ctl.valid.eq(go), ctl.first.eq(first), ctl.last.eq(last), ctl.nf.eq(nf)]
+        ctl = Signal(data.StructLayout({"valid": 1, "last": 1, "nf": range(max(2, NF))}))
+        m.d.sync += [ctl.valid.eq(go), ctl.last.eq(last), ctl.nf.eq(nf)]
         return ctl, waddr
 
     def _weight_source(self, m, waddr):
@@ -344,7 +344,9 @@ class MatrixVectorUnit(wiring.Component):
         return totals
 
     def _accumulate(self, m, ctl, totals):
-        """Sum the column folds of each row fold; the last one's sums leave registered with their row fold."""
+        """Sum the column folds of each row fold; the last one's sums leave registered with their row fold. An
+        accumulator is cleared as its row fold's sums leave (its register's synchronous reset), so a row fold starts
+        from 0 with no multiplexer in front of the adder."""
         final = Signal(data.ArrayLayout(hdl.signed(self.acc_width), self.pe))
         final_valid = Signal()
         final_nf = Signal.like(ctl.nf)
@@ -352,8 +354,8 @@ class MatrixVectorUnit(wiring.Component):
         for p, total in enumerate(totals):
             acc = Signal(hdl.signed(self.acc_width), name=f"acc{p}")
             s = Signal(hdl.signed(self.acc_width), name=f"sum{p}")
-            m.d.comb += s.eq(hdl.Mux(ctl.first, 0, acc) + total)
+            m.d.comb += s.eq(acc + total)
             with m.If(ctl.valid):
-                m.d.sync += acc.eq(s)
+                m.d.sync += acc.eq(hdl.Mux(ctl.last, 0, s))
             m.d.sync += final[p].eq(s)
         return final, final_valid, final_nf

@@ -186,9 +186,9 @@ class ThresholdRequantizer(wiring.Component):
 @dataclass(frozen=True)
 class SearchPlan:
     """How :class:`ProgressionRequantizer` searches a layer's rows (see there). Widths in bits; ``steps`` per stage,
-    first stage first; ``luts_per_lane`` the cost model the stages were chosen by: per stage its subtractor's bits
-    plus its multiplexers' (the kept/restored bits, and in a stage of several steps every bit of ``R`` behind the
-    load multiplexer), plus the memory word, the negation and ``r``."""
+    first stage first; ``luts_per_lane`` the LUT model: per stage its subtractor's bits plus its multiplexers' (the
+    kept/restored bits, and in a stage of several steps every bit of ``R`` behind the load multiplexer), plus the
+    memory word, ``r``'s adder and the bounds cycle's comparator."""
 
     neurons: int
     abits: int
@@ -205,7 +205,6 @@ class SearchPlan:
     r_width: int
     word_width: int
     steps: tuple
-    overflow_step: bool
     latency: int
     luts_per_lane: int
 
@@ -223,21 +222,20 @@ def _stage_cycles(steps):
     return [m + (m > 1 and k < len(steps) - 1) for k, m in enumerate(steps)]
 
 
-def _stage_widths(steps, *, abits, overflow, r_range, d_width):
-    """``(R bits, subtractor bits)`` of each stage (:meth:`ProgressionRequantizer._stage`)."""
-    widths, first = [], sum(steps) - 1
-    for k, cycles in enumerate(_stage_cycles(steps)):
-        hi = first - sum(steps[:k])
-        if k == 0 or not overflow:  # the signed r whole, shifted once per cycle after the load (bits above hi: a
-            # tiny r may sit wholly below the first step's bit)
-            r_bits = max(signed_width(*(v << (cycles - 1) for v in r_range)), hi + 2)
-            widths.append((r_bits, max(r_bits - hi, d_width + 1) + 1))
-        else:  # behind the overflow step: 0 <= r < D << (hi + 1)
-            widths.append((d_width + hi + 1, d_width + 2))
-    return widths
+def _stage_widths(steps, *, d_width):
+    """``(R bits, subtractor bits)`` of each stage (:meth:`ProgressionRequantizer._stage`): behind the bounds cycle
+    a stage whose first step is bit ``hi`` holds ``0 <= r < D << (hi + 1)``."""
+    firsts = [sum(steps[k:]) - 1 for k in range(len(steps))]
+    return [(d_width + hi + 1, d_width + 2) for hi in firsts]
 
 
-def _plan_search(orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_range, interval, overflow):
+def _bounds_widths(*, abits, r_width, d_width):
+    """``(comparator bits, clamped r bits)`` of the bounds cycle: ``r >> abits`` against ``D`` (nothing where ``r``
+    never reaches ``D << abits``), and ``r`` below ``D << abits``."""
+    return (max(r_width - abits, d_width + 1) + 1 if r_width - 1 > abits else 0), d_width + abits
+
+
+def _plan_search(orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_range, interval):
     neurons = len(orientation)
     abits = (levels + 1).bit_length() - 1
     if not isinstance(interval, int) or interval < 1:
@@ -267,20 +265,12 @@ def _plan_search(orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_rang
     r_range = (-(vmax << frac_bits) - max(0, *a_s), (vmax << frac_bits) - min(0, *a_s))
     r_width = signed_width(*r_range)
     word_width = 2 + b_width + d_width  # per neuron: negate, zero, B, D
-    fixed = word_width + r_width - frac_bits  # the memory word, r's adder
-
-    def cost(steps, overflow):
-        stages = _stage_widths(steps, abits=abits, overflow=overflow, r_range=r_range, d_width=d_width)
-        return fixed + sum(sub + (sub if m == 1 else r_bits) for m, (r_bits, sub) in zip(steps, stages))
-
-    # without the overflow step every stage holds the whole r; with it, the stages behind the first are narrow
-    per = max(1, interval - 1)
-    plain, narrow = _split(abits, per), _split(abits + 1, per)
-    if overflow is None:
-        overflow = len(narrow) > 1 and cost(narrow, True) < cost(plain, False)
-    elif overflow not in (True, False):
-        raise ValueError(f"overflow must be None, True or False, not {overflow!r}")
-    steps = narrow if overflow else plain
+    # a stage takes interval - 1 steps before the next input reaches it (interval > abits: a single stage)
+    steps = _split(abits, max(1, interval - 1))
+    stages = _stage_widths(steps, d_width=d_width)
+    # the bounds' clamp of a negative r is its register's synchronous reset: only the comparator costs LUTs
+    luts = word_width + r_width - frac_bits + _bounds_widths(abits=abits, r_width=r_width, d_width=d_width)[0]
+    luts += sum(sub + (sub if m == 1 else r_bits) for m, (r_bits, sub) in zip(steps, stages))
     return SearchPlan(
         neurons=neurons,
         abits=abits,
@@ -297,9 +287,9 @@ def _plan_search(orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_rang
         r_width=r_width,
         word_width=word_width,
         steps=steps,
-        overflow_step=overflow,
-        latency=sum(_stage_cycles(steps)) + 4,  # memory read, its register, r, the stages, the level register
-        luts_per_lane=cost(steps, overflow),
+        # memory read, its register, r, the bounds, the stages, the level register
+        latency=sum(_stage_cycles(steps)) + 5,
+        luts_per_lane=luts,
     )
 
 
@@ -315,22 +305,20 @@ class ProgressionRequantizer(wiring.Component):
     ``D = 1`` with a flag that zeroes ``x``: the same levels, and the subtractors only as wide as the layer's real
     progressions need.
 
-    Then for ``j = abits-1 .. 0`` one step each: if ``r >= D << j`` then ``r -= D << j`` and level bit ``j`` is
-    set. A negative ``r`` never passes a step (level 0); a large one passes every step (level ``2^abits - 1 = L``),
-    so both clamps come for free.
+    The clamps come first, in a cycle of their own (the *bounds*): ``r >= D << abits`` sets a flag that makes the
+    level ``L``, and a negative ``r`` goes on as 0 (level 0). What the search sees is then ``0 <= r < D << abits``,
+    ``d_width + abits`` bits, however wide ``acc * 2^F`` is. Then for ``j = abits-1 .. 0`` one step each: if
+    ``r >= D << j`` then ``r -= D << j`` and level bit ``j`` is set.
 
-    The steps are shared out over a pipeline of stages (:meth:`plan`), each one subtractor that takes one step per
-    cycle: where a lane's inputs come ``interval`` or more cycles apart (an MVU's sums come a row fold, SF steps,
-    apart), a stage can take ``interval - 1`` steps before the next input reaches it; ``interval > abits`` gives a
-    single stage. With more than one stage the first may also take an *overflow step* ``j = abits``
-    (``r >= D << abits``: level ``L`` whatever follows) and pass on 0 for a negative ``r``. Every later stage then
-    knows ``0 <= r < D << (hi + 1)`` (``hi`` its first bit): its register is ``d_width + hi + 1`` bits and its
-    subtractor ``d_width + 1``, instead of the whole ``F + acc_width``. The plan takes the overflow step where its
-    LUT model finds that cheaper (:class:`SearchPlan`). A stage of ``m`` steps compares ``r * 2^t`` with the fixed
-    ``D << hi`` at its step ``t``, so neither ``D`` nor a step counter moves: a shift of ``r`` is wiring, and only
-    ``R``'s bits from ``hi`` up are subtracted. A stage of several steps hands its remainder on from its register
-    a cycle after its last step. Cycles: the memory read, its output register, ``r``, a cycle per step and one per
-    hand-off, the level register (``SearchPlan.latency``).
+    The steps are shared out over a pipeline of stages, each one subtractor that takes one step per cycle: where a
+    lane's inputs come ``interval`` or more cycles apart (an MVU's sums come a row fold, SF steps, apart), a stage can
+    take ``interval - 1`` steps before the next input reaches it; ``interval > abits`` gives a single stage. A stage
+    whose first step is bit ``hi`` holds ``0 <= r < D << (hi + 1)``: a register of ``d_width + hi + 1`` bits and a
+    subtractor of ``d_width + 2``. A stage of ``m`` steps compares ``r * 2^t`` with the fixed ``D << hi`` at its
+    step ``t``, so neither ``D`` nor a step counter moves: a shift of ``r`` is wiring, and only ``R``'s bits from
+    ``hi`` up are subtracted. A stage of several steps hands its remainder on from its register a cycle after its
+    last step. Cycles (``SearchPlan.latency``): the memory read, its output register, ``r``, the bounds, a cycle per
+    step and one per hand-off, the level register.
 
     Parameters
     ----------
@@ -347,9 +335,6 @@ class ProgressionRequantizer(wiring.Component):
         ``acc_width`` bits. The search's widths and the constant rows follow from it.
     interval : int
         Fewest cycles between two inputs (``valid``); 1 (the default) for a pipeline that takes one every cycle.
-    overflow : bool, optional
-        Take the overflow step (narrow stages behind it) or not; by default whichever the LUT model
-        (:class:`SearchPlan`) finds cheaper.
 
     Members
     -------
@@ -359,9 +344,7 @@ class ProgressionRequantizer(wiring.Component):
         Rows stored as a constant level.
     """
 
-    def __init__(
-        self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width, acc_range=None, interval=1, overflow=None
-    ):
+    def __init__(self, *, orientation, a_fx, d_fx, frac_bits, levels, lanes, acc_width, acc_range=None, interval=1):
         plan = self.plan(
             orientation=orientation,
             a_fx=a_fx,
@@ -371,7 +354,6 @@ class ProgressionRequantizer(wiring.Component):
             acc_width=acc_width,
             acc_range=acc_range,
             interval=interval,
-            overflow=overflow,
         )
         self.__dict__.update(vars(plan))
         self.lanes, self.acc_width, self.interval = lanes, acc_width, interval
@@ -379,10 +361,10 @@ class ProgressionRequantizer(wiring.Component):
         super().__init__(_level_signature(acc_width=acc_width, lanes=lanes, folds=self.folds, abits=self.abits))
 
     @staticmethod
-    def plan(*, orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_range=None, interval=1, overflow=None):
+    def plan(*, orientation, a_fx, d_fx, frac_bits, levels, acc_width, acc_range=None, interval=1):
         """The search for these rows, before any hardware: a :class:`SearchPlan` (widths, stages, latency, LUTs).
         The matrix-vector unit reads its latency from here before it builds the requantiser."""
-        return _plan_search(orientation, a_fx, d_fx, int(frac_bits), levels, acc_width, acc_range, interval, overflow)
+        return _plan_search(orientation, a_fx, d_fx, int(frac_bits), levels, acc_width, acc_range, interval)
 
     def constant_words(self):
         """Memory contents, one list per lane: word ``fold`` = ``negate | zero << 1 | B << 2 | D << (2 + b_width)``
@@ -403,9 +385,9 @@ class ProgressionRequantizer(wiring.Component):
             valid = nxt
             chain.append(nxt)
         m.d.comb += self.result_valid.eq(valid)
-        # stage k takes its input in the cycle chain[2 + (cycles before it)] is high (stage 0: r from the constants)
+        # stage k takes its input in the cycle chain[3 + (cycles before it)] is high (stage 0: from the bounds)
         cycles = _stage_cycles(self.steps)
-        loads = [chain[2 + sum(cycles[:k])] for k in range(len(self.steps))]
+        loads = [chain[3 + sum(cycles[:k])] for k in range(len(self.steps))]
         for p, init in enumerate(self.constant_words()):
             mem = Memory(shape=self.word_width, depth=max(2, len(init)), init=init)
             m.submodules[f"const{p}"] = mem
@@ -427,28 +409,38 @@ class ProgressionRequantizer(wiring.Component):
             d = Signal(self.d_width, name=f"d3_{p}", reset_less=True)
             r_hi = x + b_val[self.frac_bits :].as_signed()
             m.d.sync += [r.eq(Cat(b_val[: self.frac_bits], r_hi).as_signed()), d.eq(d_val)]
-            level = hdl.Const(0, 0)
+            r, d, level = self._bounds(m, p, r, d)
             for k, load in enumerate(loads):
                 r, d, level = self._stage(m, p, k, r, d, level, load=load)
             m.d.comb += self.result[p].eq(level)
         return m
 
-    def _stage(self, m, p, k, r_in, d_in, level_in, *, load):
-        """Stage ``k`` of lane ``p``: registers ``R = r * 2^t``, ``D`` and the level bits so far, taken from the stage
-        before while ``load`` is high and stepped on every other cycle (after its steps the registers are unused
-        until the next load). Returns ``(r, D, level)`` after its last step, for the next stage (the last: a
-        register, the level read while ``result_valid`` is high).
+    def _bounds(self, m, p, r, d_in):
+        """Cycle 4 of lane ``p``: the flag ``r >= D << abits`` (level ``L``; ``r >> abits`` against ``D``, one carry
+        chain into one flip-flop) and ``r`` clamped below at 0, only as wide as ``r < D << abits`` needs.
+        Returns ``(r, D, flag)`` registered."""
+        compare_bits, r_bits = _bounds_widths(abits=self.abits, r_width=self.r_width, d_width=self.d_width)
+        over = Signal(name=f"over4_{p}")
+        clamped = Signal(r_bits, name=f"r4_{p}")
+        d = Signal(self.d_width, name=f"d4_{p}", reset_less=True)
+        if compare_bits:
+            m.d.sync += over.eq(~(r[self.abits :].as_signed() - d_in)[-1])
+        m.d.sync += [clamped.eq(Mux(r[-1], 0, r[:r_bits])), d.eq(d_in)]
+        return clamped, d, over
 
-        Stage 0 holds the signed ``r`` whole; behind an overflow step a stage holds ``0 <= r < D << (hi + 1)``
-        (:class:`ProgressionRequantizer`), and only ``R``'s bits from ``hi`` up take part in the subtraction."""
+    def _stage(self, m, p, k, r_in, d_in, level_in, *, load):
+        """Stage ``k`` of lane ``p``: registers ``R = r * 2^t``, ``D`` and the level bits so far (the bounds' flag
+        first), taken from the stage before while ``load`` is high and stepped on every other cycle (after its steps
+        the registers are unused until the next load). Returns ``(r, D, level)`` after its last step, for the next
+        stage (the last: a register, the level read while ``result_valid`` is high).
+
+        The stage holds ``0 <= r < D << (hi + 1)``, ``hi`` its first step's bit, and only ``R``'s bits from ``hi``
+        up take part in the subtraction."""
         steps = self.steps[k]
-        hi = sum(self.steps) - 1 - sum(self.steps[:k])  # the first step's bit
-        r_bits, sub_bits = _stage_widths(
-            self.steps, abits=self.abits, overflow=self.overflow_step, r_range=self.r_range, d_width=self.d_width
-        )[k]
-        whole = k == 0 or not self.overflow_step
-        R = Signal(hdl.signed(r_bits) if whole else r_bits, name=f"r_s{k}_{p}")
-        top = R[hi:].as_signed() if whole else R[hi:]
+        hi = sum(self.steps[k:]) - 1
+        r_bits, sub_bits = _stage_widths(self.steps, d_width=self.d_width)[k]
+        R = Signal(r_bits, name=f"r_s{k}_{p}")
+        top = R[hi:]
         d = Signal(self.d_width, name=f"d_s{k}_{p}", reset_less=True)
         handoff = _stage_cycles(self.steps)[k] > steps  # the next stage loads from R, a cycle after the last step
         level = Signal(len(level_in) + steps - 1 + handoff, name=f"level_s{k}_{p}")
@@ -465,24 +457,16 @@ class ProgressionRequantizer(wiring.Component):
             with m.Else():
                 m.d.sync += [R.eq(kept << 1), level.eq(stepped)]
         low = hi - steps + 1  # the last step's bit
-        # the remainder after the last step: R >> steps a cycle later, or kept >> (steps - 1) now (exact: R's low
-        # steps-1 bits are zero at the last step)
-        rem, sign = (R[steps:], R[-1]) if handoff else (kept[steps - 1 :], R[-1])
+        # the remainder after the last step, below D << low: R >> steps a cycle later, or kept >> (steps - 1) now
+        # (exact: R's low steps-1 bits are zero at the last step)
         if handoff:
-            stepped = level
-        if not whole:
-            r_out = rem[: self.d_width + low]
-        elif self.overflow_step:  # a negative r goes on as 0 (level 0); a stage behind holds r < D << low
-            r_out = Mux(sign, 0, rem)
+            r_out, stepped = R[steps : steps + self.d_width + low], level
         else:
-            r_out = rem.as_signed()
+            r_out = kept[steps - 1 : steps - 1 + self.d_width + low]
         if k < len(self.steps) - 1:
             return r_out, d, stepped
         out = Signal(self.abits, name=f"level_{p}")
-        if self.overflow_step:  # r >= D << abits: level L, whatever the later steps found
-            m.d.sync += out.eq(Mux(stepped[-1], self.levels, stepped[: self.abits]))
-        else:
-            m.d.sync += out.eq(stepped)
+        m.d.sync += out.eq(Mux(stepped[-1], self.levels, stepped[: self.abits]))  # the bounds' flag: level L
         return r_out, d, out
 
 

@@ -262,7 +262,7 @@ def test_progression_requantizer_matches_golden(abits, neurons, lanes, frac_bits
     dut = ProgressionRequantizer(
         orientation=orient, a_fx=a, d_fx=d, frac_bits=frac_bits, levels=levels, lanes=lanes, acc_width=acc_width
     )
-    assert dut.latency == sum(dut.steps) + 4 and len(dut.steps) == abits + dut.overflow_step  # a pipeline
+    assert dut.latency == sum(dut.steps) + 5 and dut.steps == (1,) * abits  # a pipeline
     accs = rng.integers(lo, hi + 1, (30, dut.folds * lanes))
     accs[0], accs[1] = lo, hi  # both clamps, both orientations
     t = expand_progression(a, d, frac_bits, levels, lo, hi)  # at and just below each row's thresholds
@@ -315,20 +315,19 @@ def test_constant_rows_keep_their_levels_in_narrow_subtractors(interval):
 
 
 @pytest.mark.parametrize(
-    "abits, interval, overflow, steps",
-    [(8, 9, False, (8,)), (8, 5, False, (4, 4)), (8, 4, False, (3, 3, 2)), (8, 3, False, (2, 2, 2, 2)),
-     (8, 12, False, (8,)), (3, 4, False, (3,)), (4, 3, False, (2, 2)), (5, 3, False, (2, 2, 1)),
-     (4, 2, False, (1, 1, 1, 1)), (8, 1, True, (1,) * 9), (8, 4, True, (3, 3, 3)), (8, 5, True, (3, 3, 3)),
-     (8, 9, True, (5, 4)), (4, 3, True, (2, 2, 1)), (3, 2, True, (1, 1, 1, 1)), (5, 7, True, (6,))],
+    "abits, interval, steps",
+    [(8, 9, (8,)), (8, 5, (4, 4)), (8, 4, (3, 3, 2)), (8, 3, (2, 2, 2, 2)), (8, 12, (8,)), (3, 4, (3,)),
+     (4, 3, (2, 2)), (5, 3, (2, 2, 1)), (4, 2, (1, 1, 1, 1)), (8, 1, (1,) * 8), (8, 6, (4, 4)), (7, 3, (2, 2, 2, 1)),
+     (3, 2, (1, 1, 1)), (5, 7, (5,))],
 )  # fmt: skip
-def test_staged_progression_search_matches_golden(abits, interval, overflow, steps):
+def test_staged_progression_search_matches_golden(abits, interval, steps):
     """Inputs ``interval`` or more cycles apart (a row fold of SF steps): stages of ``interval - 1`` steps, one
-    subtractor each, give the pipeline's results. With the overflow step first, the stages behind it are only
-    ``D``'s width wide; levels 0 and ``L`` from far outside the progression must still come out clamped."""
+    subtractor each, give the pipeline's results. Behind the bounds cycle every stage is only ``D``'s width wide;
+    levels 0 and ``L`` from far outside the progression must still come out clamped."""
 
     from hw.requant import ProgressionRequantizer
 
-    rng = np.random.default_rng(abits * 10 + interval + 100 * overflow)
+    rng = np.random.default_rng(abits * 10 + interval)
     neurons, lanes, frac_bits, acc_width = 7, 3, 6, 11
     levels = 2**abits - 1
     lo, hi = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
@@ -336,9 +335,10 @@ def test_staged_progression_search_matches_golden(abits, interval, overflow, ste
     a = rng.integers(lo << frac_bits, hi << frac_bits, neurons) - levels * d // 2
     orient = rng.choice([-1, 1], neurons)
     kw = dict(orientation=orient, a_fx=a, d_fx=d, frac_bits=frac_bits, levels=levels, lanes=lanes)
-    dut = ProgressionRequantizer(**kw, acc_width=acc_width, interval=interval, overflow=overflow)
+    dut = ProgressionRequantizer(**kw, acc_width=acc_width, interval=interval)
     handoffs = sum(m > 1 for m in steps[:-1])  # a stage of several steps hands on from its register
-    assert dut.steps == steps and dut.overflow_step == overflow and dut.latency == sum(steps) + 4 + handoffs
+    assert dut.steps == steps and dut.latency == sum(steps) + 5 + handoffs
+    assert dut.d_width + abits < dut.r_width  # the stages are narrower than r
     accs = rng.integers(lo, hi + 1, (20, dut.folds * lanes))
     accs[0], accs[1] = lo, hi
     expected = apply_progression(accs[:, :neurons], orient, a, d, frac_bits, levels)
@@ -347,22 +347,23 @@ def test_staged_progression_search_matches_golden(abits, interval, overflow, ste
     assert np.array_equal(got[:, :neurons], expected)
 
 
-@pytest.mark.parametrize("overflow", [None, True, False])
-def test_search_with_r_below_the_first_step(overflow):
-    """A tiny layer (3-bit accumulators, F = 1, A7): ``r`` is narrower than the first step's bit, every level
-    comes from the clamps; the stages still build and match the golden function over the whole range."""
+@pytest.mark.parametrize("interval", [1, 2, 9])
+def test_search_with_r_below_the_first_step(interval):
+    """A tiny layer (3-bit accumulators, F = 1, A7): ``r`` is narrower than the first step's bit and never reaches
+    ``D << abits``, every level comes from the clamps; the stages still build and match the golden function over
+    the whole range."""
     from hw.requant import ProgressionRequantizer
 
     kw = dict(orientation=np.array([-1, 1]), a_fx=np.array([-50, 3]), d_fx=np.array([1, 2]), frac_bits=1, levels=127)
-    dut = ProgressionRequantizer(**kw, lanes=2, acc_width=3, acc_range=(-4, 3), interval=2, overflow=overflow)
+    dut = ProgressionRequantizer(**kw, lanes=2, acc_width=3, acc_range=(-4, 3), interval=interval)
     accs = np.array([[v, v] for v in range(-4, 4)])
     expected = apply_progression(accs, kw["orientation"], kw["a_fx"], kw["d_fx"], 1, 127)
-    assert np.array_equal(_spaced_requantize(dut, accs, 2, 2), expected)
+    assert np.array_equal(_spaced_requantize(dut, accs, 2, interval), expected)
 
 
-def test_search_plan_takes_the_overflow_step_where_it_is_cheaper():
-    """The cost model narrows the stages where the whole ``r`` is much wider than ``D`` (a layer's real widths:
-    F = 14 on 17-bit accumulators, D about 2^18) and keeps whole stages where the overflow step would add one."""
+def test_search_plan_stages_follow_the_row_fold():
+    """A layer's real widths (F = 14 on 17-bit accumulators, D about 2^18): the stages share the eight steps out
+    by SF, each ``D``'s width plus two bits however wide ``r`` is, and fewer stages cost fewer LUTs."""
     from hw.requant import ProgressionRequantizer
 
     rng = np.random.default_rng(3)
@@ -373,15 +374,12 @@ def test_search_plan_takes_the_overflow_step_where_it_is_cheaper():
     plan = {
         sf: ProgressionRequantizer.plan(**kw, acc_width=18, acc_range=(lo, hi), interval=sf) for sf in (1, 4, 5, 13)
     }
-    assert plan[1].overflow_step and plan[1].steps == (1,) * 9
-    assert plan[4].overflow_step and plan[4].steps == (3, 3, 3)  # as many stages as without it: narrow ones
-    assert not plan[5].overflow_step and plan[5].steps == (4, 4)  # it would add a stage
-    assert not plan[13].overflow_step and plan[13].steps == (8,)
-    for sf in (1, 4):
-        whole = ProgressionRequantizer.plan(**kw, acc_width=18, acc_range=(lo, hi), interval=sf, overflow=False)
-        assert plan[sf].luts_per_lane < whole.luts_per_lane
-    with pytest.raises(ValueError, match="overflow must be None, True or False, not 'yes'"):
-        ProgressionRequantizer.plan(**kw, acc_width=18, overflow="yes")
+    assert [plan[sf].steps for sf in (1, 4, 5, 13)] == [(1,) * 8, (3, 3, 2), (4, 4), (8,)]
+    assert [plan[sf].latency for sf in (1, 4, 5, 13)] == [13, 15, 14, 13]
+    assert plan[1].d_width == 19 and plan[1].r_width == 32
+    assert plan[1].luts_per_lane > plan[4].luts_per_lane > plan[5].luts_per_lane > plan[13].luts_per_lane
+    with pytest.raises(ValueError, match="interval must be a positive integer, not 0"):
+        ProgressionRequantizer.plan(**kw, acc_width=18, interval=0)
 
 
 def _spaced_requantize(dut, accs, lanes, interval, rng=None):
@@ -475,11 +473,10 @@ def test_progression_network_bit_exact_on_verilator(tiny_a3_progression, tmp_pat
 
     m = json.loads((tiny_a3_progression / "manifest.json").read_text())
     assert m["layers"][0]["activation"]["kind"] == "progression"
-    # SIMD 24: fc0's sums come SF = 3 cycles apart, a search in stages of 2 and 2 steps (the overflow step first,
-    # the second stage narrow); fc1 (SF 1) is the pipeline
+    # SIMD 24: fc0's sums come SF = 3 cycles apart, a search in stages of 2 and 1 steps; fc1 (SF 1) is the pipeline
     desc = generate(tiny_a3_progression, tmp_path / "rtl", pe=4, simd=24)
     fc0 = desc["layers"][0]
-    assert fc0["requant"] == "progression" and fc0["search_steps"] == [2, 2] and fc0["search_overflow_step"]
+    assert fc0["requant"] == "progression" and fc0["search_steps"] == [2, 1]
     s = simulate_network(
         tiny_a3_progression, tmp_path / "rtl", sim="verilator", n=30, work_dir=tmp_path / "sim", progress=False
     )
