@@ -280,8 +280,9 @@ class MatrixVectorUnit(wiring.Component):
         waddr = Signal(range(max(2, SF * NF)))
         with m.If(go):
             m.d.sync += waddr.eq(hdl.Mux(last_all, 0, waddr + 1))
-        ctl = Signal(data.StructLayout({"valid": 1, "last": 1, "nf": range(max(2, NF))}))
-        m.d.sync += [ctl.valid.eq(go), ctl.last.eq(last), ctl.nf.eq(nf)]
+        # clear: the step that ends a row fold (its sums leave, the accumulators restart from 0)
+        ctl = Signal(data.StructLayout({"valid": 1, "clear": 1, "nf": range(max(2, NF))}))
+        m.d.sync += [ctl.valid.eq(go), ctl.clear.eq(go & last), ctl.nf.eq(nf)]
         return ctl, waddr
 
     def _weight_source(self, m, waddr):
@@ -345,17 +346,19 @@ class MatrixVectorUnit(wiring.Component):
 
     def _accumulate(self, m, ctl, totals):
         """Sum the column folds of each row fold; the last one's sums leave registered with their row fold. An
-        accumulator is cleared as its row fold's sums leave (its register's synchronous reset), so a row fold starts
-        from 0 with no multiplexer in front of the adder."""
+        accumulator is cleared as its row fold's sums leave (its register's synchronous reset, over its enable as
+        both families' flip-flops have it), so a row fold starts from 0 with no multiplexer in front of the adder."""
         final = Signal(data.ArrayLayout(hdl.signed(self.acc_width), self.pe))
         final_valid = Signal()
         final_nf = Signal.like(ctl.nf)
-        m.d.sync += [final_valid.eq(ctl.valid & ctl.last), final_nf.eq(ctl.nf)]
+        m.d.sync += [final_valid.eq(ctl.clear), final_nf.eq(ctl.nf)]
         for p, total in enumerate(totals):
             acc = Signal(hdl.signed(self.acc_width), name=f"acc{p}")
             s = Signal(hdl.signed(self.acc_width), name=f"sum{p}")
             m.d.comb += s.eq(acc + total)
-            with m.If(ctl.valid):
-                m.d.sync += acc.eq(hdl.Mux(ctl.last, 0, s))
+            with m.If(ctl.clear):
+                m.d.sync += acc.eq(0)
+            with m.Elif(ctl.valid):
+                m.d.sync += acc.eq(s)
             m.d.sync += final[p].eq(s)
         return final, final_valid, final_nf
