@@ -21,6 +21,8 @@ NPROC    ?= 1
 BUFFERS  ?= auto
 # weight ROMs: auto (block RAM where deeper than 16 words) | block | tool (the synthesis tool's choice)
 WEIGHT_MEMORY ?= auto
+# progression requantisers: staged (stages of up to SF - 1 steps, fewest LUTs) | pipeline (one step per stage)
+SEARCH   ?= staged
 PE       ?= 16
 SIMD     ?= 64
 # adder-tree netlist: portable | xc7 | xcu | xcup (the Xilinx ones instantiate LUT6_2 + CARRY primitives)
@@ -106,7 +108,7 @@ export: setup
 	$(PY) -m export --checkpoint $(OUT)/train/model.pt -o $(OUT)/export
 
 FOLD_ARGS = --pe $(PE) --simd $(SIMD) $(if $(FOLDING),--folding $(FOLDING)) --target $(TARGET) \
-  --tree-pipeline $(TREE_PIPELINE) --buffers $(BUFFERS) --weight-memory $(WEIGHT_MEMORY) $(if $(HARDWIRED),--hardwired $(HARDWIRED)) \
+  --tree-pipeline $(TREE_PIPELINE) --buffers $(BUFFERS) --weight-memory $(WEIGHT_MEMORY) --search $(SEARCH) $(if $(HARDWIRED),--hardwired $(HARDWIRED)) \
   $(if $(TARGET_CYCLES),--target-cycles $(TARGET_CYCLES)) $(if $(FIT_LUTS),--fit-luts $(FIT_LUTS))
 GEN_ARGS = $(FOLD_ARGS) $(if $(filter 1,$(AXIS)),--axis) $(if $(NAME),--name $(NAME))
 gen: setup

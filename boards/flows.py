@@ -63,6 +63,9 @@ def _yowasp_env():
 # synth_ecp5's wide LUTs: a LUT5 is two LUT4s and the slice's PFUMX, no route between them (tfc network alone 167.7
 # MHz against 165.6 with LUT4s only)
 ECP5_SYNTH_OPTS = "-run :map_luts"
+# nextpnr-ecp5's analytic placer weighs timing 4x its default (10): digits `tfc` PE4 x SIMD16 with one-step searches
+# (`hw gen --search pipeline`), network alone, 201.9 MHz against 187.8; with staged searches 172.4 against 171.9
+NEXTPNR_ECP5_OPTS = ("--placer-heap-timingweight", "40")
 ECP5_LUT_MAPPING = "techmap -map +/lattice/latches_map.v\nabc -lut 4:7\nclean\n"
 
 
@@ -184,7 +187,7 @@ def place_and_route(
         net_mhz=net_mhz,
         synth_opts=ECP5_SYNTH_OPTS,
         script_after_synth=ECP5_LUT_MAPPING + f"synth_ecp5 -run map_cells: -top {NAME}",
-        nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail",
+        nextpnr_opts=f"--seed {int(seed)} --timing-allow-fail {' '.join(NEXTPNR_ECP5_OPTS)}",
     )
     env = _yowasp_env()
     out_dir, work = _work_dir(out_dir)
@@ -284,6 +287,7 @@ def network_place_and_route(
                 "--freq",
                 f"{target_mhz:g}",
                 "--timing-allow-fail",
+                *NEXTPNR_ECP5_OPTS,
                 "--seed",
                 str(int(seed)),
                 "--log",

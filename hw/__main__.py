@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from . import HardwareError
-from .mvu import BLOCK_ROM_MIN_DEPTH, WEIGHT_MEMORIES
+from .mvu import BLOCK_ROM_MIN_DEPTH, SEARCHES, WEIGHT_MEMORIES
 from .targets import TARGETS
 
 
@@ -25,6 +25,7 @@ def _gen(a):
         tree_pipeline=a.tree_pipeline,
         buffers=a.buffers,
         weight_memory=a.weight_memory,
+        search=a.search,
         target=a.target,
         hardwired=[n for n in (a.hardwired or "").split(",") if n],
         lut_budget=a.lut_budget,
@@ -158,6 +159,13 @@ def main(argv=None):
         choices=WEIGHT_MEMORIES,
         help=f"weight ROMs: auto (the default) asks for block RAM where a ROM is deeper than {BLOCK_ROM_MIN_DEPTH} "
         "words, block everywhere, tool leaves it to the synthesis tool (yosys: logic)",
+    )
+    g.add_argument(
+        "--search",
+        default="staged",
+        choices=SEARCHES,
+        help="progression requantisers: staged (the default) searches in stages of up to SF - 1 steps, fewest "
+        "LUTs; pipeline takes one step per stage, about twice the requantiser LUTs for a faster clock",
     )
     g.add_argument(
         "--target",

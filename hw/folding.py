@@ -117,14 +117,15 @@ def tree_luts_per_lane(target, in_bits, *, hardwired=False):
     return a * in_bits + b
 
 
-def estimate_luts(layers, folding, target, *, buffers="auto"):
+def estimate_luts(layers, folding, target, *, buffers="auto", search="staged"):
     """A first-order LUT estimate (LUT6, as yosys ``synth_xilinx`` counts them, distributed RAM included) of
     ``target``'s netlist, used for the budget warning and the boards' fit check.
 
     Per layer: ``PE * SIMD * tree_luts_per_lane(target, in_bits)`` for the adder trees (measured per target, see
     :data:`TREE_LUTS_PER_LANE`), the input buffer (:data:`BUFFER_ASSEMBLY_LUTS`; with ``buffers="registers"`` its
     read multiplexers, ``SIMD * in_bits * ceil(2 * SF / 4)``) and the requantiser: ``PE * abits * acc_bits / 2``
-    for threshold comparators, :data:`PROGRESSION_LUTS_PER_MODEL_BIT` for progressions. Control, weight memories
+    for threshold comparators, :data:`PROGRESSION_LUTS_PER_MODEL_BIT` for progressions (searched as ``search``,
+    :data:`hw.mvu.SEARCHES`). Control, weight memories
     mapped to logic and pipeline registers are left out, so whole networks synthesise to more (tfc A8 PE4 x SIMD16
     xc7 with table thresholds and register buffers: measured/estimate 2.45). A design this already puts over a
     device does not fit.
@@ -152,7 +153,7 @@ def estimate_luts(layers, folding, target, *, buffers="auto"):
                 levels=p.thresholds.shape[1],
                 acc_width=p.acc_bits,
                 acc_range=(p.acc_min, p.acc_max),
-                interval=sf,  # fewer stages where sums come SF apart
+                interval=sf if search == "staged" else 1,  # fewer stages where sums come SF apart
             )
             total += f.pe * search.luts_per_lane * PROGRESSION_LUTS_PER_MODEL_BIT
         else:

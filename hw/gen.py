@@ -93,7 +93,7 @@ def top_description(top, manifest, export_dir, *, top_name=TOP_NAME):
         "latency_cycles": top.latency_bound + 1 + argmax_latency(top.classes),
         "fold_bound_cycles": top.fold_bound_cycles,
         "layers": top.layer_info,
-        **top.options.to_dict(),  # tree_pipeline, tree_target, buffers, weight_memory
+        **top.options.to_dict(),  # tree_pipeline, tree_target, buffers, weight_memory, search
         "macs_per_cycle": sum(f.pe * f.simd for p, f in zip(top._layers, top.folding) if p.spec.compute),
     }
 
@@ -109,6 +109,7 @@ def choose_folding(
     fit_luts=None,
     target="portable",
     buffers="auto",
+    search="staged",
 ):
     """Per-layer folding: automatic for ``target_cycles`` (cycles per image) or ``fit_luts`` (a LUT budget),
     else ``pe``/``simd`` clipped to each layer with ``folding_file`` overrides (:func:`hw.folding.resolve_folding`)."""
@@ -121,7 +122,7 @@ def choose_folding(
     if target_cycles is not None:
         return fold_for_cycles(layers, target_cycles)
     if fit_luts is not None:
-        return fold_for_luts(layers, fit_luts, lambda ls, f: estimate_luts(ls, f, target, buffers=buffers))[0]
+        return fold_for_luts(layers, fit_luts, lambda ls, f: estimate_luts(ls, f, target, buffers=buffers, search=search))[0]
     return resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=tuple(hardwired))
 
 
@@ -135,6 +136,7 @@ def generate(
     tree_pipeline=0,
     buffers="auto",
     weight_memory="auto",
+    search="staged",
     target="portable",
     hardwired=(),
     lut_budget=None,
@@ -158,7 +160,7 @@ def generate(
 
     check_output_dir(out_dir, stage="gen", inputs=(export_dir,))
     options = UnitOptions(
-        tree_pipeline=tree_pipeline, tree_target=target, buffers=buffers, weight_memory=weight_memory
+        tree_pipeline=tree_pipeline, tree_target=target, buffers=buffers, weight_memory=weight_memory, search=search
     )  # checked here, before the export is read
     prefix = module_prefix(name)
     manifest, layers = load_export(export_dir)
@@ -175,8 +177,9 @@ def generate(
         fit_luts=fit_luts,
         target=target,
         buffers=buffers,
+        search=search,
     )
-    estimate = estimate_luts(layers, folding, target, buffers=buffers)
+    estimate = estimate_luts(layers, folding, target, buffers=buffers, search=search)
     if lut_budget is not None and estimate > lut_budget:
         warn(f"warning: estimated {estimate} LUTs exceed the budget of {lut_budget}")
     tree_modules = {}

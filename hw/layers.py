@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import HardwareError
 from .maxpool import MaxPool
-from .mvu import WEIGHT_MEMORIES, MatrixVectorUnit
+from .mvu import SEARCHES, WEIGHT_MEMORIES, MatrixVectorUnit
 from .patch_window import PatchWindow
 from .sliding_window import SlidingWindow
 from .targets import TARGETS
@@ -56,12 +56,16 @@ class UnitOptions:
         MVU input-buffer storage: ``"auto"`` or ``"registers"``.
     weight_memory : str
         Weight ROM placement (:data:`hw.mvu.WEIGHT_MEMORIES`).
+    search : str
+        A progression requantiser's search (:data:`hw.mvu.SEARCHES`): ``"staged"``, stages of up to SF - 1 steps
+        (fewest LUTs), or ``"pipeline"``, one step per stage (no load multiplexer in a step: a faster clock).
     """
 
     tree_pipeline: int = 0
     tree_target: str = "portable"
     buffers: str = "auto"
     weight_memory: str = "auto"
+    search: str = "staged"
 
     def __post_init__(self):
         if not isinstance(self.tree_pipeline, int) or self.tree_pipeline < 0:
@@ -74,6 +78,8 @@ class UnitOptions:
             raise HardwareError(
                 f"weight_memory must be one of {', '.join(WEIGHT_MEMORIES)}, not {self.weight_memory!r}"
             )
+        if self.search not in SEARCHES:
+            raise HardwareError(f"search must be one of {', '.join(SEARCHES)}, not {self.search!r}")
 
     @classmethod
     def from_description(cls, top):

@@ -38,6 +38,9 @@ BLOCK_ROM_MIN_DEPTH = 16
 #: ``weight_memory`` choices (:func:`weight_rom_style`)
 WEIGHT_MEMORIES = ("auto", "block", "tool")
 
+#: ``search`` choices: a progression requantiser in stages of up to SF - 1 steps, or one step per stage
+SEARCHES = ("staged", "pipeline")
+
 
 def weight_rom_style(weight_memory, *, depth):
     """The ``rom_style`` attribute (yosys and Vivado both read it) of a weight ROM of ``depth`` words (``None``: a
@@ -110,6 +113,10 @@ class MatrixVectorUnit(wiring.Component):
         Where each PE's weight ROM goes (:func:`weight_rom_style`): ``"auto"`` (block RAM when deeper than
         :data:`BLOCK_ROM_MIN_DEPTH` words), ``"block"`` (always) or ``"tool"`` (no attribute: the synthesis tool's
         choice; yosys maps ROMs to logic).
+    search : str
+        A progression requantiser's stages (:data:`SEARCHES`): ``"staged"``, up to SF - 1 steps each, since a lane's
+        sums come SF cycles apart (fewest LUTs); ``"pipeline"``, one step each, whose registers take a new value
+        every cycle (no load multiplexer behind the subtractor: a faster clock for about twice the LUTs).
     tree_modules : dict, optional
         When given, each PE is an ``Instance`` of a separately emitted tree module, recorded here as
         ``name -> tree``: Verilog emission then converts one tree per shape instead of one per PE (much faster for
@@ -146,7 +153,10 @@ class MatrixVectorUnit(wiring.Component):
         hardwired=False,
         buffers="auto",
         weight_memory="auto",
+        search="staged",
     ):
+        if search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, not {search!r}")
         if sum(x is not None for x in (thresholds, progression, scores)) != 1:
             raise ValueError("exactly one of thresholds=, progression= or scores= is needed")
         self.out_features, self.in_features = weights.shape
@@ -183,8 +193,8 @@ class MatrixVectorUnit(wiring.Component):
         if progression is not None:
             orient, a_fx, d_fx, frac_bits, levels, acc_range = progression
             rows = dict(orientation=orient, a_fx=a_fx, d_fx=d_fx, frac_bits=frac_bits, levels=levels)
-            # a lane's sums come a row fold, SF steps, apart: stages of several steps
-            rows.update(acc_width=acc_width, acc_range=acc_range, interval=self.sf)
+            # a lane's sums come a row fold, SF steps, apart: stages of several steps (unless asked for one each)
+            rows.update(acc_width=acc_width, acc_range=acc_range, interval=self.sf if search == "staged" else 1)
             self.search = ProgressionRequantizer.plan(**rows)
             self._make_requant = lambda: ProgressionRequantizer(**rows, lanes=pe)
             out_shape = hdl.unsigned(self.search.abits)

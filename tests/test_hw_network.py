@@ -138,18 +138,39 @@ def test_gen_weight_memory_marks_weight_roms(digits_export, tmp_path, choice, st
     assert weight_rom_style("block", depth=None) is None  # a hard-wired layer has no ROM
 
 
+def test_gen_search_pipeline_takes_one_step_per_stage(digits_export, tmp_path):
+    """tfc PE4 x SIMD16 (SF = 4 for fc1, fc2): ``staged`` searches in stages of 3, 3 and 2 steps, ``pipeline`` in
+    eight one-step stages, with a larger LUT estimate and the same number of cycles per image."""
+    from hw.gen import generate
+
+    desc = {
+        s: generate(digits_export[1], tmp_path / s, pe=4, simd=16, search=s, warn=lambda _: None)
+        for s in ("staged", "pipeline")
+    }
+    steps = {s: [x["search_steps"] for x in d["layers"]] for s, d in desc.items()}
+    assert steps["staged"][1:3] == [[3, 3, 2]] * 2 and steps["pipeline"][:3] == [[1] * 8] * 3
+    assert steps["staged"][3] is None and steps["pipeline"][3] is None  # the output layer's scores
+    assert [d["search"] for d in desc.values()] == ["staged", "pipeline"]
+    assert desc["pipeline"]["estimated_luts"] > desc["staged"]["estimated_luts"]
+    assert desc["pipeline"]["fold_bound_cycles"] == desc["staged"]["fold_bound_cycles"]
+
+
 def test_top_json_records_the_unit_options_a_later_stage_rebuilds(digits_export, tmp_path):
     """`top.json` holds every :class:`UnitOptions` field, and `sim`'s layer locator rebuilds the same units from it;
     a bad option is refused before the export is read."""
     from hw import HardwareError
     from hw.gen import generate
 
-    options = UnitOptions(tree_pipeline=2, tree_target="xc7", buffers="registers", weight_memory="block")
+    options = UnitOptions(
+        tree_pipeline=2, tree_target="xc7", buffers="registers", weight_memory="block", search="pipeline"
+    )
     desc = generate(digits_export[1], tmp_path / "rtl", pe=4, simd=16, warn=lambda s: None, **{
-        "tree_pipeline": 2, "target": "xc7", "buffers": "registers", "weight_memory": "block"})  # fmt: skip
+        "tree_pipeline": 2, "target": "xc7", "buffers": "registers", "weight_memory": "block",
+        "search": "pipeline"})  # fmt: skip
     assert UnitOptions.from_description(desc) == options
     assert UnitOptions.from_description({}) == UnitOptions()  # a top.json from before the keys existed
-    for bad in (dict(buffers="ram"), dict(weight_memory="bram"), dict(tree_target="ice40"), dict(tree_pipeline=-1)):
+    bads = (dict(buffers="ram"), dict(weight_memory="bram"), dict(tree_target="ice40"), dict(tree_pipeline=-1))
+    for bad in bads + (dict(search="fast"),):
         with pytest.raises(HardwareError, match=next(iter(bad)).split("_")[-1]):
             UnitOptions(**bad)
     with pytest.raises(HardwareError, match="buffers must be auto or registers, not 'ram'"):
