@@ -122,7 +122,9 @@ def choose_folding(
     if target_cycles is not None:
         return fold_for_cycles(layers, target_cycles)
     if fit_luts is not None:
-        return fold_for_luts(layers, fit_luts, lambda ls, f: estimate_luts(ls, f, target, buffers=buffers, search=search))[0]
+        return fold_for_luts(
+            layers, fit_luts, lambda ls, f: estimate_luts(ls, f, target, buffers=buffers, search=search)
+        )[0]
     return resolve_folding(layers, pe=pe, simd=simd, folding_file=folding_file, hardwired=tuple(hardwired))
 
 
