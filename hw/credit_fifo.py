@@ -79,11 +79,11 @@ class CreditedOutput(wiring.Component):
         m.d.comb += self.o.valid.eq(valid)
         with m.If(fetch):
             m.d.sync += rptr.eq(Mux(rptr == self.depth - 1, 0, rptr + 1))
-        # the count after this cycle's write, and whether it is non-empty with and without a fetch: both before the
-        # fetch is known, so the consumer's ready is two gates from the `nonempty` copies (the fetch, the choice)
+        # the count after this cycle's write, then the next count and "non-empty" both with and without a fetch: all
+        # before the fetch is known, so the consumer's ready is two gates from those registers (the fetch, the choice)
         stored_in = Signal(range(self.depth + 2))
         m.d.comb += stored_in.eq(stored + self.w_en)
-        m.d.sync += stored.eq(stored_in - fetch)
+        m.d.sync += stored.eq(Mux(fetch, stored_in - 1, stored_in))
         m.d.comb += nonempty_next.eq(Mux(fetch, stored_in > 1, stored_in != 0))  # a fetch finds stored >= 1
 
         credits = Signal(range(self.depth + 1), init=self.depth)
