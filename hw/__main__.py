@@ -70,13 +70,16 @@ def _fold(a):
     from .network import NetworkTop, UnitOptions
 
     _, layers = load_export(a.export)
-    folding = choose_folding(layers, pe=1, simd=1, target_cycles=a.cycles, fit_luts=a.luts, target=a.target)
-    top = NetworkTop(layers=layers, folding=folding, options=UnitOptions(tree_target=a.target))
+    folding = choose_folding(
+        layers, pe=1, simd=1, target_cycles=a.cycles, fit_luts=a.luts, target=a.target, search=a.search
+    )
+    top = NetworkTop(layers=layers, folding=folding, options=UnitOptions(tree_target=a.target, search=a.search))
     atomic_write_json(a.out, folding_json(layers, folding))
     folds = ", ".join(f"{p.name} {f.pe}x{f.simd}" for p, f in zip(layers, folding) if p.spec.compute)
+    luts = estimate_luts(layers, folding, a.target, search=a.search)
     print(
         f"{a.out}: {folds}; {top.fold_bound_cycles} cycles/image (floor {floor_cycles(layers)}), "
-        f"{sum(f.pe * f.simd for f in folding if f.pe)} MAC lanes, ~{estimate_luts(layers, folding, a.target)} "
+        f"{sum(f.pe * f.simd for f in folding if f.pe)} MAC lanes, ~{luts} "
         f"LUTs est. for --target {a.target}"
     )
     return 0
@@ -210,6 +213,7 @@ def main(argv=None):
     f.add_argument("--cycles", type=int, help="target cycles per image")
     f.add_argument("--luts", type=int, help="LUT budget (gen's estimate for --target)")
     f.add_argument("--target", default="portable", choices=TARGETS, help="netlist the LUT estimate is for")
+    f.add_argument("--search", default="staged", choices=SEARCHES, help="progression search the LUT estimate is for")
     f.add_argument("-o", "--out", required=True, help="the FOLDING .json to write")
     g.add_argument("-o", "--out", required=True, help="output directory for top.v and top.json")
     what = "one standalone processing element (for benchmarking)"

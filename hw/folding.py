@@ -5,6 +5,7 @@ from pathlib import Path
 
 from . import HardwareError
 from .layers import LayerFolding, requant_kind
+from .mvu import search_interval
 from .requant import ProgressionRequantizer
 
 __all__ = ["resolve_folding", "estimate_luts", "tree_luts_per_lane", "TREE_LUTS_PER_LANE"]
@@ -125,10 +126,9 @@ def estimate_luts(layers, folding, target, *, buffers="auto", search="staged"):
     :data:`TREE_LUTS_PER_LANE`), the input buffer (:data:`BUFFER_ASSEMBLY_LUTS`; with ``buffers="registers"`` its
     read multiplexers, ``SIMD * in_bits * ceil(2 * SF / 4)``) and the requantiser: ``PE * abits * acc_bits / 2``
     for threshold comparators, :data:`PROGRESSION_LUTS_PER_MODEL_BIT` for progressions (searched as ``search``,
-    :data:`hw.mvu.SEARCHES`). Control, weight memories
-    mapped to logic and pipeline registers are left out, so whole networks synthesise to more (tfc A8 PE4 x SIMD16
-    xc7 with table thresholds and register buffers: measured/estimate 2.45). A design this already puts over a
-    device does not fit.
+    :data:`hw.mvu.SEARCHES`). Control, weight memories mapped to logic and pipeline registers are left out, so
+    whole networks synthesise to more (tfc A8 PE4 x SIMD16 xc7 with table thresholds and register buffers:
+    measured/estimate 2.45). A design this already puts over a device does not fit.
     """
     total = 0.0
     for p, f in zip(layers, folding):
@@ -145,7 +145,7 @@ def estimate_luts(layers, folding, target, *, buffers="auto", search="staged"):
             continue
         if getattr(p, "progression", None) is not None and requant_kind(p) == "progression":
             frac_bits, a_fx, d_fx = p.progression
-            search = ProgressionRequantizer.plan(
+            plan = ProgressionRequantizer.plan(
                 orientation=p.orientation,
                 a_fx=a_fx,
                 d_fx=d_fx,
@@ -153,9 +153,9 @@ def estimate_luts(layers, folding, target, *, buffers="auto", search="staged"):
                 levels=p.thresholds.shape[1],
                 acc_width=p.acc_bits,
                 acc_range=(p.acc_min, p.acc_max),
-                interval=sf if search == "staged" else 1,  # fewer stages where sums come SF apart
+                interval=search_interval(search, sf=sf),
             )
-            total += f.pe * search.luts_per_lane * PROGRESSION_LUTS_PER_MODEL_BIT
+            total += f.pe * plan.luts_per_lane * PROGRESSION_LUTS_PER_MODEL_BIT
         else:
             total += f.pe * p.abits * p.acc_bits // 2
     return int(round(total))

@@ -14,7 +14,7 @@ from .matrix import ConstantMatrix, network, plan_matrix
 from .requant import ProgressionRequantizer, ScoreRequantizer, ThresholdRequantizer
 from .targets import make_tree, tree_latency
 
-__all__ = ["MatrixVectorUnit", "weight_words", "tree_module_name", "mvu_latency"]
+__all__ = ["MatrixVectorUnit", "weight_words", "tree_module_name", "mvu_latency", "search_interval"]
 
 
 def tree_module_name(lanes, in_bits, pipeline, target="portable"):
@@ -40,6 +40,15 @@ WEIGHT_MEMORIES = ("auto", "block", "tool")
 
 #: ``search`` choices: a progression requantiser in stages of up to SF - 1 steps, or one step per stage
 SEARCHES = ("staged", "pipeline")
+
+
+def search_interval(search, *, sf):
+    """The input interval a progression requantiser is planned for (:class:`~hw.requant.ProgressionRequantizer`'s
+    ``interval``): a lane's sums come a row fold, ``sf`` steps, apart, so ``"staged"`` stages take up to SF - 1
+    steps; ``"pipeline"`` plans for a new input every cycle, one step per stage."""
+    if search not in SEARCHES:
+        raise ValueError(f"search must be one of {', '.join(SEARCHES)}, not {search!r}")
+    return sf if search == "staged" else 1
 
 
 def weight_rom_style(weight_memory, *, depth):
@@ -155,8 +164,6 @@ class MatrixVectorUnit(wiring.Component):
         weight_memory="auto",
         search="staged",
     ):
-        if search not in SEARCHES:
-            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, not {search!r}")
         if sum(x is not None for x in (thresholds, progression, scores)) != 1:
             raise ValueError("exactly one of thresholds=, progression= or scores= is needed")
         self.out_features, self.in_features = weights.shape
@@ -177,6 +184,7 @@ class MatrixVectorUnit(wiring.Component):
         self.search = None  # a progression requantiser's plan (hw.requant.SearchPlan)
         self.buffers = buffers
         self.weight_rom_style = weight_rom_style(weight_memory, depth=None if hardwired else self.sf * self.nf)
+        search_every = search_interval(search, sf=self.sf)  # checked for every unit; a progression's plan takes it
         if self.hardwired and (self.sf, self.nf) != (1, 1):
             raise ValueError(
                 f"a hard-wired layer is fully parallel: pe must be {self.out_features} and simd "
@@ -193,8 +201,7 @@ class MatrixVectorUnit(wiring.Component):
         if progression is not None:
             orient, a_fx, d_fx, frac_bits, levels, acc_range = progression
             rows = dict(orientation=orient, a_fx=a_fx, d_fx=d_fx, frac_bits=frac_bits, levels=levels)
-            # a lane's sums come a row fold, SF steps, apart: stages of several steps (unless asked for one each)
-            rows.update(acc_width=acc_width, acc_range=acc_range, interval=self.sf if search == "staged" else 1)
+            rows.update(acc_width=acc_width, acc_range=acc_range, interval=search_every)
             self.search = ProgressionRequantizer.plan(**rows)
             self._make_requant = lambda: ProgressionRequantizer(**rows, lanes=pe)
             out_shape = hdl.unsigned(self.search.abits)

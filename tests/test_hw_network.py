@@ -96,8 +96,12 @@ def test_gen_hardwired_layer_has_no_weight_memory(digits_export, tmp_path):
     assert r.returncode == 2 and "unknown layer 'fc9'" in r.stderr and not (tmp_path / "bad").exists()
 
 
+def _hw_cli(*args):
+    return subprocess.run([sys.executable, "-m", "hw", *map(str, args)], capture_output=True, text=True)
+
+
 def _gen(*args):
-    return subprocess.run([sys.executable, "-m", "hw", "gen", *args], capture_output=True, text=True)
+    return _hw_cli("gen", *args)
 
 
 def test_gen_writes_self_contained_verilog_without_multipliers(digits_export, tmp_path):
@@ -153,6 +157,20 @@ def test_gen_search_pipeline_takes_one_step_per_stage(digits_export, tmp_path):
     assert [d["search"] for d in desc.values()] == ["staged", "pipeline"]
     assert desc["pipeline"]["estimated_luts"] > desc["staged"]["estimated_luts"]
     assert desc["pipeline"]["fold_bound_cycles"] == desc["staged"]["fold_bound_cycles"]
+    # hw fold --luts prices the search it is told: within 3,000 LUTs the staged searches' folding (2 x 13 per hidden
+    # layer, SF = 5) would be 4,384 as one-step searches, so pipeline gets a smaller one
+    from hw.folding import estimate_luts, resolve_folding
+    from hw.gen import load_export
+
+    _, layers = load_export(digits_export[1])
+    budget, lanes = 3000, {}
+    for s in ("staged", "pipeline"):
+        r = _hw_cli("fold", "--export", digits_export[1], "--luts", budget, "--search", s, "-o", tmp_path / f"{s}.json")
+        assert r.returncode == 0, r.stderr
+        folding = resolve_folding(layers, pe=1, simd=1, folding_file=tmp_path / f"{s}.json")
+        assert estimate_luts(layers, folding, "portable", search=s) <= budget
+        lanes[s] = sum(f.pe * f.simd for f in folding)
+    assert lanes["pipeline"] < lanes["staged"]
 
 
 def test_top_json_records_the_unit_options_a_later_stage_rebuilds(digits_export, tmp_path):
