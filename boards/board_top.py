@@ -6,12 +6,13 @@ bytes, then the network's cycles from the image's last input beat to its result 
 :func:`boards.host.frame_layout` is the one definition both sides use.
 """
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import Cat, ClockSignal, Const, DomainRenamer, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import AsyncFIFO, AsyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .host import frame_layout
+from .register_slice import RegisterSlice
 from .uart import UARTReceiver, UARTTransmitter, baud_divisor
 
 __all__ = ["BoardTop"]
@@ -169,21 +170,29 @@ class BoardTop(wiring.Component):
 
     def _beats_to_net(self, m, beat, beat_valid, beat_ready, last_beat):
         """``sync`` -> ``net``: each beat with its end-of-image flag through an
-        :class:`~amaranth.lib.fifo.AsyncFIFOBuffered` (its outputs are registers, next to the network's input).
-        Drives ``beat_ready``; returns ``(beat, valid, ready, last)`` in ``net``, the caller driving ``ready``."""
+        :class:`~amaranth.lib.fifo.AsyncFIFOBuffered`, then a :class:`~boards.register_slice.RegisterSlice`, so
+        that the network's ready (logic inside its first layer) ends at the slice instead of running on through the
+        FIFO's read pointer. Drives ``beat_ready``; returns ``(beat, valid, ready, last)`` in ``net``, the caller
+        driving ``ready``."""
         m.submodules.beats_cdc = fifo = AsyncFIFOBuffered(
             width=len(beat) + 1, depth=CDC_DEPTH + 1, w_domain="sync", r_domain="net", exact_depth=True
         )
         m.d.comb += [fifo.w_data.eq(Cat(beat, last_beat)), fifo.w_en.eq(beat_valid), beat_ready.eq(fifo.w_rdy)]
-        return fifo.r_data[: len(beat)], fifo.r_rdy, fifo.r_en, fifo.r_data[-1]
+        m.submodules.beats_slice = cut = DomainRenamer("net")(RegisterSlice(shape=fifo.width))
+        m.d.comb += [cut.i.payload.eq(fifo.r_data), cut.i.valid.eq(fifo.r_rdy), fifo.r_en.eq(cut.i.ready)]
+        return cut.o.payload[: len(beat)], cut.o.valid, cut.o.ready, cut.o.payload[-1]
 
     def _results_to_sync(self, m, result, res_valid, res_ready, cycles):
-        """``net`` -> ``sync``: each result with its cycle count through an :class:`~amaranth.lib.fifo.AsyncFIFO`.
-        Drives ``res_ready``; returns ``(result, valid, ready, cycles)`` in ``sync``, the caller driving ``ready``."""
+        """``net`` -> ``sync``: each result with its cycle count through a
+        :class:`~boards.register_slice.RegisterSlice`, so that the FIFO's ready and write pointer meet no logic of
+        the network's, then an :class:`~amaranth.lib.fifo.AsyncFIFO`. Drives ``res_ready``; returns
+        ``(result, valid, ready, cycles)`` in ``sync``, the caller driving ``ready``."""
+        m.submodules.results_slice = cut = DomainRenamer("net")(RegisterSlice(shape=len(result) + len(cycles)))
+        m.d.comb += [cut.i.payload.eq(Cat(result, cycles)), cut.i.valid.eq(res_valid), res_ready.eq(cut.i.ready)]
         m.submodules.results_cdc = fifo = AsyncFIFO(
-            width=len(result) + len(cycles), depth=CDC_DEPTH, w_domain="net", r_domain="sync", exact_depth=True
+            width=len(cut.o.payload), depth=CDC_DEPTH, w_domain="net", r_domain="sync", exact_depth=True
         )
-        m.d.comb += [fifo.w_data.eq(Cat(result, cycles)), fifo.w_en.eq(res_valid), res_ready.eq(fifo.w_rdy)]
+        m.d.comb += [fifo.w_data.eq(cut.o.payload), fifo.w_en.eq(cut.o.valid), cut.o.ready.eq(fifo.w_rdy)]
         return fifo.r_data[: len(result)], fifo.r_rdy, fifo.r_en, fifo.r_data[len(result) :]
 
     def _reply(self, m, tx, result, res_valid, res_ready, cycles):

@@ -4,9 +4,13 @@ yosys maps memories to ``DP16KD`` with ``REGMODE = "NOREG"`` only, so a read cos
 clock-to-output (5.6 ns on a speed-6 ECP5 in nextpnr's timing model) before any fabric. The network registers every
 memory read (the threshold ROMs' and weight memories' output registers, reset-less, clocked with the read's
 enable); this pass moves such a register into the block RAM (``REGMODE = "OUTREG"``, its clock enable on ``OCE``),
-which is the same cycle-exact behaviour with a fast clock-to-output. A port is rewritten only when every used data
-bit drives exactly one reset-less ``TRELLIS_FF`` on the same clock with one common clock enable; anything else is
+which is the same cycle-exact behaviour with a fast clock-to-output. A read is rewritten only when every used data
+bit drives exactly one reset-less ``TRELLIS_FF`` on the read's clock with one common clock enable; anything else is
 left as it is.
+
+A RAM read 36 bits wide is yosys' pseudo-dual-port mapping (``DATA_WIDTH_A = 36``): port A writes, port B reads,
+and the read's 36 bits leave on ``DOA`` and ``DOB``. Nextpnr's own ``PDPW16KD`` conversion defines that mode's
+output register: ``REGMODE_A`` and ``REGMODE_B`` both ``OUTREG``, enabled by ``OCEB``, clocked by ``CLKB``.
 """
 
 import json
@@ -40,13 +44,30 @@ def _sinks(module):
     return sinks
 
 
-def _output_register(cells, ram, port, sinks):
-    """``({data bit: flip-flop name}, clock-enable bits)`` when ``port``'s outputs can move into the RAM, or None."""
+def _int_param(value):
+    """A yosys JSON integer parameter: a binary string (``"00...100100"``) or a number."""
+    return int(value, 2) if isinstance(value, str) else int(value)
+
+
+def _reads(ram):
+    """``[(data output pins, clock port, REGMODE parameters, output clock enable port)]``: each read of ``ram``
+    whose output register is still free."""
+    params = ram["parameters"]
+    free = [p for p in "AB" if params.get(f"REGMODE_{p}", "NOREG") == "NOREG"]
+    pins = {p: [f"DO{p}{k}" for k in range(_WIDTH)] for p in "AB"}
+    if _int_param(params.get("DATA_WIDTH_A", 18)) == 36:  # one read, port B's, 36 bits wide
+        return [(pins["A"] + pins["B"], "CLKB", ("REGMODE_A", "REGMODE_B"), "OCEB")] if len(free) == 2 else []
+    return [(pins[p], f"CLK{p}", (f"REGMODE_{p}",), f"OCE{p}") for p in free]
+
+
+def _output_register(cells, ram, pins, clock, sinks):
+    """``({data pin: flip-flop name}, clock-enable bits)`` when the outputs ``pins`` of a read clocked by ``clock``
+    can move into the RAM, or None."""
     conn = ram["connections"]
-    clk = conn.get(f"CLK{port}")
+    clk = conn.get(clock)
     found, enable = {}, None
-    for k in range(_WIDTH):
-        bits = conn.get(f"DO{port}{k}", [])
+    for pin_name in pins:
+        bits = conn.get(pin_name, [])
         if not bits or not isinstance(bits[0], int) or not sinks.get(bits[0]):
             continue  # an unused data bit
         users = sinks[bits[0]]
@@ -66,7 +87,7 @@ def _output_register(cells, ram, port, sinks):
             enable = ce
         elif ce != enable:
             return None
-        found[k] = name
+        found[pin_name] = name
     return (found, enable) if found else None
 
 
@@ -79,17 +100,15 @@ def absorb_bram_output_registers(netlist):
             continue
         sinks = _sinks(module)
         for ram in [c for c in cells.values() if c["type"] == "DP16KD"]:
-            for port in "AB":
-                if ram["parameters"].get(f"REGMODE_{port}", "NOREG") != "NOREG":
-                    continue
-                got = _output_register(cells, ram, port, sinks)
+            for pins, clock, regmodes, oce in _reads(ram):
+                got = _output_register(cells, ram, pins, clock, sinks)
                 if got is None:
                     continue
                 found, enable = got
-                for k, name in found.items():
-                    ram["connections"][f"DO{port}{k}"] = cells.pop(name)["connections"]["Q"]
-                ram["parameters"][f"REGMODE_{port}"] = "OUTREG"
-                ram["connections"][f"OCE{port}"] = enable
+                for pin_name, name in found.items():
+                    ram["connections"][pin_name] = cells.pop(name)["connections"]["Q"]
+                ram["parameters"].update(dict.fromkeys(regmodes, "OUTREG"))
+                ram["connections"][oce] = enable
                 count += 1
     return count
 

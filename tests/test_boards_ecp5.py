@@ -93,6 +93,43 @@ def test_constant_enable_register(tmp_path):
     assert ram["connections"]["OCEA"] == ["1"]
 
 
+def _pdp_netlist():
+    """One DP16KD in yosys' 36-bit pseudo-dual-port mode: port A (clock net 1) writes, port B (clock net 2) reads,
+    the read's 36 bits on DOA and DOB, each into a flip-flop on clock 2 with enable 50."""
+    n = _ram_netlist(bits=0)
+    ram = n["modules"]["top"]["cells"]["ram"]
+    ram["parameters"]["DATA_WIDTH_A"] = ram["parameters"]["DATA_WIDTH_B"] = f"{36:032b}"
+    ram["port_directions"].update({"CLKB": "input", "OCEB": "input", **{f"DOB{k}": "output" for k in range(18)}})
+    ram["connections"].update({"CLKA": [1], "CLKB": [2], "OCEB": ["0"], **{f"DOB{k}": [30 + k] for k in range(18)}})
+    cells = n["modules"]["top"]["cells"]
+    for k, net in enumerate([*range(10, 28), *range(30, 48)]):
+        cells[f"ff{k}"] = {
+            "type": "TRELLIS_FF",
+            "parameters": {"CEMUX": "CE", "CLKMUX": "CLK", "LSRMUX": "LSR", "REGSET": "RESET"},
+            "port_directions": {"CLK": "input", "CE": "input", "LSR": "input", "DI": "input", "Q": "output"},
+            "connections": {"CLK": [2], "CE": [50], "LSR": ["0"], "DI": [net], "Q": [100 + k]},
+        }
+    n["modules"]["top"]["ports"]["q"]["bits"] = [100 + k for k in range(36)]
+    return n
+
+
+def test_absorbs_a_36_bit_read_into_both_halves():
+    """A 36-bit read is one read on port B: both halves get their output register (as nextpnr's own PDPW16KD
+    conversion sets them), enabled by OCEB; a register on one half alone is undefined, so nothing moves then."""
+    n = _pdp_netlist()
+    assert absorb_bram_output_registers(n) == 1
+    ram = n["modules"]["top"]["cells"]["ram"]
+    assert ram["parameters"]["REGMODE_A"] == ram["parameters"]["REGMODE_B"] == "OUTREG"
+    assert ram["connections"]["OCEB"] == [50] and ram["connections"]["OCEA"] == ["1"]
+    assert [ram["connections"][f"DOA{k}"] for k in (0, 17)] == [[100], [117]]
+    assert [ram["connections"][f"DOB{k}"] for k in (0, 17)] == [[118], [135]]
+    assert not any(c["type"] == "TRELLIS_FF" for c in n["modules"]["top"]["cells"].values())
+    n = _pdp_netlist()
+    n["modules"]["top"]["cells"]["ff3"]["connections"]["CE"] = [51]  # the low half's enable differs
+    before = copy.deepcopy(n)
+    assert absorb_bram_output_registers(n) == 0 and n == before
+
+
 def _yosys_ecp5(tmp_path, elaboratable, ports):
     from amaranth.back import rtlil
 
@@ -109,14 +146,16 @@ def _yosys_ecp5(tmp_path, elaboratable, ports):
     return tmp_path / "d.json"
 
 
-def _rom(registered_reset_less):
+def _rom(registered_reset_less, width=18):
     from amaranth.hdl import Module, Signal
     from amaranth.lib.memory import Memory
 
     m = Module()
-    m.submodules.rom = rom = Memory(shape=18, depth=1024, init=[(k * 2654435761) % (1 << 18) for k in range(1024)])
-    addr, en = Signal(10), Signal()
-    q = Signal(18, reset_less=registered_reset_less)
+    depth = 18 * 1024 // width
+    init = [(k * 2654435761) % (1 << width) for k in range(depth)]
+    m.submodules.rom = rom = Memory(shape=width, depth=depth, init=init)
+    addr, en = Signal(range(depth)), Signal()
+    q = Signal(width, reset_less=registered_reset_less)
     port = rom.read_port()
     m.d.comb += [port.addr.eq(addr), port.en.eq(en)]
     with m.If(en):
@@ -132,6 +171,20 @@ def test_yosys_netlist_of_a_registered_rom(tmp_path, reset_less):
     net = json.loads(path.read_text())
     assert any(c["type"] == "DP16KD" for m in net["modules"].values() for c in m.get("cells", {}).values())
     assert absorb_in_file(path) == (1 if reset_less else 0)
+
+
+def test_yosys_netlist_of_a_36_bit_rom(tmp_path):
+    """yosys maps a 36-bit read to the pseudo-dual-port mode; its register moves into both halves."""
+    path = _yosys_ecp5(tmp_path, *_rom(True, width=36))
+    assert absorb_in_file(path) == 1
+    (ram,) = [
+        c
+        for m in json.loads(path.read_text())["modules"].values()
+        for c in m["cells"].values()
+        if c["type"] == "DP16KD"
+    ]
+    assert int(ram["parameters"]["DATA_WIDTH_A"], 2) == 36
+    assert ram["parameters"]["REGMODE_A"] == ram["parameters"]["REGMODE_B"] == "OUTREG"
 
 
 NEXTPNR_CRITICAL = """\
