@@ -6,19 +6,18 @@ bytes, then the network's cycles from the image's last input beat to its result 
 :func:`boards.host.frame_layout` is the one definition both sides use.
 """
 
-from amaranth.hdl import Cat, ClockSignal, Const, DomainRenamer, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
-from amaranth.lib.fifo import AsyncFIFO, AsyncFIFOBuffered
+from amaranth.lib.fifo import AsyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .host import frame_layout
-from .register_slice import RegisterSlice
 from .uart import UARTReceiver, UARTTransmitter, baud_divisor
 
 __all__ = ["BoardTop"]
 
-#: entries of each clock-domain crossing FIFO (the beats' has one more: its output register): the UART delivers a
-#: beat every few hundred clock cycles and a result per image, so a few entries cover the pointer synchronisation
+#: entries of each clock-domain crossing FIFO: the UART delivers a byte every few hundred clock cycles and the
+#: network a result per image, so a few entries cover the pointer synchronisation
 CDC_DEPTH = 4
 
 
@@ -37,14 +36,14 @@ class BoardTop(wiring.Component):
     leds : int
         LEDs showing the last class (binary).
     net_clk_freq : float or None
-        ``None``: the network runs in ``sync`` too. A frequency in Hz: the network runs in the ``net`` clock domain
-        and input beats and results cross between ``sync`` and ``net`` through :mod:`amaranth.lib.fifo`'s
-        asynchronous FIFOs; the reply's cycle count is in ``net`` cycles. This component uses ``net`` without
-        creating it: a board wrapper drives it (from a PLL, with its reset held until the PLL locks), and converted
-        alone to Verilog it becomes the ports ``net_clk`` and ``net_rst`` (what the board simulation drives). The
-        ``net`` reset clears the crossings and keeps beats from the network; on a platform the network's own
-        ``rst`` is tied low (it starts from its initial values, as on ECP5's reset-less ``sync``), in Verilog
-        without one it is ``net_rst``.
+        ``None``: the network runs in ``sync`` too. A frequency in Hz: the network runs in the ``net`` clock domain;
+        the received bytes cross to ``net`` (where they become beats) and results cross back to ``sync``, through
+        :mod:`amaranth.lib.fifo`'s asynchronous FIFOs; the reply's cycle count is in ``net`` cycles. This
+        component uses ``net`` without creating it: a board wrapper drives it (from a PLL, with its reset held until
+        the PLL locks), and converted alone to Verilog it becomes the ports ``net_clk`` and ``net_rst`` (what the
+        board simulation drives). The ``net`` reset clears the crossings and keeps beats from the network; on a
+        platform the network's own ``rst`` is tied low (it starts from its initial values, as on ECP5's reset-less
+        ``sync``), in Verilog without one it is ``net_rst``.
 
     Members
     -------
@@ -73,45 +72,52 @@ class BoardTop(wiring.Component):
         m.submodules.rx = rx = UARTReceiver(divisor=self.divisor)
         m.submodules.tx = tx = UARTTransmitter(divisor=self.divisor)
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
-        beat, beat_valid, beat_ready, last_beat = self._beats(m, rx)
         if self.net_clk_freq is None:
+            beat, beat_valid, beat_ready, last_beat = self._beats(m, "sync", rx.o.payload, rx.o.valid, rx.o.ready)
             reset = ResetSignal("sync", allow_reset_less=True)  # reset-less on ECP5 boards: init values
             result, res_valid, res_ready = self._network(m, "sync", beat, beat_valid, beat_ready, reset=reset)
             cycles = self._cycle_counter(m, "sync", beat_valid & beat_ready & last_beat)
         else:
+            beat, beat_valid, beat_ready, last_beat = self._beats(m, "net", *self._bytes_to_net(m, rx.o))
             result, res_valid, res_ready, cycles = self._network_across(
                 m, platform, beat, beat_valid, beat_ready, last_beat
             )
         self._reply(m, tx, result, res_valid, res_ready, cycles)
         return m
 
-    def _beats(self, m, rx):
-        """Bytes -> input beats of ``lanes`` pixels (in ``sync``); an image's last beat is zero-padded.
+    def _beats(self, m, domain, byte, byte_valid, byte_ready):
+        """Bytes -> input beats of ``lanes`` pixels in ``domain``; an image's last beat is zero-padded.
 
-        Returns ``(beat, beat_valid, beat_ready, last_beat)``; the caller drives ``beat_ready``."""
+        A beat is offered from registers and taken by clearing one flag: the network's ready (logic inside its
+        first layer) reaches no data bit, and neither does the crossing's ``valid``, which enables only the byte's
+        own lane. An image's last pixel is always in lane ``(pixels - 1) % lanes``: the lanes above it are masked
+        by the last-beat flag on their way out. Drives ``byte_ready``; returns ``(beat, beat_valid, beat_ready,
+        last_beat)``, the caller driving ``beat_ready``."""
         pin = self.top["ports"]["in"]
         lanes, bits, pixels = pin["lanes"], pin["bits"], self.top["pixels"]
-        beat = Signal(lanes * bits)
+        stored = Signal(lanes * bits, reset_less=True)  # every lane is written (or masked) before it is offered
         beat_valid, beat_ready = Signal(), Signal()
         lane = Signal(range(lanes))
         pix = Signal(range(pixels))
         last_beat = Signal()  # the beat being offered ends an image
-        m.d.comb += rx.o.ready.eq(~beat_valid)
-        with m.If(rx.o.valid & ~beat_valid):
+        sync = m.d[domain]
+        m.d.comb += byte_ready.eq(~beat_valid)
+        with m.If(byte_valid & ~beat_valid):
             for k in range(lanes):
                 with m.If(lane == k):
-                    m.d.sync += beat[k * bits : (k + 1) * bits].eq(rx.o.payload[:bits])
-            end_of_image = pix == pixels - 1
-            with m.If(end_of_image):
-                m.d.sync += [pix.eq(0), lane.eq(0), beat_valid.eq(1), last_beat.eq(1)]
+                    sync += stored[k * bits : (k + 1) * bits].eq(byte[:bits])
+            with m.If(pix == pixels - 1):
+                sync += [pix.eq(0), lane.eq(0), beat_valid.eq(1), last_beat.eq(1)]
             with m.Else():
-                m.d.sync += [pix.eq(pix + 1), last_beat.eq(0)]
+                sync += [pix.eq(pix + 1), last_beat.eq(0)]
                 with m.If(lane == lanes - 1):
-                    m.d.sync += [lane.eq(0), beat_valid.eq(1)]
+                    sync += [lane.eq(0), beat_valid.eq(1)]
                 with m.Else():
-                    m.d.sync += lane.eq(lane + 1)
+                    sync += lane.eq(lane + 1)
         with m.If(beat_valid & beat_ready):
-            m.d.sync += [beat_valid.eq(0), beat.eq(0)]
+            sync += beat_valid.eq(0)
+        padded = ((pixels - 1) % lanes + 1) * bits  # the bits below hold pixels in every beat
+        beat = Cat(stored[:padded], Mux(last_beat, 0, stored[padded:])) if padded < len(stored) else stored
         return beat, beat_valid, beat_ready, last_beat
 
     def _network(self, m, domain, beat, beat_valid, beat_ready, *, reset):
@@ -144,11 +150,10 @@ class BoardTop(wiring.Component):
             m.d[domain] += cycles.eq(start)
         return cycles
 
-    def _network_across(self, m, platform, beat, beat_valid, beat_ready, last_beat):
-        """The network in ``net``, its beats and results crossing from and to ``sync``.
+    def _network_across(self, m, platform, net_beat, net_valid, net_ready, net_last):
+        """The network in ``net``, fed beats made in ``net``, its results crossing to ``sync``.
 
         Returns ``(result, res_valid, res_ready, cycles)`` in ``sync``; the caller drives ``res_ready``."""
-        net_beat, net_valid, net_ready, net_last = self._beats_to_net(m, beat, beat_valid, beat_ready, last_beat)
         # Until the PLL locks (the net reset) the network is neither offered nor takes a beat; a register carries
         # that, so the reset reaches only it, the result crossing's pointers and, in simulation, the network. On
         # an FPGA the network's flip-flops start from their initial values at configuration (as on ECP5's reset-less
@@ -168,31 +173,32 @@ class BoardTop(wiring.Component):
         net_cycles = self._cycle_counter(m, "net", restart, start=2, reset_less=True)
         return self._results_to_sync(m, net_result, net_res_valid, net_res_ready, net_cycles)
 
-    def _beats_to_net(self, m, beat, beat_valid, beat_ready, last_beat):
-        """``sync`` -> ``net``: each beat with its end-of-image flag through an
-        :class:`~amaranth.lib.fifo.AsyncFIFOBuffered`, then a :class:`~boards.register_slice.RegisterSlice`, so
-        that the network's ready (logic inside its first layer) ends at the slice instead of running on through the
-        FIFO's read pointer. Drives ``beat_ready``; returns ``(beat, valid, ready, last)`` in ``net``, the caller
-        driving ``ready``."""
-        m.submodules.beats_cdc = fifo = AsyncFIFOBuffered(
-            width=len(beat) + 1, depth=CDC_DEPTH + 1, w_domain="sync", r_domain="net", exact_depth=True
+    def _bytes_to_net(self, m, byte_stream):
+        """``sync`` -> ``net``: the received bytes through an :class:`~amaranth.lib.fifo.AsyncFIFO`, one byte wide
+        (a beat-wide one fanned its read address out to every bit of a beat: 152 MHz). Drives ``byte_stream``'s
+        ready; returns ``(byte, valid, ready)`` in ``net``, the caller driving ``ready``."""
+        m.submodules.bytes_cdc = fifo = AsyncFIFO(
+            width=len(byte_stream.payload), depth=CDC_DEPTH, w_domain="sync", r_domain="net", exact_depth=True
         )
-        m.d.comb += [fifo.w_data.eq(Cat(beat, last_beat)), fifo.w_en.eq(beat_valid), beat_ready.eq(fifo.w_rdy)]
-        m.submodules.beats_slice = cut = DomainRenamer("net")(RegisterSlice(shape=fifo.width))
-        m.d.comb += [cut.i.payload.eq(fifo.r_data), cut.i.valid.eq(fifo.r_rdy), fifo.r_en.eq(cut.i.ready)]
-        return cut.o.payload[: len(beat)], cut.o.valid, cut.o.ready, cut.o.payload[-1]
+        m.d.comb += [
+            fifo.w_data.eq(byte_stream.payload),
+            fifo.w_en.eq(byte_stream.valid),
+            byte_stream.ready.eq(fifo.w_rdy),
+        ]
+        return fifo.r_data, fifo.r_rdy, fifo.r_en
 
     def _results_to_sync(self, m, result, res_valid, res_ready, cycles):
-        """``net`` -> ``sync``: each result with its cycle count through a
-        :class:`~boards.register_slice.RegisterSlice`, so that the FIFO's ready and write pointer meet no logic of
-        the network's, then an :class:`~amaranth.lib.fifo.AsyncFIFO`. Drives ``res_ready``; returns
-        ``(result, valid, ready, cycles)`` in ``sync``, the caller driving ``ready``."""
-        m.submodules.results_slice = cut = DomainRenamer("net")(RegisterSlice(shape=len(result) + len(cycles)))
-        m.d.comb += [cut.i.payload.eq(Cat(result, cycles)), cut.i.valid.eq(res_valid), res_ready.eq(cut.i.ready)]
+        """``net`` -> ``sync``: each result with its cycle count through an :class:`~amaranth.lib.fifo.AsyncFIFO`.
+        The network's ready is a register, ``room``: the FIFO had room in the cycle before and took no write in it.
+        Only a write takes room, so the FIFO has room now; it costs a cycle after each result, one image's whole
+        fold bound apart. Drives ``res_ready``; returns ``(result, valid, ready, cycles)`` in ``sync``, the caller
+        driving ``ready``."""
         m.submodules.results_cdc = fifo = AsyncFIFO(
-            width=len(cut.o.payload), depth=CDC_DEPTH, w_domain="net", r_domain="sync", exact_depth=True
+            width=len(result) + len(cycles), depth=CDC_DEPTH, w_domain="net", r_domain="sync", exact_depth=True
         )
-        m.d.comb += [fifo.w_data.eq(cut.o.payload), fifo.w_en.eq(cut.o.valid), cut.o.ready.eq(fifo.w_rdy)]
+        room = Signal()
+        m.d.net += room.eq(fifo.w_rdy & ~fifo.w_en)
+        m.d.comb += [fifo.w_data.eq(Cat(result, cycles)), fifo.w_en.eq(res_valid & room), res_ready.eq(room)]
         return fifo.r_data[: len(result)], fifo.r_rdy, fifo.r_en, fifo.r_data[len(result) :]
 
     def _reply(self, m, tx, result, res_valid, res_ready, cycles):

@@ -1,5 +1,5 @@
 """The board top with the network in its own clock domain: the ECP5 PLL search, the two-clock board top bit-exact
-through the UART on Icarus (net clock faster and slower than the UART's), crossings that drop or duplicate beats
+through the UART on Icarus (net clock faster and slower than the UART's), crossings that drop or duplicate bytes
 caught, multi-clock nextpnr reports, and the refusals of ``--net-mhz``."""
 
 from fractions import Fraction
@@ -86,7 +86,7 @@ def tiny_rtl(torch_single_thread, tiny_export, tmp_path_factory):
     from hw.gen import generate
 
     out = tmp_path_factory.mktemp("cdc-rtl") / "rtl"
-    generate(tiny_export, out, pe=4, simd=16)
+    generate(tiny_export, out, pe=4, simd=10)  # 64 pixels in beats of 10: the last beat is padded
     return tiny_export, out
 
 
@@ -99,7 +99,7 @@ def test_net_clock_is_a_port_pair_only_when_asked(tiny_rtl):
     top = json.loads((tiny_rtl[1] / "top.json").read_text())
     one = board_verilog(top, clk_freq=8e6, baud=1_000_000)
     two = board_verilog(top, clk_freq=8e6, baud=1_000_000, net_clk_freq=21.6e6)
-    assert "net_clk" not in one and "beats_cdc" not in one
+    assert "net_clk" not in one and "bytes_cdc" not in one
     # the ports, in whatever order the backend lists the clock domains
     header = next(line for line in two.splitlines() if line.startswith("module lutmac_board("))
     ports = header[len("module lutmac_board(") : header.index(")")].split(", ")
@@ -133,39 +133,39 @@ def test_two_clock_board_top_bit_exact(tiny_rtl, one_clock_frames, tmp_path, rat
     assert all(r["match"] for r in summary["results"])
 
 
-def _drops_every_other_beat(real):
-    """A broken crossing: every second beat leaves the FIFO without being offered to the network."""
+def _drops_every_other_byte(real):
+    """A broken crossing: every second byte leaves the FIFO without being offered to the beat assembly."""
     from amaranth.hdl import Mux, Signal
 
     def crossing(self, m, *args):
-        beat, valid, ready, last = real(self, m, *args)
+        byte, valid, ready = real(self, m, *args)
         taken, skip = Signal(), Signal()
         m.d.comb += ready.eq(Mux(skip, valid, taken))
         with m.If(valid & ready):
             m.d.net += skip.eq(~skip)
-        return beat, valid & ~skip, taken, last
+        return byte, valid & ~skip, taken
 
     return crossing
 
 
 def _repeats_the_head(real):
-    """A broken crossing: the FIFO's head is offered but never taken, so the network sees it again and again."""
+    """A broken crossing: the FIFO's head is offered but never taken, so the beat assembly sees it again and again."""
     from amaranth.hdl import Signal
 
     def crossing(self, m, *args):
-        beat, valid, _, last = real(self, m, *args)
-        return beat, valid, Signal(), last
+        byte, valid, _ = real(self, m, *args)
+        return byte, valid, Signal()
 
     return crossing
 
 
 @needs_icarus
-@pytest.mark.parametrize("breakage", [_drops_every_other_beat, _repeats_the_head])
-def test_a_crossing_that_loses_or_repeats_beats_is_caught(tiny_rtl, tmp_path, monkeypatch, breakage):
+@pytest.mark.parametrize("breakage", [_drops_every_other_byte, _repeats_the_head])
+def test_a_crossing_that_loses_or_repeats_bytes_is_caught(tiny_rtl, tmp_path, monkeypatch, breakage):
     from boards.board_sim import simulate_board
     from boards.board_top import BoardTop
 
-    monkeypatch.setattr(BoardTop, "_beats_to_net", breakage(BoardTop._beats_to_net))
+    monkeypatch.setattr(BoardTop, "_bytes_to_net", breakage(BoardTop._bytes_to_net))
     export, rtl = tiny_rtl
     passed, summary = simulate_board(export, rtl, n=1, work_dir=tmp_path, net_ratio=2.7)
     assert not passed and summary["images"] == 1 and summary["mismatches"] == 1
